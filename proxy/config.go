@@ -1,0 +1,294 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+)
+
+// Defaults for zero-valued Config fields.
+const (
+	DefaultHandshakeTimeout  = 10 * time.Second
+	DefaultDialTimeout       = 5 * time.Second
+	DefaultReadHeaderTimeout = 10 * time.Second
+	DefaultShutdownTimeout   = 30 * time.Second
+	DefaultMaxHeaderBytes    = 64 << 10
+)
+
+// Config is what the proxy does: its timeouts and its routes. A zero duration
+// or size means the documented default; Validate reports every problem at
+// once and New applies the defaults to a copy.
+type Config struct {
+	// HandshakeTimeout bounds the backend's answer to a forwarded opening
+	// handshake (after the dial). A backend that accepts the TCP connection
+	// but does not answer in time gets the client a 504. Default 10s.
+	HandshakeTimeout time.Duration `toml:"handshake_timeout"`
+
+	// DialTimeout bounds the TCP (and for wss backends, TLS) connection to a
+	// backend. A refused or timed-out dial gets the client a 502. Default 5s.
+	DialTimeout time.Duration `toml:"dial_timeout"`
+
+	// ReadHeaderTimeout bounds the client's TLS handshake and request
+	// headers, against slow clients. It ends at the upgrade: a tunnel has
+	// no timeout unless one is configured. Default 10s.
+	ReadHeaderTimeout time.Duration `toml:"read_header_timeout"`
+
+	// ShutdownTimeout is how long open tunnels get to finish after SIGTERM
+	// or SIGINT before they are closed. Default 30s.
+	ShutdownTimeout time.Duration `toml:"shutdown_timeout"`
+
+	// MaxHeaderBytes caps a client's request headers. Default 64 KiB.
+	MaxHeaderBytes int `toml:"max_header_bytes"`
+
+	// Routes map request paths (and optionally hosts) to backends.
+	Routes []Route `toml:"route"`
+}
+
+// Route sends matching requests to a backend (ws, wss, http or https), a
+// static directory, or a Handler. WebSocket handshakes are tunnelled; other
+// requests are proxied as plain HTTP, so long-polling fallbacks and health
+// URLs keep working under the same path.
+type Route struct {
+	// Path is a prefix that matches at segment boundaries: "/wss" matches
+	// "/wss", "/wss/" and "/wss/room", never "/wssx". "= /wss" (or Exact)
+	// matches "/wss" only. The longest match wins; exact beats prefix.
+	Path string `toml:"path"`
+
+	// Exact makes Path match only itself, like nginx's "location = /wss".
+	Exact bool `toml:"exact"`
+
+	// Host restricts the route to one Host header ("chat.example.com") or
+	// one label under a domain ("*.example.com"). Routes naming a host are
+	// preferred over routes that do not. Empty means any host.
+	Host string `toml:"host"`
+
+	// Backend is where requests go: "ws://127.0.0.1:8282". ws and http are
+	// the same to the proxy, as are wss and https. A path in Backend
+	// replaces the matched Path prefix, like nginx's proxy_pass with a URI
+	// ("/wss/x" on path "/wss" with backend "ws://b/app" goes to "/app/x").
+	Backend string `toml:"backend"`
+
+	// Static serves files from this directory instead of a backend
+	// (directory listings are off; index.html is served).
+	Static string `toml:"static"`
+
+	// StripPrefix removes the matched Path prefix before forwarding
+	// ("/wss/room" goes to "/room"). A Backend with a path does this already.
+	StripPrefix bool `toml:"strip_prefix"`
+
+	// SetHeaders are set on the request to the backend, after the proxy's
+	// own forwarding headers, so they may override them. Setting "Host"
+	// replaces the client's Host header, which is passed on by default.
+	SetHeaders map[string]string `toml:"set_headers"`
+
+	// RemoveHeaders are removed from the request to the backend.
+	RemoveHeaders []string `toml:"remove_headers"`
+
+	// HandshakeTimeout overrides the global handshake_timeout for this route.
+	HandshakeTimeout time.Duration `toml:"handshake_timeout"`
+
+	// Handler serves the route in-process instead of Backend or Static.
+	// It is not a configuration key: programs that embed the proxy use it.
+	Handler http.Handler `toml:"-"`
+}
+
+// FieldError is a problem with one configuration key. Key names the key as
+// it is written in the file, with 1-based indexes for arrays of tables:
+// "route[2].backend".
+type FieldError struct {
+	Key string
+	Err error
+}
+
+func (e *FieldError) Error() string { return e.Key + ": " + e.Err.Error() }
+func (e *FieldError) Unwrap() error { return e.Err }
+
+func fieldErr(key, format string, args ...any) error {
+	return &FieldError{Key: key, Err: fmt.Errorf(format, args...)}
+}
+
+// Validate reports every problem in c, each as a *FieldError, joined.
+func (c *Config) Validate() error {
+	var errs []error
+	errs = append(errs, checkDuration("handshake_timeout", c.HandshakeTimeout))
+	errs = append(errs, checkDuration("dial_timeout", c.DialTimeout))
+	errs = append(errs, checkDuration("read_header_timeout", c.ReadHeaderTimeout))
+	errs = append(errs, checkDuration("shutdown_timeout", c.ShutdownTimeout))
+	if c.MaxHeaderBytes < 0 || (c.MaxHeaderBytes > 0 && c.MaxHeaderBytes < 1024) {
+		errs = append(errs, fieldErr("max_header_bytes", "must be at least 1024, got %d", c.MaxHeaderBytes))
+	}
+	if len(c.Routes) == 0 {
+		errs = append(errs, fieldErr("route", "no routes: add a [[route]] with a path and a backend"))
+	}
+	seen := make(map[string]int)
+	for i := range c.Routes {
+		key := fmt.Sprintf("route[%d]", i+1)
+		r := &c.Routes[i]
+		errs = append(errs, r.validate(key))
+		if p, exact, err := r.pattern(); err == nil {
+			id := fmt.Sprintf("%s %v %s", strings.ToLower(r.Host), exact, p)
+			if j, dup := seen[id]; dup {
+				errs = append(errs, fieldErr(key+".path", "%q on host %q is already route[%d]", r.Path, r.Host, j))
+			}
+			seen[id] = i + 1
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (r *Route) validate(key string) error {
+	var errs []error
+	if _, _, err := r.pattern(); err != nil {
+		errs = append(errs, &FieldError{Key: key + ".path", Err: err})
+	}
+	if r.Host != "" {
+		if err := checkHost(r.Host); err != nil {
+			errs = append(errs, &FieldError{Key: key + ".host", Err: err})
+		}
+	}
+	targets := 0
+	for _, set := range []bool{r.Backend != "", r.Static != "", r.Handler != nil} {
+		if set {
+			targets++
+		}
+	}
+	switch {
+	case targets == 0:
+		errs = append(errs, fieldErr(key+".backend", "missing: a route needs a backend (or static)"))
+	case targets > 1:
+		errs = append(errs, fieldErr(key+".backend", "a route has one of backend and static, not both"))
+	}
+	if r.Backend != "" {
+		u, err := parseBackend(r.Backend)
+		if err != nil {
+			errs = append(errs, &FieldError{Key: key + ".backend", Err: err})
+		} else if r.StripPrefix && u.Path != "" {
+			errs = append(errs, fieldErr(key+".strip_prefix", "has no effect: backend %q has a path, which already replaces the prefix", r.Backend))
+		}
+	}
+	if r.Static != "" {
+		if fi, err := os.Stat(r.Static); err != nil {
+			errs = append(errs, fieldErr(key+".static", "%v", err))
+		} else if !fi.IsDir() {
+			errs = append(errs, fieldErr(key+".static", "%q is not a directory", r.Static))
+		}
+	}
+	for name, v := range r.SetHeaders {
+		if err := checkHeaderName(name); err != nil {
+			errs = append(errs, fieldErr(key+".set_headers", "%v", err))
+		}
+		if strings.ContainsAny(v, "\r\n\x00") {
+			errs = append(errs, fieldErr(key+".set_headers", "value of %q contains a line break or NUL", name))
+		}
+		if isHopByHop(http.CanonicalHeaderKey(name)) {
+			errs = append(errs, fieldErr(key+".set_headers", "%q is a hop-by-hop header the proxy manages", name))
+		}
+	}
+	for _, name := range r.RemoveHeaders {
+		if err := checkHeaderName(name); err != nil {
+			errs = append(errs, fieldErr(key+".remove_headers", "%v", err))
+		}
+	}
+	errs = append(errs, checkDuration(key+".handshake_timeout", r.HandshakeTimeout))
+	return errors.Join(errs...)
+}
+
+// pattern returns the route's path and whether it is exact, from either
+// "= /wss" or Path with Exact.
+func (r *Route) pattern() (string, bool, error) {
+	p, exact := r.Path, r.Exact
+	if rest, ok := strings.CutPrefix(p, "="); ok {
+		p, exact = strings.TrimSpace(rest), true
+	}
+	switch {
+	case r.Path == "":
+		return "", false, errors.New(`missing: write path = "/" to match every path`)
+	case !strings.HasPrefix(p, "/"):
+		return "", false, fmt.Errorf("must start with /, got %q", r.Path)
+	case strings.ContainsAny(p, "?#"):
+		return "", false, fmt.Errorf("must not contain a query or fragment, got %q", r.Path)
+	case cleanPath(p) != p && cleanPath(p)+"/" != p:
+		return "", false, fmt.Errorf("must be a clean path (no //, . or .. segments), got %q", r.Path)
+	}
+	return p, exact, nil
+}
+
+func checkHost(h string) error {
+	name := strings.TrimPrefix(h, "*.")
+	if strings.ContainsAny(name, "*:/ ") || name == "" || strings.HasPrefix(name, ".") || strings.HasSuffix(name, ".") {
+		return fmt.Errorf(`must be a host name like "chat.example.com" or "*.example.com" (no port), got %q`, h)
+	}
+	return nil
+}
+
+func checkHeaderName(name string) error {
+	if name == "" {
+		return errors.New("empty header name")
+	}
+	for _, c := range []byte(name) {
+		if c <= ' ' || c >= 0x7f || strings.IndexByte(`"(),/:;<=>?@[\]{}`, c) >= 0 {
+			return fmt.Errorf("invalid header name %q", name)
+		}
+	}
+	return nil
+}
+
+func checkDuration(key string, d time.Duration) error {
+	if d < 0 {
+		return fieldErr(key, "must not be negative, got %v", d)
+	}
+	if d > 0 && d < time.Millisecond {
+		return fieldErr(key, `%v is too short: write a unit, e.g. "10s"`, d)
+	}
+	return nil
+}
+
+// parseBackend checks a backend URL. ws and http are treated alike, as are
+// wss and https; the returned URL keeps the scheme as written.
+func parseBackend(s string) (*url.URL, error) {
+	u, err := url.Parse(s)
+	if err != nil {
+		return nil, fmt.Errorf("not a URL: %v", err)
+	}
+	switch u.Scheme {
+	case "ws", "wss", "http", "https":
+	default:
+		return nil, fmt.Errorf("scheme must be ws, wss, http or https, got %q", u.Scheme)
+	}
+	if u.Host == "" {
+		return nil, fmt.Errorf("missing host:port in %q", s)
+	}
+	if u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		return nil, fmt.Errorf("must be scheme://host:port[/path] with no user, query or fragment, got %q", s)
+	}
+	if _, port, err := net.SplitHostPort(u.Host); err == nil && port == "" {
+		return nil, fmt.Errorf("empty port in %q", s)
+	}
+	return u, nil
+}
+
+// withDefaults returns a copy of c with zero values replaced by defaults.
+func (c Config) withDefaults() Config {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	def(&c.HandshakeTimeout, DefaultHandshakeTimeout)
+	def(&c.DialTimeout, DefaultDialTimeout)
+	def(&c.ReadHeaderTimeout, DefaultReadHeaderTimeout)
+	def(&c.ShutdownTimeout, DefaultShutdownTimeout)
+	if c.MaxHeaderBytes == 0 {
+		c.MaxHeaderBytes = DefaultMaxHeaderBytes
+	}
+	c.Routes = append([]Route(nil), c.Routes...)
+	for i := range c.Routes {
+		def(&c.Routes[i].HandshakeTimeout, c.HandshakeTimeout)
+	}
+	return c
+}

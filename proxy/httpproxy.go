@@ -1,0 +1,104 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"io/fs"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"os"
+	"path"
+	"time"
+)
+
+// reverseProxy is the plain-HTTP side of a backend route: requests that are
+// not WebSocket handshakes (long-polling fallbacks such as socket.io's and
+// SockJS's, health URLs, a whole site). Responses are flushed as they come,
+// so streaming works. The forwarding headers are the tunnel's.
+func (s *Server) reverseProxy(rt *route) http.Handler {
+	target := *rt.backend
+	target.Scheme = "http"
+	if rt.backendTLS {
+		target.Scheme = "https"
+	}
+	transport := &http.Transport{
+		DialContext:           s.dialer.DialContext,
+		TLSClientConfig:       &tls.Config{ServerName: rt.backend.Hostname()},
+		TLSHandshakeTimeout:   s.cfg.DialTimeout,
+		MaxIdleConnsPerHost:   64,
+		IdleConnTimeout:       90 * time.Second,
+		ExpectContinueTimeout: time.Second,
+	}
+	s.transports = append(s.transports, transport)
+	return &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			// Hop-by-hop and X-Forwarded-* headers are already gone. Only
+			// WebSocket upgrades are tunnelled; other Upgrade requests
+			// (h2c…) go on as plain requests.
+			pr.Out.Header.Del("Upgrade")
+			pr.Out.Header.Del("Connection")
+			pr.Out.URL.Scheme = target.Scheme
+			pr.Out.URL.Host = target.Host
+			pr.Out.URL.Path = rt.targetPath(pr.In.URL.Path)
+			pr.Out.URL.RawPath = ""
+			if !rt.stripPath {
+				pr.Out.URL.RawPath = pr.In.URL.RawPath
+			}
+			pr.Out.Host = pr.In.Host
+			rt.forwardHeaders(pr.Out.Header, pr.In, clientIP(pr.In))
+			if h := pr.Out.Header.Get("Host"); h != "" {
+				pr.Out.Host = h
+				pr.Out.Header.Del("Host")
+			}
+		},
+		Transport:     transport,
+		FlushInterval: -1,
+		ErrorLog:      s.errorLog,
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			if r.Context().Err() != nil {
+				s.log.Debug("client gone during request", "route", rt.name, "client_ip", clientIP(r), "error", err)
+				return
+			}
+			status, kind, public := http.StatusBadGateway, "backend-http", "backend unavailable"
+			var ne net.Error
+			if errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {
+				status, kind, public = http.StatusGatewayTimeout, "backend-timeout", "backend did not answer in time"
+			}
+			s.refuse(w, r, rt, status, kind, public, err)
+		},
+	}
+}
+
+// staticHandler serves files under dir for a static route, without
+// directory listings. The file path is the request path, or with strip_prefix
+// the part after the route's path.
+func staticHandler(rt *route, dir string) http.Handler {
+	files := http.FileServer(http.FS(noListing{os.DirFS(dir)}))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r2 := r.Clone(r.Context())
+		r2.URL.Path, r2.URL.RawPath = rt.targetPath(r.URL.Path), ""
+		files.ServeHTTP(w, r2)
+	})
+}
+
+// noListing hides directories that have no index.html, so a static route
+// never lists a directory (nginx's autoindex is off by default too).
+type noListing struct{ fs.FS }
+
+func (n noListing) Open(name string) (fs.File, error) {
+	f, err := n.FS.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	if fi, err := f.Stat(); err == nil && fi.IsDir() {
+		idx, err := n.FS.Open(path.Join(name, "index.html"))
+		if err != nil {
+			f.Close()
+			return nil, fs.ErrNotExist
+		}
+		idx.Close()
+	}
+	return f, nil
+}

@@ -1,0 +1,206 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// ErrShuttingDown is returned by Serve after Shutdown.
+var ErrShuttingDown = errors.New("proxy: shutting down")
+
+// Server serves the routes of a Config on listeners the caller provides
+// (usually TLS listeners from package tlsconf).
+type Server struct {
+	cfg    Config
+	log    *slog.Logger
+	router router
+	http   *http.Server
+
+	// ctx is the parent of every request and tunnel; cancel closes them all.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu         sync.Mutex // guards closing and tunnels.Add against Shutdown's Wait
+	closing    bool
+	tunnels    sync.WaitGroup
+	open       atomic.Int64
+	dialer     net.Dialer
+	transports []*http.Transport // plain-HTTP backends' connection pools
+	errorLog   *log.Logger       // net/http's own messages, at debug level
+}
+
+// New validates cfg and returns a Server for it. A nil logger discards logs.
+func New(cfg Config, logger *slog.Logger) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	cfg = cfg.withDefaults()
+	s := &Server{cfg: cfg, log: logger}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.dialer = net.Dialer{Timeout: cfg.DialTimeout}
+	s.errorLog = slog.NewLogLogger(logger.Handler(), slog.LevelDebug)
+	for i, r := range cfg.Routes {
+		rt := compileRoute(i, r)
+		switch {
+		case r.Handler != nil:
+			rt.http = r.Handler
+		case r.Static != "":
+			rt.http = staticHandler(rt, r.Static)
+		default:
+			rt.http = s.reverseProxy(rt)
+		}
+		s.router.routes = append(s.router.routes, rt)
+	}
+	s.http = &http.Server{
+		Handler:           s,
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		MaxHeaderBytes:    cfg.MaxHeaderBytes,
+		IdleTimeout:       2 * time.Minute,
+		BaseContext:       func(net.Listener) context.Context { return s.ctx },
+		ErrorLog:          s.errorLog,
+	}
+	return s, nil
+}
+
+// Serve accepts connections on ln until Shutdown. It returns
+// ErrShuttingDown after Shutdown, and other errors from ln.
+func (s *Server) Serve(ln net.Listener) error {
+	err := s.http.Serve(ln)
+	if errors.Is(err, http.ErrServerClosed) {
+		return ErrShuttingDown
+	}
+	return err
+}
+
+// OpenTunnels is the number of WebSocket tunnels now open.
+func (s *Server) OpenTunnels() int64 { return s.open.Load() }
+
+// Shutdown stops accepting connections, lets open tunnels run until they end
+// or ctx is done, then closes what is left and waits for it. Hijacked
+// connections are out of http.Server's reach, so tunnels are counted here.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closing = true
+	s.mu.Unlock()
+	err := s.http.Shutdown(ctx)
+	done := make(chan struct{})
+	go func() {
+		s.tunnels.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	s.cancel() // closes every tunnel and request still open
+	<-done
+	s.closeIdle()
+	return err
+}
+
+// Close closes every listener, connection and tunnel at once.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	s.closing = true
+	s.mu.Unlock()
+	err := s.http.Close()
+	s.cancel()
+	s.tunnels.Wait()
+	s.closeIdle()
+	return err
+}
+
+func (s *Server) closeIdle() {
+	for _, t := range s.transports {
+		t.CloseIdleConnections()
+	}
+}
+
+// startTunnel registers a tunnel; it returns false once Shutdown has begun.
+func (s *Server) startTunnel() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return false
+	}
+	s.tunnels.Add(1)
+	s.open.Add(1)
+	return true
+}
+
+func (s *Server) endTunnel() {
+	s.open.Add(-1)
+	s.tunnels.Done()
+}
+
+// ServeHTTP routes a request: WebSocket handshakes to the tunnel, anything
+// else to the route's plain HTTP handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	p := cleanPath(r.URL.Path)
+	rt := s.router.match(requestHost(r), p)
+	if rt == nil {
+		s.refuse(w, r, nil, http.StatusNotFound, "no-route", "no route for this path", nil)
+		return
+	}
+	if p != r.URL.Path {
+		// Forward the clean path, so dot segments never reach a backend.
+		r2 := r.Clone(r.Context())
+		r2.URL.Path, r2.URL.RawPath = p, ""
+		r = r2
+	}
+	if isWebSocket(r) {
+		s.serveWebSocket(w, r, rt)
+		return
+	}
+	rt.http.ServeHTTP(w, r)
+}
+
+// Error responses made by the proxy itself carry this header, so a client
+// (and wssproxy probe) can tell them from a backend's answer.
+const errorHeader = "X-Wssproxy-Error"
+
+// refuse answers with the proxy's own error status and logs one line.
+// The client sees the status and public; detail (which may name backend
+// addresses) goes only to the log.
+func (s *Server) refuse(w http.ResponseWriter, r *http.Request, rt *route, status int, kind, public string, detail error) {
+	attrs := []any{"status", status, "refused", kind, "client_ip", clientIP(r), "host", r.Host, "path", r.URL.Path}
+	if rt != nil {
+		attrs = append(attrs, "route", rt.name, "backend", rt.backendString())
+	}
+	if detail != nil {
+		attrs = append(attrs, "error", detail.Error())
+	}
+	level := slog.LevelInfo
+	if status == http.StatusBadGateway || status == http.StatusGatewayTimeout {
+		level = slog.LevelWarn
+	}
+	s.log.Log(r.Context(), level, "request refused", attrs...)
+	h := w.Header()
+	h.Set(errorHeader, kind)
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	if status == http.StatusUpgradeRequired {
+		h.Set("Sec-WebSocket-Version", "13")
+	}
+	w.WriteHeader(status)
+	io.WriteString(w, http.StatusText(status)+": "+public+"\n")
+}
+
+func (rt *route) backendString() string {
+	if rt.backend == nil {
+		return ""
+	}
+	return rt.backend.String()
+}

@@ -1,0 +1,195 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"time"
+)
+
+// serveWebSocket forwards a client's opening handshake to the route's
+// backend and, only when the backend answers 101, upgrades the client and
+// runs the tunnel. Any other backend answer reaches the client as it is, so
+// the backend stays in charge of authentication, subprotocols and
+// extensions (RFC 6455 §4.2.2: all of them negotiate end to end).
+func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, rt *route) {
+	if rt.backend == nil {
+		s.refuse(w, r, rt, http.StatusBadRequest, "not-websocket", "this path does not serve WebSockets", nil)
+		return
+	}
+	if herr := checkHandshake(r); herr != nil {
+		s.refuse(w, r, rt, herr.status, "bad-handshake", herr.reason, nil)
+		return
+	}
+	start := time.Now()
+	backend, br, resp, err := s.backendHandshake(r, rt)
+	if err != nil {
+		var be *backendError
+		errors.As(err, &be)
+		s.refuse(w, r, rt, be.status, be.kind, be.public, err)
+		return
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		s.relayResponse(w, r, rt, resp)
+		backend.Close()
+		return
+	}
+	if !hasToken(resp.Header, "Upgrade", "websocket") || !hasToken(resp.Header, "Connection", "upgrade") {
+		backend.Close()
+		s.refuse(w, r, rt, http.StatusBadGateway, "backend-bad-upgrade", "backend did not upgrade to WebSocket",
+			fmt.Errorf("backend answered 101 with Upgrade %q, Connection %q", resp.Header.Get("Upgrade"), resp.Header.Get("Connection")))
+		return
+	}
+	if !s.startTunnel() {
+		backend.Close()
+		s.refuse(w, r, rt, http.StatusServiceUnavailable, "shutting-down", "proxy is shutting down", nil)
+		return
+	}
+	defer s.endTunnel()
+
+	client, crw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		backend.Close()
+		s.log.Error("hijack client connection", "route", rt.name, "client_ip", clientIP(r), "error", err)
+		return
+	}
+	// The 101 carries the backend's headers: Sec-WebSocket-Accept, the
+	// chosen subprotocol and extensions, cookies.
+	removeHopByHop(resp.Header)
+	crw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n")
+	resp.Header.Write(crw)
+	crw.WriteString("\r\n")
+	if err := crw.Flush(); err != nil {
+		client.Close()
+		backend.Close()
+		s.log.Debug("client gone before upgrade", "route", rt.name, "client_ip", clientIP(r), "error", err)
+		return
+	}
+	t := &tunnel{
+		rt:          rt,
+		client:      client,
+		backend:     backend,
+		clientIP:    clientIP(r),
+		start:       start,
+		fromClient:  buffered(crw.Reader),
+		fromBackend: buffered(br),
+	}
+	t.run(s.ctx, s.log)
+}
+
+// buffered returns the bytes br has read ahead from its connection. They
+// belong to the tunnel and are forwarded before anything else.
+func buffered(br *bufio.Reader) []byte {
+	b, _ := br.Peek(br.Buffered())
+	return b
+}
+
+// backendError is a failed backend handshake with the client's status.
+type backendError struct {
+	status       int
+	kind, public string
+	err          error
+}
+
+func (e *backendError) Error() string { return e.err.Error() }
+func (e *backendError) Unwrap() error { return e.err }
+
+// backendHandshake dials the backend and forwards the client's handshake,
+// returning the backend's response. The connection has no deadline when it
+// is returned.
+func (s *Server) backendHandshake(r *http.Request, rt *route) (net.Conn, *bufio.Reader, *http.Response, error) {
+	conn, err := s.dialBackend(r.Context(), rt)
+	if err != nil {
+		return nil, nil, nil, &backendError{http.StatusBadGateway, "backend-dial", "backend unavailable",
+			fmt.Errorf("dial backend %s: %w", rt.dialAddr, err)}
+	}
+	// Either deadline or the client going away ends the wait.
+	conn.SetDeadline(time.Now().Add(rt.handshakeTimeout))
+	stop := context.AfterFunc(r.Context(), func() { conn.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+
+	req := &http.Request{
+		Method:     http.MethodGet,
+		URL:        &url.URL{Path: rt.targetPath(r.URL.Path), RawQuery: r.URL.RawQuery},
+		Proto:      "HTTP/1.1",
+		ProtoMajor: 1,
+		ProtoMinor: 1,
+		Header:     r.Header.Clone(),
+		Host:       r.Host,
+	}
+	if !rt.stripPath {
+		req.URL.RawPath = r.URL.RawPath // keep the client's escaping
+	}
+	removeHopByHop(req.Header)
+	req.Header.Del("Content-Length")
+	rt.forwardHeaders(req.Header, r, clientIP(r))
+	if h := req.Header.Get("Host"); h != "" {
+		req.Host = h
+		req.Header.Del("Host")
+	}
+	if _, ok := req.Header["User-Agent"]; !ok {
+		req.Header["User-Agent"] = nil // Request.Write adds Go's otherwise
+	}
+	req.Header.Set("Upgrade", "websocket")
+	req.Header.Set("Connection", "Upgrade")
+
+	fail := func(err error) (net.Conn, *bufio.Reader, *http.Response, error) {
+		conn.Close()
+		if errors.Is(err, os.ErrDeadlineExceeded) && r.Context().Err() == nil {
+			return nil, nil, nil, &backendError{http.StatusGatewayTimeout, "backend-timeout", "backend did not answer the handshake in time",
+				fmt.Errorf("backend %s handshake: no answer within %v", rt.dialAddr, rt.handshakeTimeout)}
+		}
+		return nil, nil, nil, &backendError{http.StatusBadGateway, "backend-handshake", "backend failed the handshake",
+			fmt.Errorf("backend %s handshake: %w", rt.dialAddr, err)}
+	}
+	bw := bufio.NewWriterSize(conn, 2048)
+	if err := req.Write(bw); err != nil {
+		return fail(err)
+	}
+	if err := bw.Flush(); err != nil {
+		return fail(err)
+	}
+	br := bufio.NewReaderSize(conn, 4096)
+	resp, err := http.ReadResponse(br, req)
+	if err != nil {
+		return fail(err)
+	}
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		conn.SetDeadline(time.Time{})
+	}
+	return conn, br, resp, nil
+}
+
+// dialBackend connects to the route's backend, with TLS for wss and https.
+func (s *Server) dialBackend(ctx context.Context, rt *route) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.DialTimeout)
+	defer cancel()
+	if rt.backendTLS {
+		d := tls.Dialer{NetDialer: &s.dialer, Config: &tls.Config{ServerName: rt.backend.Hostname(), NextProtos: []string{"http/1.1"}}}
+		return d.DialContext(ctx, "tcp", rt.dialAddr)
+	}
+	return s.dialer.DialContext(ctx, "tcp", rt.dialAddr)
+}
+
+// relayResponse passes a backend's refusal (403, 400, 500…) to the client
+// as it is, minus hop-by-hop headers. The backend connection still has the
+// handshake deadline, which bounds the body.
+func (s *Server) relayResponse(w http.ResponseWriter, r *http.Request, rt *route, resp *http.Response) {
+	defer resp.Body.Close()
+	s.log.Info("backend refused handshake", "route", rt.name, "backend", rt.backendString(),
+		"client_ip", clientIP(r), "status", resp.StatusCode)
+	removeHopByHop(resp.Header)
+	h := w.Header()
+	for k, v := range resp.Header {
+		h[k] = v
+	}
+	w.WriteHeader(resp.StatusCode)
+	io.Copy(w, resp.Body)
+}
