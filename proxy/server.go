@@ -175,7 +175,7 @@ const errorHeader = "X-Wssproxy-Error"
 // The client sees the status and public; detail (which may name backend
 // addresses) goes only to the log.
 func (s *Server) refuse(w http.ResponseWriter, r *http.Request, rt *route, status int, kind, public string, detail error) {
-	attrs := []any{"status", status, "refused", kind, "client_ip", clientIP(r), "host", r.Host, "path", r.URL.Path}
+	attrs := []any{"status", status, "refused", kind, "reason", public, "client_ip", clientIP(r), "host", r.Host, "path", r.URL.Path}
 	if rt != nil {
 		attrs = append(attrs, "route", rt.name, "backend", rt.backendString())
 	}

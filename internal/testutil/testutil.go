@@ -1,0 +1,138 @@
+// Package testutil holds helpers shared by wssproxy's tests: certificates
+// made in t.TempDir(), real backends on 127.0.0.1:0, and leak checks.
+package testutil
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/wssproxy/wssproxy/tlsconf"
+)
+
+// Cert makes a self-signed ECDSA P-256 certificate for localhost and the
+// loopback addresses, and a client config that trusts it.
+func Cert(t testing.TB, hosts ...string) (*tls.Certificate, *tls.Config) {
+	t.Helper()
+	if len(hosts) == 0 {
+		hosts = []string{"localhost", "127.0.0.1", "::1"}
+	}
+	cert, err := tlsconf.SelfSigned(hosts, 24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cert, &tls.Config{RootCAs: tlsconf.CertPool(cert), ServerName: hosts[0]}
+}
+
+// WriteKeyPair writes cert as PEM files in t.TempDir() and returns their
+// paths.
+func WriteKeyPair(t testing.TB, cert *tls.Certificate) (certFile, keyFile string) {
+	t.Helper()
+	dir := t.TempDir()
+	var chain bytes.Buffer
+	for _, der := range cert.Certificate {
+		pem.Encode(&chain, &pem.Block{Type: "CERTIFICATE", Bytes: der})
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, chain.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile
+}
+
+// Serve runs h on a fresh 127.0.0.1:0 listener until the test ends and
+// returns its address.
+func Serve(t testing.TB, h http.Handler) string {
+	t.Helper()
+	ln := Listen(t)
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	var wg sync.WaitGroup
+	wg.Go(func() { srv.Serve(ln) })
+	t.Cleanup(func() {
+		srv.Close()
+		wg.Wait()
+	})
+	return ln.Addr().String()
+}
+
+// Listen opens a TCP listener on 127.0.0.1:0, closed when the test ends.
+func Listen(t testing.TB) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln
+}
+
+// ClosedPort returns a loopback address on which nothing listens.
+func ClosedPort(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+// Context returns a context that ends with the test or after d, whichever
+// comes first: every wait in a test is bounded by one.
+func Context(t testing.TB, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// CheckLeaks fails the test if, once everything else registered with
+// t.Cleanup has run, goroutines started during the test are still running
+// or the process holds more open files than when CheckLeaks was called.
+// Call it first, so that its cleanup runs last.
+func CheckLeaks(t testing.TB) {
+	t.Helper()
+	ignore := goleak.IgnoreCurrent()
+	before := OpenFDs()
+	t.Cleanup(func() {
+		goleak.VerifyNone(t, ignore)
+		// Closing a socket is synchronous, but a peer's goroutine may
+		// still be on its way out; give the count a bounded time to settle.
+		deadline := time.Now().Add(5 * time.Second)
+		n := OpenFDs()
+		for n > before && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+			n = OpenFDs()
+		}
+		if n > before {
+			t.Errorf("open files: %d after the test, %d before", n, before)
+		}
+	})
+}
+
+// OpenFDs counts this process's open file descriptors.
+func OpenFDs() int {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return -1
+	}
+	return len(ents)
+}

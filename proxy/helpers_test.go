@@ -1,0 +1,192 @@
+package proxy_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"go.uber.org/goleak"
+
+	"github.com/wssproxy/wssproxy/internal/echo"
+	"github.com/wssproxy/wssproxy/internal/testutil"
+	"github.com/wssproxy/wssproxy/proxy"
+	"github.com/wssproxy/wssproxy/tlsconf"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// env is a running proxy on a real TLS listener on 127.0.0.1:0.
+type env struct {
+	t      testing.TB
+	srv    *proxy.Server
+	addr   string      // 127.0.0.1:port
+	tls    *tls.Config // trusts the proxy's certificate
+	client *http.Client
+	logs   *logBuffer
+}
+
+// startProxy runs a proxy for cfg until the test ends.
+func startProxy(t testing.TB, cfg proxy.Config) *env {
+	t.Helper()
+	cert, clientTLS := testutil.Cert(t)
+	logs := &logBuffer{}
+	srv, err := proxy.New(cfg, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := testutil.Listen(t)
+	var wg sync.WaitGroup
+	wg.Go(func() { srv.Serve(tls.NewListener(ln, tlsconf.ServerConfig(cert))) })
+	tr := &http.Transport{TLSClientConfig: clientTLS}
+	t.Cleanup(func() {
+		tr.CloseIdleConnections()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+		wg.Wait()
+	})
+	return &env{t: t, srv: srv, addr: ln.Addr().String(), tls: clientTLS, client: &http.Client{Transport: tr}, logs: logs}
+}
+
+// url is the wss:// (or https:// with scheme "https") URL of path.
+func (e *env) url(scheme, path string) string { return scheme + "://" + e.addr + path }
+
+// dial opens a WebSocket through the proxy. opts may be nil.
+func (e *env) dial(ctx context.Context, path string, opts *websocket.DialOptions) (*websocket.Conn, *http.Response, error) {
+	if opts == nil {
+		opts = &websocket.DialOptions{}
+	}
+	opts.HTTPClient = e.client
+	return websocket.Dial(ctx, e.url("wss", path), opts)
+}
+
+// mustDial is dial that fails the test on error and closes the conn at the
+// end of the test.
+func (e *env) mustDial(ctx context.Context, path string, opts *websocket.DialOptions) *websocket.Conn {
+	e.t.Helper()
+	c, _, err := e.dial(ctx, path, opts)
+	if err != nil {
+		e.t.Fatalf("dial %s: %v", path, err)
+	}
+	e.t.Cleanup(func() { c.CloseNow() })
+	return c
+}
+
+// echoBackend runs the echo backend and returns its ws:// URL.
+func echoBackend(t testing.TB, opts echo.Options) string {
+	return "ws://" + testutil.Serve(t, echo.Handler(opts))
+}
+
+// route is a one-route config.
+func route(path, backend string) proxy.Config {
+	return proxy.Config{Routes: []proxy.Route{{Path: path, Backend: backend}}}
+}
+
+// roundTrip sends msg and expects it back.
+func roundTrip(t testing.TB, ctx context.Context, c *websocket.Conn, typ websocket.MessageType, msg []byte) {
+	t.Helper()
+	if err := c.Write(ctx, typ, msg); err != nil {
+		t.Fatalf("write: %v", err)
+	}
+	gotTyp, got, err := c.Read(ctx)
+	if err != nil {
+		t.Fatalf("read: %v", err)
+	}
+	if gotTyp != typ || !bytes.Equal(got, msg) {
+		t.Fatalf("echo: got %v %d bytes %.40q, want %v %d bytes %.40q", gotTyp, len(got), got, typ, len(msg), msg)
+	}
+}
+
+// logBuffer collects log output from several goroutines.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+// lines returns the log lines that contain all of subs.
+func (l *logBuffer) lines(subs ...string) []string {
+	var out []string
+	for _, line := range strings.Split(l.String(), "\n") {
+		ok := line != ""
+		for _, s := range subs {
+			ok = ok && strings.Contains(line, s)
+		}
+		if ok {
+			out = append(out, line)
+		}
+	}
+	return out
+}
+
+// recorder is a backend that records each handshake request it gets and
+// then echoes.
+type recorder struct {
+	mu   sync.Mutex
+	reqs []*http.Request
+}
+
+func (rec *recorder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rec.mu.Lock()
+	rec.reqs = append(rec.reqs, r.Clone(context.Background()))
+	rec.mu.Unlock()
+	echo.Handler(echo.Options{}).ServeHTTP(w, r)
+}
+
+func (rec *recorder) last(t testing.TB) *http.Request {
+	t.Helper()
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if len(rec.reqs) == 0 {
+		t.Fatal("backend got no request")
+	}
+	return rec.reqs[len(rec.reqs)-1]
+}
+
+// rawBackend accepts one connection at a time and hands it to fn, for
+// backends that misbehave in ways a real server library would not.
+func rawBackend(t testing.TB, fn func(net.Conn)) string {
+	t.Helper()
+	ln := testutil.Listen(t)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				defer c.Close()
+				fn(c)
+			})
+		}
+	})
+	t.Cleanup(func() {
+		ln.Close()
+		wg.Wait()
+	})
+	return ln.Addr().String()
+}
