@@ -112,11 +112,11 @@ func parseConfig(path string, data []byte) (*fileConfig, error) {
 		}
 		fc.Routes = append(fc.Routes, r)
 	}
+	if len(ce.lines) > 0 {
+		return nil, ce // values may be half-decoded: validating them would mislead
+	}
 	for _, key := range unknownKeys(md) {
 		add(key.name, lines.find(key.name), "unknown key"+key.hint)
-	}
-	if len(ce.lines) > 0 {
-		return nil, ce
 	}
 	for _, err := range fc.validate() {
 		var fe *proxy.FieldError

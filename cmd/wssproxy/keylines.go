@@ -46,6 +46,7 @@ func keyLines(src string) keyLineIndex {
 			name := indexed(arrays, splitKey(headerBody(t[2:])), true)
 			arrays[name]++
 			table = fmt.Sprintf("%s[%d]", name, arrays[name])
+			setLine(idx, name, n+1) // the array: its first element
 			setLine(idx, table, n+1)
 		case t[0] == '[':
 			table = indexed(arrays, splitKey(headerBody(t[1:])), false)
