@@ -70,6 +70,10 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 		BaseContext:       func(net.Listener) context.Context { return s.ctx },
 		ErrorLog:          s.errorLog,
 	}
+	// Runs once Shutdown has closed the listeners.
+	s.http.RegisterOnShutdown(func() {
+		s.log.Info("stopped accepting", "open_tunnels", s.open.Load())
+	})
 	return s, nil
 }
 

@@ -338,4 +338,3 @@ func TestManyTunnels(t *testing.T) {
 	}
 	waitTunnels(t, ctx, e, 0)
 }
-

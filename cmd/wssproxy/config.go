@@ -8,6 +8,7 @@ import (
 	"os"
 	"reflect"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -237,7 +238,8 @@ func suggest(k toml.Key) string {
 	return fmt.Sprintf(" (did you mean %q?)", best)
 }
 
-// keysOf lists the TOML keys of a struct type, following embedded structs.
+// keysOf lists the TOML keys of a struct type, following embedded structs;
+// a key the outer struct shadows is listed once.
 func keysOf(t reflect.Type) []string {
 	var keys []string
 	for f := range t.Fields() {
@@ -250,7 +252,8 @@ func keysOf(t reflect.Type) []string {
 			keys = append(keys, tag)
 		}
 	}
-	return keys
+	slices.Sort(keys)
+	return slices.Compact(keys)
 }
 
 // fieldByKey is the element type behind key in struct type t.

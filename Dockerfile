@@ -1,0 +1,29 @@
+# syntax=docker/dockerfile:1
+# wssproxy: one static binary on an empty image, running as a non-root user.
+#
+#   docker build -t wssproxy .
+#   docker run -p 443:443 -v /etc/letsencrypt:/etc/letsencrypt:ro \
+#     -v $PWD/wssproxy.toml:/etc/wssproxy/wssproxy.toml:ro \
+#     wssproxy -config /etc/wssproxy/wssproxy.toml
+#
+# Binding 443 as a non-root user works because Docker sets
+# net.ipv4.ip_unprivileged_port_start=0 in containers by default.
+
+FROM golang:1.26-bookworm AS build
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN go mod download
+COPY . .
+# The same flags .ci/run builds and checks with.
+RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/wssproxy ./cmd/wssproxy
+
+FROM scratch
+# CA roots, for wss:// backends on other hosts.
+COPY --from=build /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
+COPY --from=build /out/wssproxy /wssproxy
+USER 65532:65532
+# Certificates and (later) the ACME cache live here; mount it.
+VOLUME ["/var/lib/wssproxy"]
+EXPOSE 443 80
+ENTRYPOINT ["/wssproxy"]
+CMD ["-listen", ":443"]

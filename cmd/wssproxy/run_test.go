@@ -1,0 +1,285 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"go.uber.org/goleak"
+
+	"github.com/wssproxy/wssproxy/internal/echo"
+	"github.com/wssproxy/wssproxy/internal/testutil"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// logSink is a stderr that tests can wait on.
+type logSink struct {
+	mu      sync.Mutex
+	buf     bytes.Buffer
+	changed chan struct{}
+}
+
+func newLogSink() *logSink { return &logSink{changed: make(chan struct{})} }
+
+func (l *logSink) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	close(l.changed)
+	l.changed = make(chan struct{})
+	return l.buf.Write(p)
+}
+
+func (l *logSink) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+// wait returns the first submatch of re once the log has a match.
+func (l *logSink) wait(t testing.TB, ctx context.Context, re string) string {
+	t.Helper()
+	rx := regexp.MustCompile(re)
+	for {
+		l.mu.Lock()
+		m := rx.FindStringSubmatch(l.buf.String())
+		ch := l.changed
+		l.mu.Unlock()
+		if m != nil {
+			if len(m) > 1 {
+				return m[1]
+			}
+			return m[0]
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			t.Fatalf("log never matched %q:\n%s", re, l.String())
+		}
+	}
+}
+
+// startRun runs run(args) in the background until the test ends and
+// returns its log and the TLS address it listens on.
+func startRun(t *testing.T, args ...string) (*logSink, string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	logs := newLogSink()
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, args, io.Discard, logs) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+	})
+	wctx := testutil.Context(t, 10*time.Second)
+	addr := logs.wait(t, wctx, `msg=listening addr=(\S+)`)
+	return logs, addr
+}
+
+func insecureClient() *http.Client {
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+}
+
+// TestDemo guards the README's first command: -demo serves the test page
+// and answers "tom" through the whole path, with nothing else running.
+func TestDemo(t *testing.T) {
+	testutil.CheckLeaks(t)
+	ctx := testutil.Context(t, 10*time.Second)
+	logs, addr := startRun(t, "-demo", "-listen", "127.0.0.1:0", "-demo-backend", "127.0.0.1:0")
+	client := insecureClient()
+	defer client.CloseIdleConnections()
+
+	resp, err := client.Get("https://" + addr + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`"wss://" + location.host + "/wss"`, `ws.send("tom")`} {
+		if !bytes.Contains(page, []byte(want)) {
+			t.Errorf("demo page lacks %s", want)
+		}
+	}
+	c, _, err := websocket.Dial(ctx, "wss://"+addr+"/wss", &websocket.DialOptions{HTTPClient: client})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+	c.Write(ctx, websocket.MessageText, []byte("tom"))
+	_, got, err := c.Read(ctx)
+	if err != nil || string(got) != "tom" {
+		t.Fatalf("reply %q, %v", got, err)
+	}
+	c.Close(websocket.StatusNormalClosure, "")
+	for _, want := range []string{"tls_fingerprint_sha256=", "path=/wss to=ws://127.0.0.1:", "demo ready"} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("log lacks %q:\n%s", want, logs)
+		}
+	}
+}
+
+// TestDefaultCertificate guards the embedded default's certificate: ECDSA
+// P-256, for localhost and the loopback addresses, TLS 1.2 at least.
+func TestDefaultCertificate(t *testing.T) {
+	testutil.CheckLeaks(t)
+	_, addr := startRun(t, "-listen", "127.0.0.1:0")
+	conn, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true, ServerName: "localhost"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	leaf := conn.ConnectionState().PeerCertificates[0]
+	if leaf.PublicKeyAlgorithm.String() != "ECDSA" || leaf.VerifyHostname("localhost") != nil ||
+		leaf.VerifyHostname("127.0.0.1") != nil || leaf.VerifyHostname("::1") != nil {
+		t.Errorf("certificate: %v %v %v", leaf.PublicKeyAlgorithm, leaf.DNSNames, leaf.IPAddresses)
+	}
+	for _, v := range []uint16{tls.VersionTLS10, tls.VersionTLS11} {
+		c, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true, MinVersion: v, MaxVersion: v})
+		if err == nil {
+			c.Close()
+			t.Errorf("TLS version %x accepted", v)
+		}
+	}
+}
+
+// TestRedirect guards [redirect]: every plain-HTTP request gets a 308 to the
+// same host and URI on the TLS port.
+func TestRedirect(t *testing.T) {
+	testutil.CheckLeaks(t)
+	cfg := filepath.Join(t.TempDir(), "r.toml")
+	os.WriteFile(cfg, []byte("listen = \"127.0.0.1:0\"\n[redirect]\nlisten = \"127.0.0.1:0\"\n[[route]]\npath = \"/wss\"\nbackend = \"ws://127.0.0.1:8282\"\n"), 0o600)
+	logs, addr := startRun(t, "-config", cfg)
+	raddr := logs.wait(t, testutil.Context(t, 5*time.Second), `redirecting to https" addr=(\S+)`)
+	_, port, _ := net.SplitHostPort(addr)
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	defer client.CloseIdleConnections()
+	req, _ := http.NewRequest("POST", "http://"+raddr+"/wss/room?x=1", nil)
+	req.Host = "chat.example.com"
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if want := "https://chat.example.com:" + port + "/wss/room?x=1"; resp.StatusCode != 308 || resp.Header.Get("Location") != want {
+		t.Errorf("got %d %q, want 308 %q", resp.StatusCode, resp.Header.Get("Location"), want)
+	}
+}
+
+// TestFlagErrors guards that contradictory or incomplete flags are refused
+// before anything starts.
+func TestFlagErrors(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-demo", "-config", "x.toml"}, "-demo runs the embedded default"},
+		{[]string{"-t"}, "-t needs -config FILE"},
+		{[]string{"-listen", "443"}, "-listen: must be host:port"},
+		{[]string{"extra"}, `unexpected argument "extra"`},
+		{[]string{"-config", "/nonexistent.toml"}, "read config: open /nonexistent.toml"},
+	} {
+		err := run(context.Background(), tc.args, io.Discard, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: got %v, want %q", tc.args, err, tc.want)
+		}
+	}
+}
+
+// TestSignals builds the binary and guards SIGTERM handling in a real
+// process: it stops accepting, lets an open tunnel keep working, exits 0
+// when the tunnel ends; and closes a tunnel still open at shutdown_timeout,
+// then exits 0.
+func TestSignals(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := filepath.Join(t.TempDir(), "wssproxy")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	backend := "ws://" + testutil.Serve(t, echo.Handler(echo.Options{}))
+
+	for _, tc := range []struct {
+		name         string
+		clientLeaves bool
+	}{
+		{"tunnel finishes within shutdown_timeout", true},
+		{"tunnel outlives shutdown_timeout", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := testutil.Context(t, 30*time.Second)
+			cfg := filepath.Join(t.TempDir(), "c.toml")
+			timeout := "20s"
+			if !tc.clientLeaves {
+				timeout = "300ms"
+			}
+			os.WriteFile(cfg, []byte(fmt.Sprintf("listen = \"127.0.0.1:0\"\nshutdown_timeout = %q\n[[route]]\npath = \"/wss\"\nbackend = %q\n", timeout, backend)), 0o600)
+			cmd := exec.CommandContext(ctx, bin, "-config", cfg)
+			logs := newLogSink()
+			cmd.Stderr = logs
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			exited := make(chan struct{}) // closed when the process has exited
+			var exitErr error
+			go func() { exitErr = cmd.Wait(); close(exited) }()
+			defer func() {
+				cmd.Process.Kill()
+				<-exited
+			}()
+			addr := logs.wait(t, ctx, `msg=listening addr=(\S+)`)
+			client := insecureClient()
+			defer client.CloseIdleConnections()
+			c, _, err := websocket.Dial(ctx, "wss://"+addr+"/wss", &websocket.DialOptions{HTTPClient: client})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.CloseNow()
+
+			cmd.Process.Signal(syscall.SIGTERM)
+			logs.wait(t, ctx, `msg="stopped accepting" open_tunnels=1`)
+			if c, err := net.Dial("tcp", addr); err == nil {
+				c.Close()
+				t.Error("new connection accepted after SIGTERM")
+			}
+			if tc.clientLeaves {
+				c.Write(ctx, websocket.MessageText, []byte("still here"))
+				if _, got, err := c.Read(ctx); err != nil || string(got) != "still here" {
+					t.Fatalf("tunnel after SIGTERM: %q %v", got, err)
+				}
+				c.Close(websocket.StatusNormalClosure, "")
+			} else if _, _, err := c.Read(ctx); err == nil || ctx.Err() != nil {
+				t.Fatalf("tunnel not closed at shutdown_timeout: %v", err)
+			}
+			select {
+			case <-exited:
+				if exitErr != nil {
+					t.Fatalf("exit: %v\n%s", exitErr, logs)
+				}
+			case <-ctx.Done():
+				t.Fatalf("process did not exit:\n%s", logs)
+			}
+			if !strings.Contains(logs.String(), "msg=stopped") {
+				t.Errorf("log:\n%s", logs)
+			}
+		})
+	}
+}
