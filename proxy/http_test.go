@@ -479,3 +479,50 @@ func TestHalfCloseAndEarlyBytes(t *testing.T) {
 		t.Errorf("client got %q", rest)
 	}
 }
+
+// TestHostOverride guards set_headers Host: the backend receives that Host
+// instead of the client's, on WebSocket and plain requests alike.
+func TestHostOverride(t *testing.T) {
+	testutil.CheckLeaks(t)
+	ctx := testutil.Context(t, 10*time.Second)
+	rec := &recorder{}
+	e := startProxy(t, proxy.Config{Routes: []proxy.Route{{
+		Path: "/wss", Backend: "ws://" + testutil.Serve(t, rec), SetHeaders: map[string]string{"host": "app.internal"},
+	}}})
+	c := e.mustDial(ctx, "/wss", &websocket.DialOptions{Host: "chat.example.com"})
+	roundTrip(t, ctx, c, websocket.MessageText, []byte("tom"))
+	if r := rec.last(t); r.Host != "app.internal" || r.Header.Get("X-Forwarded-Host") != "chat.example.com" {
+		t.Errorf("WebSocket: Host %q, X-Forwarded-Host %q", r.Host, r.Header.Get("X-Forwarded-Host"))
+	}
+	resp, err := e.client.Get(e.url("https", "/wss/page"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if r := rec.last(t); r.Host != "app.internal" || r.URL.Path != "/wss/page" {
+		t.Errorf("plain HTTP: Host %q path %q", r.Host, r.URL.Path)
+	}
+}
+
+// TestIdleTunnelOutlivesTimeouts guards that no handshake-phase timeout
+// (read_header_timeout, handshake_timeout, the backend's deadline) reaches
+// an open tunnel: idle well past all of them, it still echoes both ways.
+func TestIdleTunnelOutlivesTimeouts(t *testing.T) {
+	testutil.CheckLeaks(t)
+	ctx := testutil.Context(t, 10*time.Second)
+	const timeout = 50 * time.Millisecond
+	e := startProxy(t, proxy.Config{
+		ReadHeaderTimeout: timeout, HandshakeTimeout: timeout, DialTimeout: timeout,
+		Routes: []proxy.Route{{Path: "/wss", Backend: echoBackend(t, echo.Options{})}},
+	})
+	c := e.mustDial(ctx, "/wss", nil)
+	roundTrip(t, ctx, c, websocket.MessageText, []byte("before"))
+	// Idleness is the behaviour under test: stay idle for 6x every timeout.
+	select {
+	case <-time.After(6 * timeout):
+	case <-ctx.Done():
+	}
+	roundTrip(t, ctx, c, websocket.MessageText, []byte("after"))
+	c.Close(websocket.StatusNormalClosure, "")
+}
