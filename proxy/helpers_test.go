@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -32,14 +31,14 @@ type env struct {
 	addr   string      // 127.0.0.1:port
 	tls    *tls.Config // trusts the proxy's certificate
 	client *http.Client
-	logs   *logBuffer
+	logs   *testutil.Logs
 }
 
 // startProxy runs a proxy for cfg until the test ends.
 func startProxy(t testing.TB, cfg proxy.Config) *env {
 	t.Helper()
 	cert, clientTLS := testutil.Cert(t)
-	logs := &logBuffer{}
+	logs := &testutil.Logs{}
 	srv, err := proxy.New(cfg, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	if err != nil {
 		t.Fatal(err)
@@ -107,39 +106,6 @@ func roundTrip(t testing.TB, ctx context.Context, c *websocket.Conn, typ websock
 	if gotTyp != typ || !bytes.Equal(got, msg) {
 		t.Fatalf("echo: got %v %d bytes %.40q, want %v %d bytes %.40q", gotTyp, len(got), got, typ, len(msg), msg)
 	}
-}
-
-// logBuffer collects log output from several goroutines.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
-// lines returns the log lines that contain all of subs.
-func (l *logBuffer) lines(subs ...string) []string {
-	var out []string
-	for _, line := range strings.Split(l.String(), "\n") {
-		ok := line != ""
-		for _, s := range subs {
-			ok = ok && strings.Contains(line, s)
-		}
-		if ok {
-			out = append(out, line)
-		}
-	}
-	return out
 }
 
 // recorder is a backend that records each handshake request it gets and

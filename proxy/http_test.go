@@ -238,6 +238,7 @@ func TestRefusals(t *testing.T) {
 		body               string
 	}{
 		{"no route", "GET", "/nowhere", ws, 404, "no-route", ""},
+		{"CONNECT", "CONNECT", "/", http.Header{}, 405, "method", "CONNECT"},
 		{"backend refuses connection", "GET", "/down", ws, 502, "backend-dial", ""},
 		{"backend never answers", "GET", "/silent", ws, 504, "backend-timeout", ""},
 		{"backend upgrades to something else", "GET", "/wrong", ws, 502, "backend-bad-upgrade", ""},
@@ -249,7 +250,7 @@ func TestRefusals(t *testing.T) {
 		{"POST", "POST", "/echo", ws, 400, "bad-handshake", "GET"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			logged := len(e.logs.lines("request refused"))
+			logged := len(e.logs.Lines("request refused"))
 			status, hdr, body := rawRequest(t, ctx, e, tc.method, tc.path, tc.header)
 			if status != tc.status {
 				t.Errorf("status %d, want %d (body %q)", status, tc.status, body)
@@ -267,7 +268,7 @@ func TestRefusals(t *testing.T) {
 				t.Errorf("body %q leaks a backend address", body)
 			}
 			if tc.mark != "" {
-				lines := e.logs.lines("request refused")[logged:]
+				lines := e.logs.Lines("request refused")[logged:]
 				if len(lines) != 1 || !strings.Contains(lines[0], "refused="+tc.mark) || !strings.Contains(lines[0], "path="+tc.path) {
 					t.Errorf("log lines for the refusal, want 1 naming %s and %s:\n%s", tc.mark, tc.path, strings.Join(lines, "\n"))
 				}

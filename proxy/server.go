@@ -152,6 +152,11 @@ func (s *Server) endTunnel() {
 // ServeHTTP routes a request: WebSocket handshakes to the tunnel, anything
 // else to the route's plain HTTP handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodConnect {
+		// Not a forward proxy; and extended CONNECT (RFC 8441) is off.
+		s.refuse(w, r, nil, http.StatusMethodNotAllowed, "method", "CONNECT is not served", nil)
+		return
+	}
 	p := cleanPath(r.URL.Path)
 	rt := s.router.match(requestHost(r), p)
 	if rt == nil {

@@ -11,9 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -29,58 +27,12 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// logSink is a stderr that tests can wait on.
-type logSink struct {
-	mu      sync.Mutex
-	buf     bytes.Buffer
-	changed chan struct{}
-}
-
-func newLogSink() *logSink { return &logSink{changed: make(chan struct{})} }
-
-func (l *logSink) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	close(l.changed)
-	l.changed = make(chan struct{})
-	return l.buf.Write(p)
-}
-
-func (l *logSink) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
-// wait returns the first submatch of re once the log has a match.
-func (l *logSink) wait(t testing.TB, ctx context.Context, re string) string {
-	t.Helper()
-	rx := regexp.MustCompile(re)
-	for {
-		l.mu.Lock()
-		m := rx.FindStringSubmatch(l.buf.String())
-		ch := l.changed
-		l.mu.Unlock()
-		if m != nil {
-			if len(m) > 1 {
-				return m[1]
-			}
-			return m[0]
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			t.Fatalf("log never matched %q:\n%s", re, l.String())
-		}
-	}
-}
-
 // startRun runs run(args) in the background until the test ends and
 // returns its log and the TLS address it listens on.
-func startRun(t *testing.T, args ...string) (*logSink, string) {
+func startRun(t *testing.T, args ...string) (*testutil.Logs, string) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	logs := newLogSink()
+	logs := &testutil.Logs{}
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, args, io.Discard, logs) }()
 	t.Cleanup(func() {
@@ -90,7 +42,7 @@ func startRun(t *testing.T, args ...string) (*logSink, string) {
 		}
 	})
 	wctx := testutil.Context(t, 10*time.Second)
-	addr := logs.wait(t, wctx, `msg=listening addr=(\S+)`)
+	addr := logs.Wait(t, wctx, `msg=listening addr=(\S+)`)
 	return logs, addr
 }
 
@@ -167,7 +119,7 @@ func TestRedirect(t *testing.T) {
 	cfg := filepath.Join(t.TempDir(), "r.toml")
 	os.WriteFile(cfg, []byte("listen = \"127.0.0.1:0\"\n[redirect]\nlisten = \"127.0.0.1:0\"\n[[route]]\npath = \"/wss\"\nbackend = \"ws://127.0.0.1:8282\"\n"), 0o600)
 	logs, addr := startRun(t, "-config", cfg)
-	raddr := logs.wait(t, testutil.Context(t, 5*time.Second), `redirecting to https" addr=(\S+)`)
+	raddr := logs.Wait(t, testutil.Context(t, 5*time.Second), `redirecting to https" addr=(\S+)`)
 	_, port, _ := net.SplitHostPort(addr)
 	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	defer client.CloseIdleConnections()
@@ -233,7 +185,7 @@ func TestSignals(t *testing.T) {
 			}
 			os.WriteFile(cfg, []byte(fmt.Sprintf("listen = \"127.0.0.1:0\"\nshutdown_timeout = %q\n[[route]]\npath = \"/wss\"\nbackend = %q\n", timeout, backend)), 0o600)
 			cmd := exec.CommandContext(ctx, bin, "-config", cfg)
-			logs := newLogSink()
+			logs := &testutil.Logs{}
 			cmd.Stderr = logs
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)
@@ -245,7 +197,7 @@ func TestSignals(t *testing.T) {
 				cmd.Process.Kill()
 				<-exited
 			}()
-			addr := logs.wait(t, ctx, `msg=listening addr=(\S+)`)
+			addr := logs.Wait(t, ctx, `msg=listening addr=(\S+)`)
 			client := insecureClient()
 			defer client.CloseIdleConnections()
 			c, _, err := websocket.Dial(ctx, "wss://"+addr+"/wss", &websocket.DialOptions{HTTPClient: client})
@@ -255,7 +207,7 @@ func TestSignals(t *testing.T) {
 			defer c.CloseNow()
 
 			cmd.Process.Signal(syscall.SIGTERM)
-			logs.wait(t, ctx, `msg="stopped accepting" open_tunnels=1`)
+			logs.Wait(t, ctx, `msg="stopped accepting" open_tunnels=1`)
 			if c, err := net.Dial("tcp", addr); err == nil {
 				c.Close()
 				t.Error("new connection accepted after SIGTERM")
