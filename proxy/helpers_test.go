@@ -17,7 +17,6 @@ import (
 	"github.com/wssproxy/wssproxy/internal/echo"
 	"github.com/wssproxy/wssproxy/internal/testutil"
 	"github.com/wssproxy/wssproxy/proxy"
-	"github.com/wssproxy/wssproxy/tlsconf"
 )
 
 func TestMain(m *testing.M) {
@@ -38,6 +37,7 @@ type env struct {
 func startProxy(t testing.TB, cfg proxy.Config) *env {
 	t.Helper()
 	cert, clientTLS := testutil.Cert(t)
+	serverTLS := &tls.Config{MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"}, Certificates: []tls.Certificate{*cert}}
 	logs := &testutil.Logs{}
 	srv, err := proxy.New(cfg, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	if err != nil {
@@ -45,7 +45,7 @@ func startProxy(t testing.TB, cfg proxy.Config) *env {
 	}
 	ln := testutil.Listen(t)
 	var wg sync.WaitGroup
-	wg.Go(func() { srv.Serve(tls.NewListener(ln, tlsconf.ServerConfig(cert))) })
+	wg.Go(func() { srv.Serve(tls.NewListener(ln, serverTLS)) })
 	tr := &http.Transport{TLSClientConfig: clientTLS}
 	t.Cleanup(func() {
 		tr.CloseIdleConnections()

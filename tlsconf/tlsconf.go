@@ -1,6 +1,16 @@
-// Package tlsconf owns wssproxy's certificates and TLS policy: loading
-// certificate files, generating the self-signed default, and building the
+// Package tlsconf owns wssproxy's certificates and TLS policy: certificate
+// files chosen by SNI and reloaded when they change, ACME through
+// golang.org/x/crypto/acme/autocert, the self-signed default, and the
 // server's tls.Config. Package proxy never touches a key.
+//
+// The policy needs no configuration: TLS 1.2 minimum (browsers and WeChat
+// mini programs require at least that; "1.3" may be required instead),
+// cipher suites and curves left nil so Go's modern defaults apply (with the
+// X25519MLKEM768 hybrid; setting them would freeze the list), session
+// tickets on, ALPN h2 and http/1.1 (and acme-tls/1 with ACME). WebSocket
+// upgrades are served on HTTP/1.1 connections only: extended CONNECT
+// (RFC 8441) is not advertised, so browsers open an HTTP/1.1 connection for a
+// WebSocket even when the page came over HTTP/2.
 package tlsconf
 
 import (
@@ -15,22 +25,10 @@ import (
 	"time"
 )
 
-// ServerConfig returns the TLS policy for the proxy's listener, serving cert.
-//
-// TLS 1.2 is the minimum (browsers and WeChat mini programs require at least
-// that). Cipher suites and curves are left nil on purpose: Go's defaults are
-// modern, include the X25519MLKEM768 hybrid key exchange, and setting them
-// would freeze the list. ALPN offers h2 and http/1.1; WebSocket upgrades are
-// served on HTTP/1.1 connections only, because extended CONNECT (RFC 8441) is
-// not advertised, so browsers open an HTTP/1.1 connection for a WebSocket
-// even when the page came over HTTP/2.
-func ServerConfig(cert *tls.Certificate) *tls.Config {
-	return &tls.Config{
-		MinVersion:   tls.VersionTLS12,
-		NextProtos:   []string{"h2", "http/1.1"},
-		Certificates: []tls.Certificate{*cert},
-	}
-}
+// keyFileError marks LoadKeyPair errors that are the key file's fault.
+type keyFileError struct{ error }
+
+func (e keyFileError) Unwrap() error { return e.error }
 
 // LoadKeyPair reads a PEM certificate chain (leaf first) and its private key,
 // and checks that they belong together. Its errors say which file is at fault.
@@ -41,15 +39,18 @@ func LoadKeyPair(certFile, keyFile string) (*tls.Certificate, error) {
 	}
 	keyPEM, err := os.ReadFile(keyFile)
 	if err != nil {
-		return nil, fmt.Errorf("read key: %w", err)
+		return nil, keyFileError{fmt.Errorf("read key: %w", err)}
 	}
 	if !containsBlock(certPEM, "CERTIFICATE") {
 		return nil, fmt.Errorf("%s: no PEM CERTIFICATE block", certFile)
 	}
 	if !containsBlock(keyPEM, "PRIVATE KEY") {
-		return nil, fmt.Errorf("%s: no PEM PRIVATE KEY block", keyFile)
+		return nil, keyFileError{fmt.Errorf("%s: no PEM PRIVATE KEY block", keyFile)}
 	}
 	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err == nil {
+		cert.Leaf, err = x509.ParseCertificate(cert.Certificate[0])
+	}
 	if err != nil {
 		if strings.Contains(err.Error(), "does not match") {
 			return nil, fmt.Errorf("key %s does not match certificate %s", keyFile, certFile)

@@ -32,10 +32,13 @@ func TestSelfSigned(t *testing.T) {
 }
 
 // TestServerConfig guards the TLS policy: 1.2 minimum, Go's default suites
-// and curves (nil), h2 and http/1.1.
+// and curves (nil), h2 and http/1.1, and no acme-tls/1 without ACME.
 func TestServerConfig(t *testing.T) {
-	cert, _ := SelfSigned([]string{"localhost"}, time.Hour)
-	c := ServerConfig(cert)
+	m, err := NewManager(Config{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := m.TLSConfig()
 	if c.MinVersion != tls.VersionTLS12 || c.CipherSuites != nil || c.CurvePreferences != nil ||
 		strings.Join(c.NextProtos, ",") != "h2,http/1.1" {
 		t.Errorf("config: min %x suites %v curves %v alpn %v", c.MinVersion, c.CipherSuites, c.CurvePreferences, c.NextProtos)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 	"github.com/wssproxy/wssproxy/proxy"
+	"github.com/wssproxy/wssproxy/tlsconf"
 )
 
 // fileConfig is the TOML file. The proxy's keys are proxy.Config's, at the
@@ -24,7 +25,7 @@ type fileConfig struct {
 	// LogLevel is debug, info, warn or error. Default info.
 	LogLevel string `toml:"log_level"`
 
-	TLS      tlsSection      `toml:"tls"`
+	TLS      tlsconf.Config  `toml:"tls"`
 	Redirect redirectSection `toml:"redirect"`
 
 	proxy.Config
@@ -34,16 +35,9 @@ type fileConfig struct {
 	Route []toml.Primitive `toml:"route"`
 }
 
-type tlsSection struct {
-	// Cert is a PEM certificate chain, leaf first. With Key; without both,
-	// a self-signed certificate is made in memory.
-	Cert string `toml:"cert"`
-	// Key is the PEM private key for Cert.
-	Key string `toml:"key"`
-}
-
 type redirectSection struct {
-	// Listen, when set, serves a 308 redirect to https for every request.
+	// Listen, when set, serves a 308 redirect to https for every request,
+	// and ACME HTTP-01 challenges. Port 80 for HTTP-01.
 	Listen string `toml:"listen"`
 }
 
@@ -149,15 +143,12 @@ func (fc *fileConfig) validate() []error {
 	if _, err := parseLevel(fc.LogLevel); err != nil {
 		errs = append(errs, &proxy.FieldError{Key: "log_level", Err: err})
 	}
-	switch {
-	case fc.TLS.Cert != "" && fc.TLS.Key == "":
-		errs = append(errs, &proxy.FieldError{Key: "tls.key", Err: errors.New("missing: tls.cert needs its key")})
-	case fc.TLS.Key != "" && fc.TLS.Cert == "":
-		errs = append(errs, &proxy.FieldError{Key: "tls.cert", Err: errors.New("missing: tls.key needs its certificate")})
-	case fc.TLS.Cert != "":
-		if _, err := loadCertificate(fc.TLS); err != nil {
-			errs = append(errs, err)
+	for _, err := range flatten(fc.TLS.Validate()) {
+		var fe *tlsconf.FieldError
+		if errors.As(err, &fe) {
+			err = &proxy.FieldError{Key: "tls." + fe.Key, Err: fe.Err}
 		}
+		errs = append(errs, err)
 	}
 	return errs
 }
@@ -187,30 +178,33 @@ func parseLevel(s string) (slog.Level, error) {
 type unknownKey struct{ name, hint string }
 
 // unknownKeys lists keys the file has and no struct field takes, with
-// indexes for [[route]] keys and a hint when a known key is a typo away.
+// 1-based indexes for keys inside arrays of tables ("route[2].bakend") and
+// a hint when a known key is a typo away.
 func unknownKeys(md toml.MetaData) []unknownKey {
 	undecoded := make(map[string]bool)
 	for _, k := range md.Undecoded() {
 		undecoded[k.String()] = true
 	}
 	var out []unknownKey
-	routes := 0
+	elements := make(map[string]int) // array of tables → elements so far
 	for _, k := range md.Keys() {
-		if len(k) == 1 && k[0] == "route" {
-			routes++
+		if md.Type(k...) == "ArrayHash" {
+			elements[k.String()]++
 		}
-		if !undecoded[k.String()] {
-			continue
+		if !undecoded[k.String()] || (len(k) > 1 && undecoded[k[:len(k)-1].String()]) {
+			continue // known, or inside an unknown table reported already
 		}
-		name, parent := k.String(), k[:len(k)-1].String()
-		if k[0] == "route" && len(k) > 1 {
-			name = fmt.Sprintf("route[%d]%s", routes, strings.TrimPrefix(name, "route"))
+		var name strings.Builder
+		for i := range k {
+			if i > 0 {
+				name.WriteByte('.')
+			}
+			name.WriteString(k[i])
+			if n := elements[k[:i+1].String()]; n > 0 && i < len(k)-1 {
+				fmt.Fprintf(&name, "[%d]", n)
+			}
 		}
-		// Report the outermost unknown key only.
-		if len(k) > 1 && undecoded[parent] {
-			continue
-		}
-		out = append(out, unknownKey{name, suggest(k)})
+		out = append(out, unknownKey{name.String(), suggest(k)})
 	}
 	return out
 }

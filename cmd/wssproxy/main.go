@@ -131,7 +131,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		log.Info("demo echo backend", "addr", addr)
 	}
 
-	cert, err := serverCertificate(fc.TLS, log)
+	certs, err := tlsconf.NewManager(fc.TLS, log)
 	if err != nil {
 		return err
 	}
@@ -143,9 +143,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	log.Info("listening", "addr", ln.Addr().String(), "tls_fingerprint_sha256", tlsconf.Fingerprint(cert))
+	log.Info("listening", "addr", ln.Addr().String())
 	for i, r := range fc.Routes {
 		logRoute(ctx, log, i, r)
+		if r.Host != "" && !certs.Covers(r.Host) {
+			log.Warn("no certificate covers this route's host: clients will see a name mismatch", "route", i+1, "host", r.Host)
+		}
 	}
 	if o.demo {
 		_, port, _ := net.SplitHostPort(ln.Addr().String())
@@ -153,7 +156,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 
 	errc := make(chan error, 2)
-	bg.Go(func() { errc <- srv.Serve(tls.NewListener(ln, tlsconf.ServerConfig(cert))) })
+	bg.Go(func() { errc <- srv.Serve(tls.NewListener(ln, certs.TLSConfig())) })
 	var redirect *http.Server
 	if fc.Redirect.Listen != "" {
 		rln, err := net.Listen("tcp", fc.Redirect.Listen)
@@ -162,17 +165,34 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("redirect listen: %w", err)
 		}
 		_, port, _ := net.SplitHostPort(ln.Addr().String())
-		redirect = &http.Server{Handler: proxy.RedirectHandler(port), ReadHeaderTimeout: 10 * time.Second}
+		redirect = &http.Server{Handler: certs.HTTPHandler(proxy.RedirectHandler(port)), ReadHeaderTimeout: 10 * time.Second}
 		log.Info("redirecting to https", "addr", rln.Addr().String())
 		bg.Go(func() { errc <- redirect.Serve(rln) })
+	} else if len(fc.TLS.ACME.Hosts) > 0 {
+		log.Warn("ACME without [redirect] listen: only TLS-ALPN-01 on the TLS port can validate; HTTP-01 needs port 80")
 	}
 
+	// Certificates reload when their files change, and on SIGHUP.
+	wctx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	bg.Go(func() { certs.Watch(wctx, time.Second) })
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
 	shutdownTimeout := cmp.Or(fc.ShutdownTimeout, proxy.DefaultShutdownTimeout)
-	select {
-	case <-ctx.Done():
-		log.Info("shutting down", "open_tunnels", srv.OpenTunnels(), "timeout", shutdownTimeout)
-	case err = <-errc:
-		log.Error("server failed", "error", err)
+	for running := true; running; {
+		select {
+		case <-hup:
+			log.Info("SIGHUP: reloading certificates")
+			certs.Reload() // logs its own failure; the old certificates stay
+		case <-ctx.Done():
+			log.Info("shutting down", "open_tunnels", srv.OpenTunnels(), "timeout", shutdownTimeout)
+			running = false
+		case err = <-errc:
+			log.Error("server failed", "error", err)
+			running = false
+		}
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
@@ -187,39 +207,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	return nil
-}
-
-// serverCertificate loads the configured certificate, or makes the
-// self-signed default.
-func serverCertificate(t tlsSection, log *slog.Logger) (*tls.Certificate, error) {
-	if t.Cert != "" {
-		cert, err := loadCertificate(t)
-		if err != nil {
-			return nil, err
-		}
-		if w := tlsconf.ExpiryWarning(cert, time.Now()); w != "" {
-			log.Warn(w, "file", t.Cert)
-		}
-		return cert, nil
-	}
-	hosts := []string{"localhost", "127.0.0.1", "::1"}
-	if h, err := os.Hostname(); err == nil && h != "localhost" {
-		hosts = append(hosts, h)
-	}
-	log.Warn("no [tls] certificate configured: serving a self-signed certificate; browsers will warn", "names", strings.Join(hosts, ","))
-	return tlsconf.SelfSigned(hosts, 365*24*time.Hour)
-}
-
-func loadCertificate(t tlsSection) (*tls.Certificate, error) {
-	cert, err := tlsconf.LoadKeyPair(t.Cert, t.Key)
-	if err != nil {
-		key := "tls.cert"
-		if strings.HasPrefix(err.Error(), "read key") || strings.Contains(err.Error(), t.Key+": no PEM") {
-			key = "tls.key"
-		}
-		return nil, &proxy.FieldError{Key: key, Err: err}
-	}
-	return cert, nil
 }
 
 // logRoute logs a route and warns when its backend is not reachable now:

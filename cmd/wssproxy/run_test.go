@@ -81,7 +81,7 @@ func TestDemo(t *testing.T) {
 		t.Fatalf("reply %q, %v", got, err)
 	}
 	c.Close(websocket.StatusNormalClosure, "")
-	for _, want := range []string{"tls_fingerprint_sha256=", "path=/wss to=ws://127.0.0.1:", "demo ready"} {
+	for _, want := range []string{"fingerprint_sha256=", "path=/wss to=ws://127.0.0.1:", "demo ready"} {
 		if !strings.Contains(logs.String(), want) {
 			t.Errorf("log lacks %q:\n%s", want, logs)
 		}

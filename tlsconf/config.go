@@ -1,0 +1,218 @@
+package tlsconf
+
+import (
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+)
+
+// Config is the [tls] section: certificate files, the TLS policy, and ACME.
+// The zero value serves a self-signed certificate made in memory.
+type Config struct {
+	// Cert and Key are one PEM certificate chain (leaf first) and its key:
+	// the first certificate, served to clients without SNI.
+	Cert string `toml:"cert"`
+	Key  string `toml:"key"`
+
+	// Certificates are more pairs, chosen by SNI (wildcards included).
+	Certificates []KeyPair `toml:"certificate"`
+
+	// MinVersion is "1.2" (the default) or "1.3". Nothing older is offered.
+	MinVersion string `toml:"min_version"`
+
+	// ACME obtains and renews certificates for ACME.Hosts.
+	ACME ACME `toml:"acme"`
+}
+
+// KeyPair is a certificate chain file and its key file.
+type KeyPair struct {
+	Cert string `toml:"cert"`
+	Key  string `toml:"key"`
+}
+
+// ACME configures certificates from an ACME CA (Let's Encrypt by default)
+// through TLS-ALPN-01 on the TLS listener and HTTP-01 on the port-80
+// listener.
+type ACME struct {
+	// Hosts are the only names a certificate is ever requested for, so a
+	// stranger's SNI never spends the CA's rate limit. Required.
+	Hosts []string `toml:"hosts"`
+	// Email is given to the CA for expiry notices. Optional.
+	Email string `toml:"email"`
+	// CacheDir keeps account key and certificates across restarts, so a
+	// restart does not order again. Default /var/lib/wssproxy/acme (the
+	// container's volume).
+	CacheDir string `toml:"cache_dir"`
+	// DirectoryURL is the CA's ACME directory. Default Let's Encrypt
+	// production.
+	DirectoryURL string `toml:"directory_url"`
+	// Staging uses Let's Encrypt's staging CA: untrusted certificates,
+	// generous rate limits. Try a setup here first.
+	Staging bool `toml:"staging"`
+	// CARoots is a PEM file of roots to trust for DirectoryURL (private or
+	// test CAs). Default: the system roots.
+	CARoots string `toml:"ca_roots"`
+	// AcceptTOS must be true: it says you accept the CA's terms of service.
+	AcceptTOS bool `toml:"accept_tos"`
+}
+
+// Let's Encrypt's directories.
+const (
+	LetsEncryptURL        = "https://acme-v02.api.letsencrypt.org/directory"
+	LetsEncryptStagingURL = "https://acme-staging-v02.api.letsencrypt.org/directory"
+	DefaultCacheDir       = "/var/lib/wssproxy/acme"
+)
+
+func (a *ACME) enabled() bool {
+	return len(a.Hosts) > 0 || a.Email != "" || a.CacheDir != "" || a.DirectoryURL != "" ||
+		a.Staging || a.CARoots != "" || a.AcceptTOS
+}
+
+func (a *ACME) directory() string {
+	switch {
+	case a.DirectoryURL != "":
+		return a.DirectoryURL
+	case a.Staging:
+		return LetsEncryptStagingURL
+	}
+	return LetsEncryptURL
+}
+
+func (a *ACME) cacheDir() string {
+	if a.CacheDir != "" {
+		return a.CacheDir
+	}
+	return DefaultCacheDir
+}
+
+// FieldError is a problem with one key of the [tls] section; Key is relative
+// to it ("cert", "acme.hosts", "certificate[2].key").
+type FieldError struct {
+	Key string
+	Err error
+}
+
+func (e *FieldError) Error() string { return e.Key + ": " + e.Err.Error() }
+func (e *FieldError) Unwrap() error { return e.Err }
+
+func fieldErr(key, format string, args ...any) error {
+	return &FieldError{Key: key, Err: fmt.Errorf(format, args...)}
+}
+
+// pairs lists every configured key pair with the key prefix of its fields.
+func (c *Config) pairs() ([]KeyPair, []string) {
+	var pairs []KeyPair
+	var keys []string
+	if c.Cert != "" || c.Key != "" {
+		pairs, keys = append(pairs, KeyPair{c.Cert, c.Key}), append(keys, "")
+	}
+	for i, p := range c.Certificates {
+		pairs, keys = append(pairs, p), append(keys, fmt.Sprintf("certificate[%d].", i+1))
+	}
+	return pairs, keys
+}
+
+// Validate reports every problem in c, each a *FieldError, joined. It reads
+// the certificate files and checks the ACME cache directory can be written.
+func (c *Config) Validate() error {
+	var errs []error
+	pairs, keys := c.pairs()
+	for i, p := range pairs {
+		switch {
+		case p.Cert == "" && p.Key == "":
+			errs = append(errs, fieldErr(keys[i]+"cert", "missing: a [[tls.certificate]] needs cert and key"))
+		case p.Cert == "":
+			errs = append(errs, fieldErr(keys[i]+"cert", "missing: the key needs its certificate"))
+		case p.Key == "":
+			errs = append(errs, fieldErr(keys[i]+"key", "missing: the certificate needs its key"))
+		default:
+			if _, err := LoadKeyPair(p.Cert, p.Key); err != nil {
+				key := keys[i] + "cert"
+				if errors.As(err, new(keyFileError)) {
+					key = keys[i] + "key"
+				}
+				errs = append(errs, &FieldError{Key: key, Err: err})
+			}
+		}
+	}
+	switch c.MinVersion {
+	case "", "1.2", "1.3":
+	case "1.0", "1.1":
+		errs = append(errs, fieldErr("min_version", "TLS %s is not offered: browsers and WeChat mini programs need 1.2 or newer; use \"1.2\" or \"1.3\"", c.MinVersion))
+	default:
+		errs = append(errs, fieldErr("min_version", `must be "1.2" or "1.3", got %q`, c.MinVersion))
+	}
+	if c.ACME.enabled() {
+		errs = append(errs, c.ACME.validate()...)
+	}
+	return errors.Join(errs...)
+}
+
+func (a *ACME) validate() []error {
+	var errs []error
+	if len(a.Hosts) == 0 {
+		errs = append(errs, fieldErr("acme.hosts", `missing: list the names to get certificates for, e.g. ["chat.example.com"]`))
+	}
+	for _, h := range a.Hosts {
+		switch {
+		case strings.HasPrefix(h, "*."):
+			errs = append(errs, fieldErr("acme.hosts", "%q: wildcard certificates need DNS-01, which is not supported; list each name, or use a certificate file", h))
+		case !strings.Contains(strings.Trim(h, "."), ".") || strings.ContainsAny(h, ":/ *"):
+			errs = append(errs, fieldErr("acme.hosts", "%q is not a fully qualified host name (no port, at least one dot)", h))
+		}
+	}
+	if !a.AcceptTOS {
+		errs = append(errs, fieldErr("acme.accept_tos", "must be true: it says you accept the terms of service of the CA at %s", a.directory()))
+	}
+	if a.Staging && a.DirectoryURL != "" {
+		errs = append(errs, fieldErr("acme.staging", "staging chooses Let's Encrypt's staging CA; directory_url names another: set one of them"))
+	}
+	if a.DirectoryURL != "" && !strings.HasPrefix(a.DirectoryURL, "https://") {
+		errs = append(errs, fieldErr("acme.directory_url", "must be an https:// URL, got %q", a.DirectoryURL))
+	}
+	if a.CARoots != "" {
+		if _, err := loadRoots(a.CARoots); err != nil {
+			errs = append(errs, &FieldError{Key: "acme.ca_roots", Err: err})
+		}
+	}
+	if err := checkWritableDir(a.cacheDir()); err != nil {
+		errs = append(errs, &FieldError{Key: "acme.cache_dir", Err: err})
+	}
+	return errs
+}
+
+func loadRoots(file string) (*x509.CertPool, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(data) {
+		return nil, fmt.Errorf("%s: no PEM certificates", file)
+	}
+	return pool, nil
+}
+
+// checkWritableDir checks, without creating anything, that dir is (or can
+// be made) a directory this process can write.
+func checkWritableDir(dir string) error {
+	for d := dir; ; d = filepath.Dir(d) {
+		fi, err := os.Stat(d)
+		if err == nil {
+			if !fi.IsDir() {
+				return fmt.Errorf("%s is not a directory", d)
+			}
+			if syscall.Access(d, 2 /* W_OK */) != nil {
+				return fmt.Errorf("%s is not writable by this user (uid %d); certificates are cached there", d, os.Getuid())
+			}
+			return nil
+		}
+		if d == filepath.Dir(d) {
+			return err
+		}
+	}
+}

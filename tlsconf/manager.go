@@ -1,0 +1,279 @@
+package tlsconf
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/crypto/acme"
+	"golang.org/x/crypto/acme/autocert"
+)
+
+// Manager serves the certificates of a Config: files chosen by SNI and
+// reloaded without touching open connections, ACME certificates for the
+// ACME hosts, or the self-signed default when nothing is configured.
+type Manager struct {
+	log   *slog.Logger
+	cfg   Config
+	files atomic.Pointer[certSet]
+
+	acme      *autocert.Manager // nil without ACME
+	acmeHosts map[string]bool
+	orders    atomic.Int64
+
+	reloadMu  sync.Mutex // one reload at a time
+	lastStamp string     // the files' stat stamp at the last reload attempt
+}
+
+// certSet is one generation of file certificates, replaced whole on reload.
+type certSet struct {
+	list  []*tls.Certificate
+	exact map[string]*tls.Certificate // lower-case DNS names and IPs
+	wild  map[string]*tls.Certificate // ".example.com" for *.example.com
+}
+
+// NewManager validates cfg, loads its certificate files and prepares ACME.
+// It makes no network calls: ACME certificates are ordered at the first
+// handshake for a host that has none in the cache. A nil logger discards.
+func NewManager(cfg Config, logger *slog.Logger) (*Manager, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	m := &Manager{log: logger, cfg: cfg}
+	pairs, _ := cfg.pairs()
+	if len(pairs) == 0 && !cfg.ACME.enabled() {
+		hosts := []string{"localhost", "127.0.0.1", "::1"}
+		if h, err := os.Hostname(); err == nil && h != "localhost" {
+			hosts = append(hosts, h)
+		}
+		cert, err := SelfSigned(hosts, 365*24*time.Hour)
+		if err != nil {
+			return nil, err
+		}
+		logger.Warn("no certificate configured: serving a self-signed certificate; browsers will warn",
+			"names", strings.Join(hosts, ","), "fingerprint_sha256", Fingerprint(cert))
+		m.files.Store(newCertSet([]*tls.Certificate{cert}))
+	} else if err := m.Reload(); err != nil {
+		return nil, err
+	}
+	if cfg.ACME.enabled() {
+		if err := m.setupACME(); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+// TLSConfig is the listener's TLS configuration. Certificates are looked up
+// per handshake, so reloads apply to new connections at once.
+func (m *Manager) TLSConfig() *tls.Config {
+	c := &tls.Config{
+		MinVersion:     tls.VersionTLS12,
+		NextProtos:     []string{"h2", "http/1.1"},
+		GetCertificate: m.GetCertificate,
+	}
+	if m.cfg.MinVersion == "1.3" {
+		c.MinVersion = tls.VersionTLS13
+	}
+	if m.acme != nil {
+		// Without it in ALPN, TLS-ALPN-01 validation fails.
+		c.NextProtos = append(c.NextProtos, acme.ALPNProto)
+	}
+	return c
+}
+
+// GetCertificate chooses the certificate for a handshake: an ACME
+// challenge's, then a file certificate for the exact name, then one for a
+// wildcard, then ACME for an ACME host; otherwise the first file
+// certificate (also what a client without SNI gets), or a handshake failure
+// when there are no files.
+func (m *Manager) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	if m.acme != nil && len(hello.SupportedProtos) == 1 && hello.SupportedProtos[0] == acme.ALPNProto {
+		return m.acme.GetCertificate(hello)
+	}
+	name := strings.ToLower(strings.TrimSuffix(hello.ServerName, "."))
+	set := m.files.Load()
+	if c := set.match(name); c != nil {
+		return c, nil
+	}
+	if m.acmeHosts[name] {
+		return m.acme.GetCertificate(hello)
+	}
+	if len(set.list) > 0 {
+		return set.list[0], nil
+	}
+	return nil, fmt.Errorf("tlsconf: no certificate for server name %q", name)
+}
+
+func (s *certSet) match(name string) *tls.Certificate {
+	if c := s.exact[name]; c != nil {
+		return c
+	}
+	if i := strings.IndexByte(name, '.'); i > 0 {
+		return s.wild[name[i:]]
+	}
+	return nil
+}
+
+func newCertSet(list []*tls.Certificate) *certSet {
+	s := &certSet{list: list, exact: map[string]*tls.Certificate{}, wild: map[string]*tls.Certificate{}}
+	for _, c := range list {
+		for _, name := range certNames(c) {
+			name = strings.ToLower(name)
+			if suffix, ok := strings.CutPrefix(name, "*"); ok {
+				if s.wild[suffix] == nil {
+					s.wild[suffix] = c
+				}
+			} else if s.exact[name] == nil {
+				s.exact[name] = c // the first file naming a host wins
+			}
+		}
+	}
+	return s
+}
+
+func certNames(c *tls.Certificate) []string {
+	leaf, err := Leaf(c)
+	if err != nil {
+		return nil
+	}
+	names := append([]string(nil), leaf.DNSNames...)
+	for _, ip := range leaf.IPAddresses {
+		names = append(names, ip.String())
+	}
+	return names
+}
+
+// Covers reports whether a handshake for host would get a certificate that
+// names it. host may be a wildcard ("*.example.com").
+func (m *Manager) Covers(host string) bool {
+	host = strings.ToLower(host)
+	set := m.files.Load()
+	if suffix, ok := strings.CutPrefix(host, "*"); ok {
+		return set.wild[suffix] != nil
+	}
+	return set.match(host) != nil || m.acmeHosts[host]
+}
+
+// Reload re-reads every certificate file. If any pair is unreadable,
+// broken or mismatched, nothing changes: the previous certificates keep
+// serving and the error names the file. Open connections are never touched.
+func (m *Manager) Reload() error {
+	m.reloadMu.Lock()
+	defer m.reloadMu.Unlock()
+	return m.reloadLocked(m.stamp())
+}
+
+func (m *Manager) reloadLocked(stamp string) error {
+	m.lastStamp = stamp
+	pairs, _ := m.cfg.pairs()
+	if len(pairs) == 0 {
+		return nil
+	}
+	var list []*tls.Certificate
+	for _, p := range pairs {
+		c, err := LoadKeyPair(p.Cert, p.Key)
+		if err != nil {
+			if m.files.Load() != nil {
+				m.log.Error("certificate reload refused; still serving the previous certificates", "error", err)
+			}
+			return fmt.Errorf("tlsconf: %w", err)
+		}
+		list = append(list, c)
+	}
+	first := m.files.Load() == nil
+	m.files.Store(newCertSet(list))
+	for _, c := range list {
+		leaf, _ := Leaf(c)
+		attrs := []any{"names", strings.Join(certNames(c), ","), "not_after", leaf.NotAfter.Format(time.RFC3339), "fingerprint_sha256", Fingerprint(c)}
+		if w := ExpiryWarning(c, time.Now()); w != "" {
+			m.log.Warn(w, attrs...)
+		} else if first {
+			m.log.Info("certificate", attrs...)
+		}
+	}
+	if !first {
+		m.log.Info("certificates reloaded", "count", len(list))
+	}
+	return nil
+}
+
+// Watch reloads the certificate files whenever they change on disk, until
+// ctx ends. It follows symlinks, so it sees what certbot does (write new
+// files, swap a symlink), what a Kubernetes secret mount does (swap a
+// directory symlink), and files rewritten in place or renamed over. A
+// change that does not load (half-written, mismatched) is logged once and
+// retried at the next change.
+func (m *Manager) Watch(ctx context.Context, every time.Duration) {
+	if pairs, _ := m.cfg.pairs(); len(pairs) == 0 {
+		return
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		stamp := m.stamp()
+		m.reloadMu.Lock()
+		if stamp != m.lastStamp {
+			m.reloadLocked(stamp)
+		}
+		m.reloadMu.Unlock()
+	}
+}
+
+// stamp identifies the current contents of the certificate files by what
+// stat says of them (through symlinks).
+func (m *Manager) stamp() string {
+	pairs, _ := m.cfg.pairs()
+	var b strings.Builder
+	for _, p := range pairs {
+		for _, f := range []string{p.Cert, p.Key} {
+			fi, err := os.Stat(f)
+			if err != nil {
+				fmt.Fprintf(&b, "%s:%v;", f, errors.Unwrap(err))
+				continue
+			}
+			var ino uint64
+			if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+				ino = st.Ino
+			}
+			fmt.Fprintf(&b, "%s:%d:%d:%d;", f, ino, fi.Size(), fi.ModTime().UnixNano())
+		}
+	}
+	return b.String()
+}
+
+// Info describes a certificate being served, for logs and status pages.
+type Info struct {
+	Names       []string
+	NotAfter    time.Time
+	Fingerprint string
+}
+
+// Certificates lists the file certificates now served.
+func (m *Manager) Certificates() []Info {
+	var out []Info
+	for _, c := range m.files.Load().list {
+		leaf, err := Leaf(c)
+		if err != nil {
+			continue
+		}
+		out = append(out, Info{Names: certNames(c), NotAfter: leaf.NotAfter, Fingerprint: Fingerprint(c)})
+	}
+	return out
+}
