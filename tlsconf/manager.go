@@ -51,6 +51,7 @@ func NewManager(cfg Config, logger *slog.Logger) (*Manager, error) {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	m := &Manager{log: logger, cfg: cfg}
+	m.files.Store(newCertSet(nil)) // never nil: ACME alone has no files
 	pairs, _ := cfg.pairs()
 	if len(pairs) == 0 && !cfg.ACME.enabled() {
 		hosts := []string{"localhost", "127.0.0.1", "::1"}
@@ -185,14 +186,14 @@ func (m *Manager) reloadLocked(stamp string) error {
 	for _, p := range pairs {
 		c, err := LoadKeyPair(p.Cert, p.Key)
 		if err != nil {
-			if m.files.Load() != nil {
+			if len(m.files.Load().list) > 0 {
 				m.log.Error("certificate reload refused; still serving the previous certificates", "error", err)
 			}
 			return fmt.Errorf("tlsconf: %w", err)
 		}
 		list = append(list, c)
 	}
-	first := m.files.Load() == nil
+	first := len(m.files.Load().list) == 0
 	m.files.Store(newCertSet(list))
 	for _, c := range list {
 		leaf, _ := Leaf(c)

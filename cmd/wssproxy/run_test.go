@@ -21,6 +21,7 @@ import (
 
 	"github.com/wssproxy/wssproxy/internal/echo"
 	"github.com/wssproxy/wssproxy/internal/testutil"
+	"github.com/wssproxy/wssproxy/tlsconf"
 )
 
 func TestMain(m *testing.M) {
@@ -233,5 +234,37 @@ func TestSignals(t *testing.T) {
 				t.Errorf("log:\n%s", logs)
 			}
 		})
+	}
+}
+
+// TestCertificateWarnings guards the startup warnings: a certificate that
+// expires soon (with days left), and a route host no certificate covers.
+func TestCertificateWarnings(t *testing.T) {
+	testutil.CheckLeaks(t)
+	cert, err := tlsconf.SelfSigned([]string{"chat.example.test"}, 10*24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile := testutil.WriteKeyPair(t, cert)
+	cfg := filepath.Join(t.TempDir(), "c.toml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`listen = "127.0.0.1:0"
+[tls]
+cert = %q
+key = %q
+[[route]]
+host = "chat.example.test"
+path = "/wss"
+backend = "ws://127.0.0.1:8282"
+[[route]]
+host = "game.example.test"
+path = "/wss"
+backend = "ws://127.0.0.1:8282"
+`, certFile, keyFile)), 0o600)
+	logs, _ := startRun(t, "-config", cfg)
+	ctx := testutil.Context(t, 10*time.Second)
+	logs.Wait(t, ctx, `level=WARN msg="certificate expires in 9 days`)
+	logs.Wait(t, ctx, `level=WARN msg="no certificate covers this route's host: clients will see a name mismatch" route=2 host=game.example.test`)
+	if strings.Contains(logs.String(), "host=chat.example.test\n") {
+		t.Errorf("warned about a covered host:\n%s", logs)
 	}
 }
