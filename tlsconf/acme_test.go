@@ -24,6 +24,7 @@ const acmeHost = "chat.wssproxy.test"
 // Pebble CA, a TLS listener (TLS-ALPN-01) and a port-80-style listener
 // (HTTP-01) on loopback.
 type acmeEnv struct {
+	files    tlsconf.Config // certificate files served beside ACME
 	pebble   *testutil.Pebble
 	cacheDir string
 	tlsLn    net.Listener
@@ -33,9 +34,9 @@ type acmeEnv struct {
 
 // newACMEEnv starts Pebble; with tlsALPN false, Pebble's TLS-ALPN-01
 // validation goes to a closed port, so only HTTP-01 can succeed.
-func newACMEEnv(t *testing.T, tlsALPN bool, validity time.Duration) *acmeEnv {
+func newACMEEnv(t *testing.T, tlsALPN bool, validity time.Duration, files tlsconf.Config) *acmeEnv {
 	t.Helper()
-	e := &acmeEnv{tlsLn: testutil.Listen(t), cacheDir: t.TempDir(), logs: &testutil.Logs{}}
+	e := &acmeEnv{tlsLn: testutil.Listen(t), cacheDir: t.TempDir(), logs: &testutil.Logs{}, files: files}
 	httpLn := testutil.Listen(t)
 	tlsPort := testutil.Port(t, e.tlsLn.Addr().String())
 	if !tlsALPN {
@@ -56,14 +57,16 @@ func newACMEEnv(t *testing.T, tlsALPN bool, validity time.Duration) *acmeEnv {
 
 func (e *acmeEnv) manager(t *testing.T) *tlsconf.Manager {
 	t.Helper()
-	m, err := tlsconf.NewManager(tlsconf.Config{ACME: tlsconf.ACME{
+	cfg := e.files
+	cfg.ACME = tlsconf.ACME{
 		Hosts:        []string{acmeHost},
 		AcceptTOS:    true,
 		DirectoryURL: e.pebble.DirectoryURL,
 		CARoots:      e.pebble.APIRoots,
 		CacheDir:     e.cacheDir,
 		Email:        "ops@wssproxy.test",
-	}}, slog.New(slog.NewTextHandler(e.logs, nil)))
+	}
+	m, err := tlsconf.NewManager(cfg, slog.New(slog.NewTextHandler(e.logs, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +110,7 @@ func (e *acmeEnv) handshake(serverName string, roots *x509.CertPool) (*x509.Cert
 // same certificate with the CA gone.
 func TestACMETLSALPN(t *testing.T) {
 	testutil.CheckLeaks(t)
-	e := newACMEEnv(t, true, 24*time.Hour)
+	e := newACMEEnv(t, true, 24*time.Hour, tlsconf.Config{})
 	roots := e.pebble.Roots(t)
 	_, leaf := e.seedExchange(t, roots)
 	if e.m.Orders() != 1 || strings.Contains(e.logs.String(), "HTTP-01 challenge") {
@@ -138,12 +141,34 @@ func TestACMETLSALPN(t *testing.T) {
 	})
 }
 
+// TestACMEWithFiles guards files and ACME mixed: a name a file covers gets
+// the file's certificate and never an order; an ACME host gets ACME's.
+func TestACMEWithFiles(t *testing.T) {
+	testutil.CheckLeaks(t)
+	fileCert, _ := testutil.Cert(t, "files.wssproxy.test")
+	c, k := testutil.WriteKeyPair(t, fileCert)
+	e := newACMEEnv(t, true, 24*time.Hour, tlsconf.Config{Cert: c, Key: k})
+	roots := e.pebble.Roots(t)
+	pool := roots.Clone()
+	pool.AddCert(fileCert.Leaf)
+	if leaf, err := e.handshake("files.wssproxy.test", pool); err != nil || !leaf.Equal(fileCert.Leaf) {
+		t.Errorf("file host: %v", err)
+	}
+	if e.m.Orders() != 0 {
+		t.Errorf("a file host placed an order")
+	}
+	e.seedExchange(t, roots) // verifies against Pebble's root only
+	if e.m.Orders() != 1 {
+		t.Errorf("orders %d, want 1 for the ACME host", e.m.Orders())
+	}
+}
+
 // TestACMEHTTP01 guards issuance through HTTP-01 on the plain-HTTP
 // listener (TLS-ALPN-01 cannot succeed here), with the Host header's port
 // ignored by the host policy.
 func TestACMEHTTP01(t *testing.T) {
 	testutil.CheckLeaks(t)
-	e := newACMEEnv(t, false, 24*time.Hour)
+	e := newACMEEnv(t, false, 24*time.Hour, tlsconf.Config{})
 	e.seedExchange(t, e.pebble.Roots(t))
 	if !strings.Contains(e.logs.String(), `msg="ACME HTTP-01 challenge" host=`+acmeHost+":") {
 		t.Errorf("no HTTP-01 challenge served:\n%s", e.logs)
@@ -156,7 +181,7 @@ func TestACMEHTTP01(t *testing.T) {
 func TestACMERenewal(t *testing.T) {
 	testutil.CheckLeaks(t)
 	const validity = 30 * time.Second // autocert renews a third before expiry
-	e := newACMEEnv(t, true, validity)
+	e := newACMEEnv(t, true, validity, tlsconf.Config{})
 	roots := e.pebble.Roots(t)
 	tunnel, first := e.seedExchange(t, roots)
 	ctx := testutil.Context(t, 2*validity)

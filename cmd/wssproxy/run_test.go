@@ -161,13 +161,7 @@ func TestFlagErrors(t *testing.T) {
 // when the tunnel ends; and closes a tunnel still open at shutdown_timeout,
 // then exits 0.
 func TestSignals(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the binary")
-	}
-	bin := filepath.Join(t.TempDir(), "wssproxy")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := buildBinary(t)
 	backend := "ws://" + testutil.Serve(t, echo.Handler(echo.Options{}))
 
 	for _, tc := range []struct {
@@ -266,5 +260,73 @@ backend = "ws://127.0.0.1:8282"
 	logs.Wait(t, ctx, `level=WARN msg="no certificate covers this route's host: clients will see a name mismatch" route=2 host=game.example.test`)
 	if strings.Contains(logs.String(), "host=chat.example.test\n") {
 		t.Errorf("warned about a covered host:\n%s", logs)
+	}
+}
+
+// buildBinary builds wssproxy into the test's temporary directory.
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "wssproxy")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// TestSIGHUPReloadsCertificates guards SIGHUP in a real process: the
+// certificate files are re-read and new handshakes get the new certificate,
+// while an open tunnel stays up.
+func TestSIGHUPReloadsCertificates(t *testing.T) {
+	testutil.CheckLeaks(t)
+	bin := buildBinary(t)
+	ctx := testutil.Context(t, 30*time.Second)
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	install := func(cert *tls.Certificate) {
+		c, k := testutil.WriteKeyPair(t, cert)
+		os.Rename(k, keyFile)
+		os.Rename(c, certFile)
+	}
+	first, _ := testutil.Cert(t)
+	install(first)
+	cfg := filepath.Join(dir, "c.toml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf("listen = \"127.0.0.1:0\"\n[tls]\ncert = %q\nkey = %q\n[[route]]\npath = \"/wss\"\nbackend = \"ws://%s\"\n",
+		certFile, keyFile, testutil.Serve(t, echo.Handler(echo.Options{})))), 0o600)
+	cmd := exec.Command(bin, "-config", cfg)
+	logs := &testutil.Logs{}
+	cmd.Stderr = logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+	}()
+	addr := logs.Wait(t, ctx, `msg=listening addr=(\S+)`)
+	client := insecureClient()
+	defer client.CloseIdleConnections()
+	c, _, err := websocket.Dial(ctx, "wss://"+addr+"/wss", &websocket.DialOptions{HTTPClient: client})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+
+	cmd.Process.Signal(syscall.SIGHUP)
+	logs.Wait(t, ctx, `(?s)SIGHUP: reloading certificates.*certificates reloaded`)
+	next, _ := testutil.Cert(t)
+	install(next)
+	cmd.Process.Signal(syscall.SIGHUP)
+	logs.Wait(t, ctx, `(?s)(SIGHUP: reloading certificates.*certificates reloaded.*){2}`)
+	conn, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.Close()
+	if !conn.ConnectionState().PeerCertificates[0].Equal(next.Leaf) {
+		t.Error("new handshakes do not get the new certificate")
+	}
+	c.Write(ctx, websocket.MessageText, []byte("tom"))
+	if _, got, err := c.Read(ctx); err != nil || string(got) != "tom" {
+		t.Fatalf("tunnel after SIGHUP: %q %v", got, err)
 	}
 }
