@@ -18,6 +18,8 @@ const (
 	DefaultReadHeaderTimeout = 10 * time.Second
 	DefaultShutdownTimeout   = 30 * time.Second
 	DefaultMaxHeaderBytes    = 64 << 10
+	DefaultPingInterval      = 30 * time.Second
+	DefaultPingTimeout       = 10 * time.Second
 )
 
 // Config is what the proxy does: its timeouts and its routes. A zero duration
@@ -91,6 +93,31 @@ type Route struct {
 
 	// HandshakeTimeout overrides the global handshake_timeout for this route.
 	HandshakeTimeout time.Duration `toml:"handshake_timeout"`
+
+	// PingInterval is how long a client may be silent before the proxy
+	// pings it; a client that then sends nothing within PingTimeout is
+	// dead, and the tunnel is closed (the backend gets 1001). The client's
+	// pong is consumed, never forwarded. nil means 30s; 0 turns it off.
+	PingInterval *time.Duration `toml:"ping_interval"`
+
+	// PingTimeout is how long a pinged peer has to send anything. Default 10s.
+	PingTimeout time.Duration `toml:"ping_timeout"`
+
+	// BackendPingInterval pings the backend the same way (the client then
+	// gets 1014). Default off.
+	BackendPingInterval time.Duration `toml:"backend_ping_interval"`
+
+	// IdleTimeout closes a tunnel (1001 to both sides) after this long
+	// without a data frame either way. Default off: idle WebSockets live.
+	IdleTimeout time.Duration `toml:"idle_timeout"`
+
+	// MaxLifetime closes a tunnel (1001 to both sides) this long after it
+	// opened. Default off.
+	MaxLifetime time.Duration `toml:"max_lifetime"`
+
+	// MaxMessageSize closes a tunnel (1009 to both sides) when a frame or a
+	// fragmented message would exceed it, in bytes. Default off.
+	MaxMessageSize int64 `toml:"max_message_size"`
 
 	// Handler serves the route in-process instead of Backend or Static.
 	// It is not a configuration key: programs that embed the proxy use it.
@@ -195,6 +222,16 @@ func (r *Route) validate(key string) error {
 		}
 	}
 	errs = append(errs, checkDuration(key+".handshake_timeout", r.HandshakeTimeout))
+	if r.PingInterval != nil {
+		errs = append(errs, checkDuration(key+".ping_interval", *r.PingInterval))
+	}
+	errs = append(errs, checkDuration(key+".ping_timeout", r.PingTimeout))
+	errs = append(errs, checkDuration(key+".backend_ping_interval", r.BackendPingInterval))
+	errs = append(errs, checkDuration(key+".idle_timeout", r.IdleTimeout))
+	errs = append(errs, checkDuration(key+".max_lifetime", r.MaxLifetime))
+	if r.MaxMessageSize < 0 {
+		errs = append(errs, fieldErr(key+".max_message_size", "must not be negative, got %d", r.MaxMessageSize))
+	}
 	return errors.Join(errs...)
 }
 
@@ -288,7 +325,13 @@ func (c Config) withDefaults() Config {
 	}
 	c.Routes = append([]Route(nil), c.Routes...)
 	for i := range c.Routes {
-		def(&c.Routes[i].HandshakeTimeout, c.HandshakeTimeout)
+		r := &c.Routes[i]
+		def(&r.HandshakeTimeout, c.HandshakeTimeout)
+		def(&r.PingTimeout, DefaultPingTimeout)
+		if r.PingInterval == nil {
+			d := DefaultPingInterval
+			r.PingInterval = &d
+		}
 	}
 	return c
 }

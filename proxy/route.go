@@ -29,6 +29,13 @@ type route struct {
 	removeHeaders    []string
 	handshakeTimeout time.Duration
 
+	pingInterval        time.Duration // 0: off
+	pingTimeout         time.Duration
+	backendPingInterval time.Duration
+	idleTimeout         time.Duration
+	maxLifetime         time.Duration
+	maxMessageSize      int64
+
 	http http.Handler // plain HTTP: reverse proxy, files or Handler
 }
 
@@ -41,6 +48,15 @@ func compileRoute(i int, r Route) *route {
 		stripPath:        r.StripPrefix,
 		handshakeTimeout: r.HandshakeTimeout,
 		setHeaders:       make(http.Header),
+
+		pingTimeout:         r.PingTimeout,
+		backendPingInterval: r.BackendPingInterval,
+		idleTimeout:         r.IdleTimeout,
+		maxLifetime:         r.MaxLifetime,
+		maxMessageSize:      r.MaxMessageSize,
+	}
+	if r.PingInterval != nil {
+		rt.pingInterval = *r.PingInterval
 	}
 	if h := strings.ToLower(r.Host); strings.HasPrefix(h, "*.") {
 		rt.hostSuffix = h[1:]

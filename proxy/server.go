@@ -27,6 +27,9 @@ type Server struct {
 	// ctx is the parent of every request and tunnel; cancel closes them all.
 	ctx    context.Context
 	cancel context.CancelFunc
+	// drain ends when shutdown begins: every tunnel then sends 1001.
+	drain     context.Context
+	stopDrain context.CancelFunc
 
 	mu         sync.Mutex // guards closing and tunnels.Add against Shutdown's Wait
 	closing    bool
@@ -48,6 +51,7 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 	cfg = cfg.withDefaults()
 	s := &Server{cfg: cfg, log: logger}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.drain, s.stopDrain = context.WithCancel(s.ctx)
 	s.dialer = net.Dialer{Timeout: cfg.DialTimeout}
 	s.errorLog = slog.NewLogLogger(logger.Handler(), slog.LevelDebug)
 	for i, r := range cfg.Routes {
@@ -90,13 +94,15 @@ func (s *Server) Serve(ln net.Listener) error {
 // OpenTunnels is the number of WebSocket tunnels now open.
 func (s *Server) OpenTunnels() int64 { return s.open.Load() }
 
-// Shutdown stops accepting connections, lets open tunnels run until they end
-// or ctx is done, then closes what is left and waits for it. Hijacked
+// Shutdown stops accepting connections, sends every tunnel's client and
+// backend a 1001 Going Away close frame, waits for the tunnels to end or ctx
+// to be done, then closes what is left and waits for it. Hijacked
 // connections are out of http.Server's reach, so tunnels are counted here.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.closing = true
 	s.mu.Unlock()
+	s.stopDrain()
 	err := s.http.Shutdown(ctx)
 	done := make(chan struct{})
 	go func() {

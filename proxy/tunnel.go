@@ -1,32 +1,83 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/tls"
+	"encoding/binary"
 	"errors"
 	"io"
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
+// WebSocket close codes the proxy sends (RFC 6455 §7.4.1; 1014 is from the
+// IANA registry).
+const (
+	closeGoingAway   = 1001
+	closeTooBig      = 1009
+	closeBadGateway  = 1014
+)
+
+// closeGrace is how long the proxy waits for a peer's close frame (or TCP
+// close) after sending its own, before dropping the connection.
+const closeGrace = 5 * time.Second
+
 // tunnel is one upgraded WebSocket connection: the client's side, hijacked
-// from the http.Server, and the backend's. It is byte-transparent: frames
-// pass as they are, so subprotocols, extensions and close codes are the
-// peers' business.
+// from the http.Server, and the backend's. Bytes pass unchanged; the tunnel
+// follows frame boundaries so it can add frames of its own (pings, close
+// frames) between them, consume the answers to those, and end a tunnel with
+// close frames rather than resets.
 type tunnel struct {
 	rt       *route
-	client   net.Conn // *tls.Conn from the listener
-	backend  net.Conn
+	client   *side // frames from it are masked; frames to it are not
+	backend  *side // the reverse
 	clientIP string
 	start    time.Time
+	log      *slog.Logger
 
-	// Bytes read ahead before the hijack (client) and after the backend's
-	// 101 (backend); forwarded before anything else.
-	fromClient, fromBackend []byte
+	lastData atomic.Int64 // ns since start of the last data frame, either way
 
-	closeOnce sync.Once
+	mu      sync.Mutex // guards the fields below
+	timers  []*time.Timer
+	reason  string // why the proxy ended the tunnel, if it did
+	closed  bool
+	shuttin bool // the proxy has sent its close frames
+}
+
+// side is one connection of a tunnel: what the proxy knows of the frames
+// it reads from it, and the lock that orders what is written to it.
+type side struct {
+	name string
+	conn net.Conn
+	mask bool // frames written to it are masked (it is a server: the backend)
+
+	// Written by the opposite pump and by the proxy's own frames.
+	mu        sync.Mutex
+	midFrame  bool // the output has stopped inside a frame
+	closeSent bool // a close frame was written to it: nothing may follow
+
+	pmu        sync.Mutex // guards pending
+	pending    []byte     // the proxy's frames, waiting for a frame boundary
+	pendClose  bool       // pending ends with a close frame
+	hasPending atomic.Bool
+
+	// Read by this side's pump.
+	lastFrame   atomic.Int64 // ns since tunnel start of the last frame read
+	sawClose    atomic.Bool  // it sent a close frame
+	proxyClosed atomic.Bool  // the proxy itself sent it a close frame
+	pingToken   [8]byte      // payload prefix of the proxy's pings
+	pings       atomic.Uint32
+}
+
+func newSide(name string, conn net.Conn, mask bool) *side {
+	s := &side{name: name, conn: conn, mask: mask}
+	rand.Read(s.pingToken[:])
+	return s
 }
 
 // copyBufSize matches the largest TLS record's plaintext (16 KiB), so one
@@ -35,29 +86,294 @@ const copyBufSize = 16 << 10
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, copyBufSize); return &b }}
 
-// direction is how one side of the tunnel ended.
+// direction is how one side's pump ended.
 type direction struct {
 	n   int64
 	err error // nil for a clean end of stream
 }
 
-// run tunnels until both directions have ended, then closes both
-// connections and logs one line. ctx is the server's: cancelling it closes
-// both connections, which ends both directions.
-//
-// A direction that ends cleanly (EOF, or TLS close_notify) half-closes its
-// destination and leaves the other direction flowing; one that fails closes
-// both connections, so the other ends too. run returns only when both have.
-func (t *tunnel) run(ctx context.Context, log *slog.Logger) {
-	stop := context.AfterFunc(ctx, t.close)
-	defer stop()
+// run tunnels until both pumps have ended, then closes both connections
+// and logs one line. ctx is the server's drain context: when it ends, both
+// peers are sent 1001 Going Away. kill ends with the server's hard
+// deadline: then both connections are closed.
+func (t *tunnel) run(drain, kill context.Context, fromClient, fromBackend []byte) {
+	stopDrain := context.AfterFunc(drain, func() {
+		t.shut("shutdown", closeGoingAway, closeGoingAway, "server shutting down")
+	})
+	defer stopDrain()
+	stopKill := context.AfterFunc(kill, t.close)
+	defer stopKill()
+	t.startTimers()
 
 	toBackend := make(chan direction, 1)
-	go func() { toBackend <- t.copyToBackend() }()
-	out := t.copyFromBackend()
+	go func() { toBackend <- t.copyToBackend(fromClient) }()
+	out := t.copyFromBackend(fromBackend)
 	in := <-toBackend
 	t.close()
+	t.stopTimers()
+	t.logEnd(in, out)
+}
 
+// copyToBackend forwards the client's frames, masked as they came.
+func (t *tunnel) copyToBackend(pending []byte) direction {
+	return t.pump(t.client, t.backend, pending)
+}
+
+// copyFromBackend forwards the backend's frames.
+func (t *tunnel) copyFromBackend(pending []byte) direction {
+	return t.pump(t.backend, t.client, pending)
+}
+
+// pump copies src to dst through a frame scanner until src ends, then
+// decides how the tunnel goes on:
+//   - src sent a close frame and ended: a normal close. dst is half-closed
+//     (TLS close_notify then FIN to the client; FIN to the backend) and the
+//     other direction flows until it ends too.
+//   - src vanished without a close frame: dst is sent a close frame (1014
+//     Bad Gateway to the client, 1001 Going Away to the backend) and gets
+//     closeGrace to answer.
+//   - the proxy had sent src a close frame: src is done.
+func (t *tunnel) pump(src, dst *side, pending []byte) direction {
+	var sc frameScanner
+	h := &hooks{t: t, src: src, dst: dst}
+	var n int64
+	forward := func(b []byte) error {
+		w, err := dst.conn.Write(b)
+		n += int64(w)
+		return err
+	}
+	feed := func(p []byte) error {
+		h.sawData = false
+		dst.mu.Lock()
+		err := sc.scan(p, h, func(b []byte) error {
+			if dst.closeSent {
+				return nil // after a close frame nothing more may be sent
+			}
+			dst.closeSent = h.closing // this is the peer's close frame
+			h.closing = false
+			return forward(b)
+		})
+		dst.midFrame = !sc.atBoundary()
+		dst.mu.Unlock()
+		dst.flushPending()
+		now := int64(time.Since(t.start))
+		src.lastFrame.Store(now)
+		if h.sawData {
+			t.lastData.Store(now)
+		}
+		if h.closeReply {
+			src.conn.Close() // the proxy's close handshake with src is done
+		}
+		return err
+	}
+	if len(pending) > 0 {
+		if err := feed(pending); err != nil {
+			t.close()
+			return direction{n, err}
+		}
+	}
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	buf := *bp
+	for {
+		r, rerr := src.conn.Read(buf)
+		if r > 0 {
+			if err := feed(buf[:r]); err != nil {
+				t.close()
+				return direction{n, err}
+			}
+		}
+		if rerr == nil {
+			continue
+		}
+		switch {
+		case !sc.atBoundary() && !isClosed(rerr):
+			t.setReason(src.name + " vanished mid-frame")
+			t.close() // dst's stream cannot be ended cleanly
+		case src.proxyClosed.Load() || isClosed(rerr):
+			// The proxy ended it, or the other pump closed everything.
+		case src.sawClose.Load():
+			closeWrite(dst.conn)
+		default:
+			code, reason := closeGoingAway, "client went away"
+			if src == t.backend {
+				code, reason = closeBadGateway, "backend went away"
+			}
+			t.setReason(src.name + " vanished")
+			dst.send(closeFrame(code, reason, dst.mask), true)
+			t.after(closeGrace, t.close)
+		}
+		if rerr == io.EOF {
+			rerr = nil
+		}
+		return direction{n, rerr}
+	}
+}
+
+// hooks are the pump's decisions about frames read from src.
+type hooks struct {
+	t          *tunnel
+	src, dst   *side
+	sawData    bool // a data frame began in this chunk
+	closing    bool // the frame about to be forwarded is src's close frame
+	closeReply bool // src answered the proxy's close frame
+	scratch    [maxControlPayload]byte
+}
+
+func (h *hooks) data(f frameHeader, msgLen uint64) bool {
+	h.sawData = true
+	if limit := h.t.rt.maxMessageSize; limit > 0 && msgLen > uint64(limit) {
+		h.t.shut("message too big", closeTooBig, closeTooBig, "message too big")
+		return false
+	}
+	return true
+}
+
+func (h *hooks) control(f frameHeader, frame []byte) bool {
+	switch f.opcode {
+	case opPong:
+		p := controlPayload(h.scratch[:0], f, frame)
+		if len(p) >= len(h.src.pingToken) && bytes.Equal(p[:len(h.src.pingToken)], h.src.pingToken[:]) {
+			return false // the answer to the proxy's own ping
+		}
+	case opClose:
+		h.src.sawClose.Store(true)
+		if h.src.proxyClosed.Load() {
+			h.closeReply = true
+			return false // the answer to the proxy's own close
+		}
+		h.closing = true // forwarded next; then nothing more to dst
+	}
+	return true
+}
+
+// send queues one of the proxy's own frames for s, to be written at the
+// next frame boundary of s's output.
+func (s *side) send(frame []byte, isClose bool) {
+	s.pmu.Lock()
+	s.pending = append(s.pending, frame...)
+	if isClose {
+		s.pendClose = true
+		s.proxyClosed.Store(true)
+	}
+	s.pmu.Unlock()
+	s.hasPending.Store(true)
+	s.flushPending()
+}
+
+// flushPending writes the proxy's queued frames if s's output is at a frame
+// boundary and nobody is writing; otherwise the writer calls it again after
+// its write. It never waits for the lock, so a timer never blocks behind a
+// slow peer.
+func (s *side) flushPending() {
+	for s.hasPending.Load() {
+		if !s.mu.TryLock() {
+			return // the holder flushes after it unlocks
+		}
+		if s.midFrame {
+			s.mu.Unlock()
+			return
+		}
+		s.pmu.Lock()
+		p, isClose := s.pending, s.pendClose
+		s.pending, s.pendClose = nil, false
+		s.hasPending.Store(false)
+		s.pmu.Unlock()
+		if !s.closeSent {
+			s.conn.Write(p)
+			s.closeSent = isClose
+		}
+		s.mu.Unlock()
+	}
+}
+
+// closeFrame is a close frame with code and reason, masked if mask.
+func closeFrame(code int, reason string, mask bool) []byte {
+	payload := binary.BigEndian.AppendUint16(make([]byte, 0, 2+len(reason)), uint16(code))
+	payload = append(payload, reason...)
+	return appendFrame(nil, opClose, payload, maskKey(mask))
+}
+
+func maskKey(mask bool) *[4]byte {
+	if !mask {
+		return nil
+	}
+	var k [4]byte
+	rand.Read(k[:])
+	return &k
+}
+
+// shut ends the tunnel from the proxy's side: a close frame with
+// toClient's and toBackend's code to each peer (0: just drop that
+// connection), then closeGrace for the answers.
+func (t *tunnel) shut(reason string, toClient, toBackend int, text string) {
+	t.mu.Lock()
+	if t.shuttin || t.closed {
+		t.mu.Unlock()
+		return
+	}
+	t.shuttin = true
+	if t.reason == "" {
+		t.reason = reason
+	}
+	t.mu.Unlock()
+	for _, x := range []struct {
+		s    *side
+		code int
+	}{{t.client, toClient}, {t.backend, toBackend}} {
+		if x.code == 0 {
+			x.s.proxyClosed.Store(true)
+			x.s.conn.Close()
+			continue
+		}
+		x.s.send(closeFrame(x.code, text, x.s.mask), true)
+	}
+	t.after(closeGrace, t.close)
+}
+
+func (t *tunnel) setReason(r string) {
+	t.mu.Lock()
+	if t.reason == "" {
+		t.reason = r
+	}
+	t.mu.Unlock()
+}
+
+// after runs f after d unless the tunnel has ended.
+func (t *tunnel) after(d time.Duration, f func()) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.closed {
+		t.timers = append(t.timers, time.AfterFunc(d, f))
+	}
+}
+
+func (t *tunnel) stopTimers() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, tm := range t.timers {
+		tm.Stop()
+	}
+	t.timers = nil
+}
+
+// close drops both connections.
+func (t *tunnel) close() {
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		return
+	}
+	t.closed = true
+	t.mu.Unlock()
+	t.client.conn.Close()
+	t.backend.conn.Close()
+}
+
+func (t *tunnel) logEnd(in, out direction) {
+	t.mu.Lock()
+	reason := t.reason
+	t.mu.Unlock()
 	attrs := []any{
 		"route", t.rt.name, "backend", t.rt.backendString(), "client_ip", t.clientIP,
 		"duration", time.Since(t.start).Round(time.Millisecond),
@@ -65,8 +381,11 @@ func (t *tunnel) run(ctx context.Context, log *slog.Logger) {
 	}
 	level := slog.LevelInfo
 	switch {
-	case ctx.Err() != nil:
-		attrs = append(attrs, "ended_by", "shutdown")
+	case reason != "":
+		attrs = append(attrs, "ended_by", "proxy", "reason", reason)
+		if reason == "backend vanished" {
+			level = slog.LevelWarn
+		}
 	case out.err != nil && !isClosed(out.err):
 		attrs = append(attrs, "ended_by", "backend", "error", out.err.Error())
 		level = slog.LevelWarn
@@ -74,72 +393,7 @@ func (t *tunnel) run(ctx context.Context, log *slog.Logger) {
 		attrs = append(attrs, "ended_by", "client", "error", in.err.Error())
 		level = slog.LevelDebug
 	}
-	log.Log(context.Background(), level, "tunnel closed", attrs...)
-}
-
-// copyToBackend forwards the client's bytes; at the client's end of stream
-// it half-closes the backend so the backend can still answer.
-func (t *tunnel) copyToBackend() direction {
-	n, err := pipe(t.backend, t.client, t.fromClient)
-	t.fromClient = nil
-	t.finish(t.backend, err)
-	return direction{n, err}
-}
-
-// copyFromBackend forwards the backend's bytes; at the backend's end of
-// stream it half-closes the client (TLS close_notify, then TCP FIN).
-func (t *tunnel) copyFromBackend() direction {
-	n, err := pipe(t.client, t.backend, t.fromBackend)
-	t.fromBackend = nil
-	t.finish(t.client, err)
-	return direction{n, err}
-}
-
-func (t *tunnel) finish(dst net.Conn, err error) {
-	if err != nil {
-		t.close()
-		return
-	}
-	closeWrite(dst)
-}
-
-func (t *tunnel) close() {
-	t.closeOnce.Do(func() {
-		t.client.Close()
-		t.backend.Close()
-	})
-}
-
-// pipe writes pending, then copies src to dst until src ends. It returns
-// the bytes written and nil at a clean end of src.
-func pipe(dst, src net.Conn, pending []byte) (int64, error) {
-	var n int64
-	if len(pending) > 0 {
-		w, err := dst.Write(pending)
-		n += int64(w)
-		if err != nil {
-			return n, err
-		}
-	}
-	bp := bufPool.Get().(*[]byte)
-	defer bufPool.Put(bp)
-	buf := *bp
-	for {
-		r, rerr := src.Read(buf)
-		if r > 0 {
-			w, werr := dst.Write(buf[:r])
-			n += int64(w)
-			if werr != nil {
-				return n, werr
-			}
-		}
-		if rerr == io.EOF {
-			return n, nil
-		}
-		if rerr != nil {
-			return n, rerr
-		}
-	}
+	t.log.Log(context.Background(), level, "tunnel closed", attrs...)
 }
 
 // closeWrite half-closes c: for TLS a close_notify alert, then the TCP FIN
@@ -154,8 +408,7 @@ func closeWrite(c net.Conn) {
 	}
 }
 
-// isClosed reports errors that only mean the other direction closed the
-// connection first.
+// isClosed reports errors that only mean the tunnel closed the connection.
 func isClosed(err error) bool {
 	return errors.Is(err, net.ErrClosed)
 }

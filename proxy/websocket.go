@@ -73,15 +73,14 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, rt *rout
 		return
 	}
 	t := &tunnel{
-		rt:          rt,
-		client:      client,
-		backend:     backend,
-		clientIP:    clientIP(r),
-		start:       start,
-		fromClient:  buffered(crw.Reader),
-		fromBackend: buffered(br),
+		rt:       rt,
+		client:   newSide("client", client, false),
+		backend:  newSide("backend", backend, true),
+		clientIP: clientIP(r),
+		start:    start,
+		log:      s.log,
 	}
-	t.run(s.ctx, s.log)
+	t.run(s.drain, s.ctx, buffered(crw.Reader), buffered(br))
 }
 
 // buffered returns the bytes br has read ahead from its connection. They

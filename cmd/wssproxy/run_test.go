@@ -156,26 +156,25 @@ func TestFlagErrors(t *testing.T) {
 	}
 }
 
-// TestSignals builds the binary and guards SIGTERM handling in a real
-// process: it stops accepting, lets an open tunnel keep working, exits 0
-// when the tunnel ends; and closes a tunnel still open at shutdown_timeout,
-// then exits 0.
+// TestSignals builds the binary and guards SIGTERM in a real process: it
+// stops accepting and sends open tunnels 1001 Going Away; a client that
+// answers lets the process exit 0 at once, and one that does not is cut
+// off at shutdown_timeout, after which the process exits 0 too.
 func TestSignals(t *testing.T) {
 	bin := buildBinary(t)
 	backend := "ws://" + testutil.Serve(t, echo.Handler(echo.Options{}))
-
 	for _, tc := range []struct {
-		name         string
-		clientLeaves bool
+		name    string
+		answers bool
 	}{
-		{"tunnel finishes within shutdown_timeout", true},
-		{"tunnel outlives shutdown_timeout", false},
+		{"client answers the close", true},
+		{"client does not answer before shutdown_timeout", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := testutil.Context(t, 30*time.Second)
 			cfg := filepath.Join(t.TempDir(), "c.toml")
-			timeout := "20s"
-			if !tc.clientLeaves {
+			timeout := "20s" // far beyond how long an answering client needs
+			if !tc.answers {
 				timeout = "300ms"
 			}
 			os.WriteFile(cfg, []byte(fmt.Sprintf("listen = \"127.0.0.1:0\"\nshutdown_timeout = %q\n[[route]]\npath = \"/wss\"\nbackend = %q\n", timeout, backend)), 0o600)
@@ -200,6 +199,9 @@ func TestSignals(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer c.CloseNow()
+			if err := c.Write(ctx, websocket.MessageText, []byte("tom")); err != nil {
+				t.Fatal(err)
+			}
 
 			cmd.Process.Signal(syscall.SIGTERM)
 			logs.Wait(t, ctx, `msg="stopped accepting" open_tunnels=1`)
@@ -207,14 +209,14 @@ func TestSignals(t *testing.T) {
 				c.Close()
 				t.Error("new connection accepted after SIGTERM")
 			}
-			if tc.clientLeaves {
-				c.Write(ctx, websocket.MessageText, []byte("still here"))
-				if _, got, err := c.Read(ctx); err != nil || string(got) != "still here" {
-					t.Fatalf("tunnel after SIGTERM: %q %v", got, err)
+			if tc.answers {
+				// Read answers the close frame, as browsers do.
+				if _, got, err := c.Read(ctx); err != nil || string(got) != "tom" {
+					t.Fatalf("echo before the close: %q %v", got, err)
 				}
-				c.Close(websocket.StatusNormalClosure, "")
-			} else if _, _, err := c.Read(ctx); err == nil || ctx.Err() != nil {
-				t.Fatalf("tunnel not closed at shutdown_timeout: %v", err)
+				if _, _, err := c.Read(ctx); websocket.CloseStatus(err) != websocket.StatusGoingAway {
+					t.Fatalf("after SIGTERM: %v, want 1001", err)
+				}
 			}
 			select {
 			case <-exited:
@@ -223,6 +225,12 @@ func TestSignals(t *testing.T) {
 				}
 			case <-ctx.Done():
 				t.Fatalf("process did not exit:\n%s", logs)
+			}
+			if !tc.answers { // the close frame was sent all the same
+				c.Read(ctx) // "tom"
+				if _, _, err := c.Read(ctx); websocket.CloseStatus(err) != websocket.StatusGoingAway {
+					t.Fatalf("after SIGTERM: %v, want 1001", err)
+				}
 			}
 			if !strings.Contains(logs.String(), "msg=stopped") {
 				t.Errorf("log:\n%s", logs)

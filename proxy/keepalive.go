@@ -1,0 +1,104 @@
+package proxy
+
+import (
+	"encoding/binary"
+	"time"
+)
+
+// The proxy's timers for a tunnel: keepalive pings to either side,
+// idle_timeout and max_lifetime. All are runtime timers (time.AfterFunc):
+// an idle tunnel has no goroutine of its own waiting on them, and no clock
+// is read per message beyond one time.Since per read.
+
+func (t *tunnel) startTimers() {
+	rt := t.rt
+	if rt.pingInterval > 0 {
+		t.keepalive(t.client, rt.pingInterval, rt.pingTimeout)
+	}
+	if rt.backendPingInterval > 0 {
+		t.keepalive(t.backend, rt.backendPingInterval, rt.pingTimeout)
+	}
+	if rt.idleTimeout > 0 {
+		t.watchIdle(rt.idleTimeout)
+	}
+	if rt.maxLifetime > 0 {
+		t.after(rt.maxLifetime, func() {
+			t.shut("max lifetime", closeGoingAway, closeGoingAway, "connection lifetime reached")
+		})
+	}
+}
+
+// keeper pings one side of a tunnel when it has been silent for every, and
+// ends the tunnel when nothing at all comes back within timeout: the peer
+// is dead (a phone gone out of coverage, a NAT that dropped the mapping)
+// even though TCP still looks open.
+type keeper struct {
+	t            *tunnel
+	s            *side
+	every, limit time.Duration
+	timer        func(time.Duration)
+	waiting      bool  // a ping is out
+	mark         int64 // s.lastFrame when it went out
+}
+
+func (t *tunnel) keepalive(s *side, every, timeout time.Duration) {
+	k := &keeper{t: t, s: s, every: every, limit: timeout}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	tm := time.AfterFunc(every, k.fire)
+	t.timers = append(t.timers, tm)
+	k.timer = func(d time.Duration) { tm.Reset(d) }
+}
+
+// fire runs on the timer; runs never overlap, as each schedules the next.
+func (k *keeper) fire() {
+	now := int64(time.Since(k.t.start))
+	last := k.s.lastFrame.Load()
+	if k.waiting {
+		if last == k.mark {
+			other := closeGoingAway
+			if k.s == k.t.backend {
+				other = closeBadGateway
+			}
+			toClient, toBackend := 0, other // drop the dead side, tell the other
+			if k.s == k.t.backend {
+				toClient, toBackend = other, 0
+			}
+			k.t.shut(k.s.name+" unresponsive", toClient, toBackend, k.s.name+" unresponsive")
+			return
+		}
+		k.waiting = false
+	}
+	if silent := time.Duration(now - last); silent < k.every {
+		k.timer(k.every - silent)
+		return
+	}
+	k.waiting, k.mark = true, last
+	k.s.send(k.s.ping(), false)
+	k.timer(k.limit)
+}
+
+// ping is the proxy's ping to s: its token, so the answer can be told
+// from answers to the peer's own pings, and a counter.
+func (s *side) ping() []byte {
+	payload := make([]byte, 0, len(s.pingToken)+4)
+	payload = append(payload, s.pingToken[:]...)
+	payload = binary.BigEndian.AppendUint32(payload, s.pings.Add(1))
+	return appendFrame(nil, opPing, payload, maskKey(s.mask))
+}
+
+// watchIdle ends the tunnel after d without a data frame either way
+// (control frames, the proxy's pings included, do not count).
+func (t *tunnel) watchIdle(d time.Duration) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var tm *time.Timer
+	tm = time.AfterFunc(d, func() {
+		if silent := time.Since(t.start) - time.Duration(t.lastData.Load()); silent < d {
+			tm.Reset(d - silent)
+			return
+		}
+		t.shut("idle timeout", closeGoingAway, closeGoingAway, "idle timeout")
+	})
+	t.timers = append(t.timers, tm)
+}
