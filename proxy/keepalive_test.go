@@ -1,0 +1,339 @@
+package proxy_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/wssproxy/wssproxy/internal/testutil"
+	"github.com/wssproxy/wssproxy/proxy"
+)
+
+func dur(d time.Duration) *time.Duration { return &d }
+
+// closeRecorder is an echo backend that reports the close status it got
+// (or -1 for a connection that ended without one) and counts the pongs it
+// received.
+type closeRecorder struct {
+	closes chan websocket.StatusCode
+	pongs  atomic.Int64
+}
+
+func newCloseRecorder(n int) *closeRecorder {
+	return &closeRecorder{closes: make(chan websocket.StatusCode, n)}
+}
+
+func (cr *closeRecorder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+		OnPongReceived: func(context.Context, []byte) { cr.pongs.Add(1) },
+	})
+	if err != nil {
+		return
+	}
+	defer c.CloseNow()
+	c.SetReadLimit(-1)
+	for {
+		typ, msg, err := c.Read(r.Context())
+		if err != nil {
+			cr.closes <- websocket.CloseStatus(err)
+			return
+		}
+		c.Write(r.Context(), typ, msg)
+	}
+}
+
+// wantClose waits for a close status from the recorder.
+func (cr *closeRecorder) wantClose(t *testing.T, ctx context.Context, want websocket.StatusCode) {
+	t.Helper()
+	select {
+	case got := <-cr.closes:
+		if got != want {
+			t.Errorf("backend got close %d, want %d", got, want)
+		}
+	case <-ctx.Done():
+		t.Fatalf("backend got no close, want %d", want)
+	}
+}
+
+// readClose reads until c ends and returns its close status and reason.
+func readClose(ctx context.Context, c *websocket.Conn) (websocket.StatusCode, string) {
+	for {
+		if _, _, err := c.Read(ctx); err != nil {
+			var ce websocket.CloseError
+			errors.As(err, &ce)
+			return websocket.CloseStatus(err), ce.Reason
+		}
+	}
+}
+
+// TestDeadClientDetected guards keepalive: a client that stops answering
+// (TCP open, nothing read) is pinged, found dead after ping_timeout, and its
+// tunnel closed on both sides: the backend gets 1001, both fds are freed.
+func TestDeadClientDetected(t *testing.T) {
+	testutil.CheckLeaks(t)
+	ctx := testutil.Context(t, 10*time.Second)
+	cr := newCloseRecorder(1)
+	e := startProxy(t, proxy.Config{Routes: []proxy.Route{{
+		Path: "/wss", Backend: "ws://" + testutil.Serve(t, cr),
+		PingInterval: dur(50 * time.Millisecond), PingTimeout: 50 * time.Millisecond,
+	}}})
+	e.mustDial(ctx, "/wss", nil) // never reads: pings go unanswered
+	cr.wantClose(t, ctx, websocket.StatusGoingAway)
+	waitTunnels(t, ctx, e, 0)
+	if len(e.logs.Lines("tunnel closed", "reason=\"client unresponsive\"")) != 1 {
+		t.Errorf("log:\n%s", e.logs)
+	}
+}
+
+// TestLiveClientKept guards that a client that answers pings is kept
+// through a long idle period, and that its pongs to the proxy's pings never
+// reach the backend.
+func TestLiveClientKept(t *testing.T) {
+	testutil.CheckLeaks(t)
+	ctx := testutil.Context(t, 10*time.Second)
+	cr := newCloseRecorder(1)
+	const interval = 20 * time.Millisecond
+	e := startProxy(t, proxy.Config{Routes: []proxy.Route{{
+		Path: "/wss", Backend: "ws://" + testutil.Serve(t, cr),
+		PingInterval: dur(interval), PingTimeout: interval,
+	}}})
+	var pings atomic.Int64
+	c := e.mustDial(ctx, "/wss", &websocket.DialOptions{
+		OnPingReceived: func(context.Context, []byte) bool { pings.Add(1); return true },
+	})
+	msgs := make(chan string, 1)
+	go func() { // Read answers pings as it goes
+		for {
+			_, m, err := c.Read(ctx)
+			if err != nil {
+				close(msgs)
+				return
+			}
+			msgs <- string(m)
+		}
+	}()
+	// Idle for as long as 10 pings take to arrive, then talk again.
+	for pings.Load() < 10 {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("%d pings", pings.Load())
+		case <-time.After(interval):
+		}
+	}
+	c.Write(ctx, websocket.MessageText, []byte("after"))
+	if m := <-msgs; m != "after" {
+		t.Fatalf("after idling: %q", m)
+	}
+	if n := cr.pongs.Load(); n != 0 {
+		t.Errorf("backend received %d pongs meant for the proxy", n)
+	}
+	c.Close(websocket.StatusNormalClosure, "")
+	cr.wantClose(t, ctx, websocket.StatusNormalClosure)
+}
+
+// TestBackendPingsPassDuringKeepalive guards that the backend's own pings
+// reach the client and the client's pongs reach the backend, while the
+// proxy pings the client too.
+func TestBackendPingsPassDuringKeepalive(t *testing.T) {
+	testutil.CheckLeaks(t)
+	ctx := testutil.Context(t, 10*time.Second)
+	pinged := make(chan error, 1)
+	backend := testutil.Serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.CloseNow()
+		rctx := c.CloseRead(r.Context())
+		for range 10 {
+			if err := c.Ping(rctx); err != nil {
+				pinged <- err
+				return
+			}
+		}
+		pinged <- nil
+		<-rctx.Done()
+	}))
+	e := startProxy(t, proxy.Config{Routes: []proxy.Route{{
+		Path: "/wss", Backend: "ws://" + backend, PingInterval: dur(5 * time.Millisecond),
+	}}})
+	c := e.mustDial(ctx, "/wss", nil)
+	readCtx := c.CloseRead(ctx)
+	if err := <-pinged; err != nil {
+		t.Fatalf("backend pings: %v", err)
+	}
+	c.Close(websocket.StatusNormalClosure, "")
+	<-readCtx.Done()
+}
+
+// TestProxyPingInsideFragmentedMessage guards that a proxy ping sent while
+// the backend is in the middle of a fragmented message goes between two
+// fragments, where RFC 6455 §5.4 allows it: the client reads the message
+// intact, with no protocol error, and saw pings during it.
+func TestProxyPingInsideFragmentedMessage(t *testing.T) {
+	testutil.CheckLeaks(t)
+	ctx := testutil.Context(t, 10*time.Second)
+	const interval = 10 * time.Millisecond
+	var want bytes.Buffer
+	for i := range 10 {
+		want.WriteString(strings.Repeat(string(rune('a'+i)), 1000))
+	}
+	backend := testutil.Serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.CloseNow()
+		mw, _ := c.Writer(r.Context(), websocket.MessageText)
+		for i := range 10 { // a slow backend: a fragment every 3 ping intervals
+			mw.Write(want.Bytes()[i*1000 : (i+1)*1000])
+			select {
+			case <-time.After(3 * interval):
+			case <-r.Context().Done():
+				return
+			}
+		}
+		mw.Close()
+		c.Read(r.Context())
+	}))
+	e := startProxy(t, proxy.Config{Routes: []proxy.Route{{
+		Path: "/wss", Backend: "ws://" + backend, PingInterval: dur(interval),
+	}}})
+	var pings atomic.Int64
+	c := e.mustDial(ctx, "/wss", &websocket.DialOptions{
+		OnPingReceived: func(context.Context, []byte) bool { pings.Add(1); return true },
+	})
+	_, got, err := c.Read(ctx) // pings are handled inside this Read
+	if err != nil || !bytes.Equal(got, want.Bytes()) {
+		t.Fatalf("message: %d bytes, %v", len(got), err)
+	}
+	if pings.Load() == 0 {
+		t.Fatal("no proxy ping arrived inside the message")
+	}
+	c.Close(websocket.StatusNormalClosure, "")
+}
+
+// TestMaxMessageSize guards max_message_size: a message over it, whole or
+// fragmented, closes the tunnel with 1009 on both sides; one under it
+// passes.
+func TestMaxMessageSize(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		parts []int
+		ok    bool
+	}{
+		{"under", []int{900}, true},
+		{"one frame over", []int{2000}, false},
+		{"fragments over", []int{400, 400, 400}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			testutil.CheckLeaks(t)
+			ctx := testutil.Context(t, 10*time.Second)
+			cr := newCloseRecorder(1)
+			e := startProxy(t, proxy.Config{Routes: []proxy.Route{{
+				Path: "/wss", Backend: "ws://" + testutil.Serve(t, cr), MaxMessageSize: 1000,
+			}}})
+			c := e.mustDial(ctx, "/wss", nil)
+			w, _ := c.Writer(ctx, websocket.MessageBinary)
+			for _, n := range tc.parts {
+				w.Write(make([]byte, n))
+			}
+			w.Close()
+			if tc.ok {
+				if _, got, err := c.Read(ctx); err != nil || len(got) != 900 {
+					t.Fatalf("echo: %d %v", len(got), err)
+				}
+				return
+			}
+			if code, _ := readClose(ctx, c); code != websocket.StatusMessageTooBig {
+				t.Errorf("client got %d, want 1009", code)
+			}
+			cr.wantClose(t, ctx, websocket.StatusMessageTooBig)
+		})
+	}
+}
+
+// TestIdleTimeoutAndMaxLifetime guards the two optional limits: each ends
+// the tunnel with 1001 to both sides. Keepalive pings do not count as
+// activity for idle_timeout; echoed messages do not extend max_lifetime.
+func TestIdleTimeoutAndMaxLifetime(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		route  proxy.Route
+		talk   bool
+		reason string
+	}{
+		{"idle", proxy.Route{IdleTimeout: 100 * time.Millisecond, PingInterval: dur(10 * time.Millisecond)}, false, "idle timeout"},
+		{"lifetime", proxy.Route{MaxLifetime: 100 * time.Millisecond}, true, "connection lifetime reached"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			testutil.CheckLeaks(t)
+			ctx := testutil.Context(t, 10*time.Second)
+			cr := newCloseRecorder(1)
+			rt := tc.route
+			rt.Path, rt.Backend = "/wss", "ws://"+testutil.Serve(t, cr)
+			e := startProxy(t, proxy.Config{Routes: []proxy.Route{rt}})
+			c := e.mustDial(ctx, "/wss", nil)
+			if tc.talk {
+				for { // keeps talking until the proxy ends it
+					if err := c.Write(ctx, websocket.MessageText, []byte("x")); err != nil {
+						break
+					}
+					if _, _, err := c.Read(ctx); err != nil {
+						if websocket.CloseStatus(err) != websocket.StatusGoingAway {
+							t.Errorf("client got %v, want 1001", err)
+						}
+						break
+					}
+				}
+			} else if code, reason := readClose(ctx, c); code != websocket.StatusGoingAway || reason != tc.reason {
+				t.Errorf("client got %d %q, want 1001 %q", code, reason, tc.reason)
+			}
+			cr.wantClose(t, ctx, websocket.StatusGoingAway)
+		})
+	}
+}
+
+// TestShutdownSends1001 guards graceful shutdown: 500 connected clients and
+// their backends all get 1001 Going Away, and Shutdown returns once they
+// have answered, within its deadline.
+func TestShutdownSends1001(t *testing.T) {
+	testutil.CheckLeaks(t)
+	const n = 500
+	ctx := testutil.Context(t, 60*time.Second)
+	cr := newCloseRecorder(n)
+	e := startProxy(t, route("/wss", "ws://"+testutil.Serve(t, cr)))
+	conns := make([]*websocket.Conn, n)
+	for i := range conns {
+		conns[i] = e.mustDial(ctx, "/wss", nil)
+	}
+	codes := make(chan websocket.StatusCode, n)
+	var wg sync.WaitGroup
+	for _, c := range conns {
+		wg.Go(func() { code, _ := readClose(ctx, c); codes <- code })
+	}
+	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := e.srv.Shutdown(sctx); err != nil {
+		t.Fatalf("shutdown: %v (open tunnels %d)", err, e.srv.OpenTunnels())
+	}
+	wg.Wait()
+	close(codes)
+	for code := range codes {
+		if code != websocket.StatusGoingAway {
+			t.Fatalf("a client got %d, want 1001", code)
+		}
+	}
+	for range n {
+		cr.wantClose(t, ctx, websocket.StatusGoingAway)
+	}
+}
+
