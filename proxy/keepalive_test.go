@@ -336,4 +336,3 @@ func TestShutdownSends1001(t *testing.T) {
 		cr.wantClose(t, ctx, websocket.StatusGoingAway)
 	}
 }
-

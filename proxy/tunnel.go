@@ -18,9 +18,9 @@ import (
 // WebSocket close codes the proxy sends (RFC 6455 §7.4.1; 1014 is from the
 // IANA registry).
 const (
-	closeGoingAway   = 1001
-	closeTooBig      = 1009
-	closeBadGateway  = 1014
+	closeGoingAway  = 1001
+	closeTooBig     = 1009
+	closeBadGateway = 1014
 )
 
 // closeGrace is how long the proxy waits for a peer's close frame (or TCP
