@@ -47,6 +47,22 @@ type Config struct {
 	// MaxHeaderBytes caps a client's request headers. Default 64 KiB.
 	MaxHeaderBytes int `toml:"max_header_bytes"`
 
+	// MaxConnections caps WebSocket connections through the whole proxy,
+	// counting handshakes in progress; over it, clients get 503 before any
+	// backend is dialed. 0: no limit.
+	MaxConnections int `toml:"max_connections"`
+
+	// MaxConnectionsPerIP caps them per client address (503). 0: no limit.
+	MaxConnectionsPerIP int `toml:"max_connections_per_ip"`
+
+	// HandshakeRatePerIP is the sustained WebSocket handshakes per second
+	// one client address may make (429 beyond it). 0: no limit.
+	HandshakeRatePerIP float64 `toml:"handshake_rate_per_ip"`
+
+	// HandshakeBurstPerIP is how many handshakes an address may make at
+	// once before the rate applies. Default: the rate, rounded up.
+	HandshakeBurstPerIP int `toml:"handshake_burst_per_ip"`
+
 	// Routes map request paths (and optionally hosts) to backends.
 	Routes []Route `toml:"route"`
 }
@@ -119,6 +135,16 @@ type Route struct {
 	// fragmented message would exceed it, in bytes. Default off.
 	MaxMessageSize int64 `toml:"max_message_size"`
 
+	// AllowedOrigins, when set, admits only WebSocket handshakes whose
+	// Origin matches one entry ("https://example.com", "https://*.example.com"
+	// for any subdomain); others get 403 and never reach the backend. This
+	// stops cross-site WebSocket hijacking. Handshakes without Origin
+	// (non-browser clients) pass unless RequireOrigin.
+	AllowedOrigins []string `toml:"allowed_origins"`
+
+	// RequireOrigin refuses handshakes without an Origin header (403).
+	RequireOrigin bool `toml:"require_origin"`
+
 	// Handler serves the route in-process instead of Backend or Static.
 	// It is not a configuration key: programs that embed the proxy use it.
 	Handler http.Handler `toml:"-"`
@@ -148,6 +174,17 @@ func (c *Config) Validate() error {
 	errs = append(errs, checkDuration("shutdown_timeout", c.ShutdownTimeout))
 	if c.MaxHeaderBytes < 0 || (c.MaxHeaderBytes > 0 && c.MaxHeaderBytes < 1024) {
 		errs = append(errs, fieldErr("max_header_bytes", "must be at least 1024, got %d", c.MaxHeaderBytes))
+	}
+	for _, x := range []struct {
+		key string
+		n   int
+	}{{"max_connections", c.MaxConnections}, {"max_connections_per_ip", c.MaxConnectionsPerIP}, {"handshake_burst_per_ip", c.HandshakeBurstPerIP}} {
+		if x.n < 0 {
+			errs = append(errs, fieldErr(x.key, "must not be negative, got %d", x.n))
+		}
+	}
+	if c.HandshakeRatePerIP < 0 {
+		errs = append(errs, fieldErr("handshake_rate_per_ip", "must not be negative, got %v", c.HandshakeRatePerIP))
 	}
 	if len(c.Routes) == 0 {
 		errs = append(errs, fieldErr("route", "no routes: add a [[route]] with a path and a backend"))
@@ -229,6 +266,11 @@ func (r *Route) validate(key string) error {
 	errs = append(errs, checkDuration(key+".backend_ping_interval", r.BackendPingInterval))
 	errs = append(errs, checkDuration(key+".idle_timeout", r.IdleTimeout))
 	errs = append(errs, checkDuration(key+".max_lifetime", r.MaxLifetime))
+	for _, o := range r.AllowedOrigins {
+		if _, err := parseOrigin(o); err != nil {
+			errs = append(errs, &FieldError{Key: key + ".allowed_origins", Err: err})
+		}
+	}
 	if r.MaxMessageSize < 0 {
 		errs = append(errs, fieldErr(key+".max_message_size", "must not be negative, got %d", r.MaxMessageSize))
 	}

@@ -17,21 +17,23 @@ import (
 // not WebSocket handshakes (long-polling fallbacks such as socket.io's and
 // SockJS's, health URLs, a whole site). Responses are flushed as they come,
 // so streaming works. The forwarding headers are the tunnel's.
-func (s *Server) reverseProxy(rt *route) http.Handler {
+func (s *Server) reverseProxy(st *state, rt *route) http.Handler {
 	target := *rt.backend
 	target.Scheme = "http"
 	if rt.backendTLS {
 		target.Scheme = "https"
 	}
 	transport := &http.Transport{
-		DialContext:           s.dialer.DialContext,
+		DialContext:           st.dialer.DialContext,
 		TLSClientConfig:       &tls.Config{ServerName: rt.backend.Hostname()},
-		TLSHandshakeTimeout:   s.cfg.DialTimeout,
+		TLSHandshakeTimeout:   st.cfg.DialTimeout,
 		MaxIdleConnsPerHost:   64,
 		IdleConnTimeout:       90 * time.Second,
 		ExpectContinueTimeout: time.Second,
 	}
+	s.tmu.Lock()
 	s.transports = append(s.transports, transport)
+	s.tmu.Unlock()
 	return &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			// Hop-by-hop and X-Forwarded-* headers are already gone. Only

@@ -36,6 +36,9 @@ type route struct {
 	maxLifetime         time.Duration
 	maxMessageSize      int64
 
+	origins       []originPattern
+	requireOrigin bool
+
 	http http.Handler // plain HTTP: reverse proxy, files or Handler
 }
 
@@ -57,6 +60,11 @@ func compileRoute(i int, r Route) *route {
 	}
 	if r.PingInterval != nil {
 		rt.pingInterval = *r.PingInterval
+	}
+	rt.requireOrigin = r.RequireOrigin
+	for _, o := range r.AllowedOrigins {
+		p, _ := parseOrigin(o) // checked by Validate
+		rt.origins = append(rt.origins, p)
 	}
 	if h := strings.ToLower(r.Host); strings.HasPrefix(h, "*.") {
 		rt.hostSuffix = h[1:]
@@ -86,6 +94,20 @@ func compileRoute(i int, r Route) *route {
 		}
 	}
 	return rt
+}
+
+// checkOrigin returns why the route refuses a handshake's Origin, or "".
+func (rt *route) checkOrigin(r *http.Request) string {
+	origin := r.Header.Get("Origin")
+	switch {
+	case origin == "" && rt.requireOrigin:
+		return "Origin header required"
+	case origin == "" || len(rt.origins) == 0:
+		return ""
+	case !originAllowed(rt.origins, origin):
+		return "Origin " + origin + " not allowed"
+	}
+	return ""
 }
 
 // hostRank orders how specifically a route names the request's host:

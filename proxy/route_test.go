@@ -170,3 +170,25 @@ func FuzzCheckHandshake(f *testing.F) {
 		}
 	})
 }
+
+// FuzzOrigin guards origin matching: no input panics it, and nothing but an
+// exact or subdomain match of an allowed origin is accepted.
+func FuzzOrigin(f *testing.F) {
+	for _, s := range []string{"https://example.com", "https://a.example.com", "https://example.com.evil", "null", "https://*.example.com", "", "https://", "//x"} {
+		f.Add(s)
+	}
+	patterns := []originPattern{}
+	for _, p := range []string{"https://example.com", "https://*.example.com"} {
+		op, _ := parseOrigin(p)
+		patterns = append(patterns, op)
+	}
+	f.Fuzz(func(t *testing.T, origin string) {
+		if !originAllowed(patterns, origin) {
+			return
+		}
+		o, err := parseOrigin(origin)
+		if err != nil || o.scheme != "https" || o.port != "443" || (o.host != "example.com" && !strings.HasSuffix(o.host, ".example.com")) {
+			t.Errorf("allowed %q", origin)
+		}
+	})
+}

@@ -19,10 +19,10 @@ var ErrShuttingDown = errors.New("proxy: shutting down")
 // Server serves the routes of a Config on listeners the caller provides
 // (usually TLS listeners from package tlsconf).
 type Server struct {
-	cfg    Config
-	log    *slog.Logger
-	router router
-	http   *http.Server
+	log   *slog.Logger
+	http  *http.Server
+	state atomic.Pointer[state] // replaced whole by Reload
+	limit *limiter
 
 	// ctx is the parent of every request and tunnel; cancel closes them all.
 	ctx    context.Context
@@ -31,13 +31,22 @@ type Server struct {
 	drain     context.Context
 	stopDrain context.CancelFunc
 
-	mu         sync.Mutex // guards closing and tunnels.Add against Shutdown's Wait
-	closing    bool
-	tunnels    sync.WaitGroup
-	open       atomic.Int64
-	dialer     net.Dialer
-	transports []*http.Transport // plain-HTTP backends' connection pools
+	mu      sync.Mutex // guards closing and tunnels.Add against Shutdown's Wait
+	closing bool
+	tunnels sync.WaitGroup
+	open    atomic.Int64
+
+	tmu        sync.Mutex
+	transports []*http.Transport // plain-HTTP backends' pools, every generation
 	errorLog   *log.Logger       // net/http's own messages, at debug level
+}
+
+// state is one generation of configuration: what new requests are served
+// with. Tunnels keep the route they started with.
+type state struct {
+	cfg    Config
+	router router
+	dialer net.Dialer
 }
 
 // New validates cfg and returns a Server for it. A nil logger discards logs.
@@ -48,24 +57,13 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	cfg = cfg.withDefaults()
-	s := &Server{cfg: cfg, log: logger}
+	s := &Server{log: logger, limit: newLimiter()}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.drain, s.stopDrain = context.WithCancel(s.ctx)
-	s.dialer = net.Dialer{Timeout: cfg.DialTimeout}
 	s.errorLog = slog.NewLogLogger(logger.Handler(), slog.LevelDebug)
-	for i, r := range cfg.Routes {
-		rt := compileRoute(i, r)
-		switch {
-		case r.Handler != nil:
-			rt.http = r.Handler
-		case r.Static != "":
-			rt.http = staticHandler(rt, r.Static)
-		default:
-			rt.http = s.reverseProxy(rt)
-		}
-		s.router.routes = append(s.router.routes, rt)
-	}
+	st := s.compile(cfg)
+	s.state.Store(st)
+	cfg = st.cfg
 	s.http = &http.Server{
 		Handler:           s,
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
@@ -79,6 +77,44 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 		s.log.Info("stopped accepting", "open_tunnels", s.open.Load())
 	})
 	return s, nil
+}
+
+// compile builds a state from a valid cfg.
+func (s *Server) compile(cfg Config) *state {
+	st := &state{cfg: cfg.withDefaults()}
+	st.dialer = net.Dialer{Timeout: st.cfg.DialTimeout}
+	for i, r := range st.cfg.Routes {
+		rt := compileRoute(i, r)
+		switch {
+		case r.Handler != nil:
+			rt.http = r.Handler
+		case r.Static != "":
+			rt.http = staticHandler(rt, r.Static)
+		default:
+			rt.http = s.reverseProxy(st, rt)
+		}
+		st.router.routes = append(st.router.routes, rt)
+	}
+	s.limit.configure(&st.cfg)
+	return st
+}
+
+// Reload validates cfg and serves new requests with it: new routes,
+// backends, timeouts and limits apply to connections from now on; open
+// tunnels keep running with what they started with. An invalid cfg changes
+// nothing. read_header_timeout and max_header_bytes belong to the listener
+// and apply at the next start.
+func (s *Server) Reload(cfg Config) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	old := s.state.Load()
+	st := s.compile(cfg)
+	s.state.Store(st)
+	if st.cfg.ReadHeaderTimeout != old.cfg.ReadHeaderTimeout || st.cfg.MaxHeaderBytes != old.cfg.MaxHeaderBytes {
+		s.log.Warn("read_header_timeout and max_header_bytes changes apply at the next start")
+	}
+	return nil
 }
 
 // Serve accepts connections on ln until Shutdown. It returns
@@ -133,6 +169,8 @@ func (s *Server) Close() error {
 }
 
 func (s *Server) closeIdle() {
+	s.tmu.Lock()
+	defer s.tmu.Unlock()
 	for _, t := range s.transports {
 		t.CloseIdleConnections()
 	}
@@ -164,7 +202,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p := cleanPath(r.URL.Path)
-	rt := s.router.match(requestHost(r), p)
+	st := s.state.Load()
+	rt := st.router.match(requestHost(r), p)
 	if rt == nil {
 		s.refuse(w, r, nil, http.StatusNotFound, "no-route", "no route for this path", nil)
 		return
@@ -176,7 +215,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		r = r2
 	}
 	if isWebSocket(r) {
-		s.serveWebSocket(w, r, rt)
+		s.serveWebSocket(w, r, st, rt)
 		return
 	}
 	rt.http.ServeHTTP(w, r)

@@ -19,7 +19,7 @@ import (
 // runs the tunnel. Any other backend answer reaches the client as it is, so
 // the backend stays in charge of authentication, subprotocols and
 // extensions (RFC 6455 §4.2.2: all of them negotiate end to end).
-func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, rt *route) {
+func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, st *state, rt *route) {
 	if rt.backend == nil {
 		s.refuse(w, r, rt, http.StatusBadRequest, "not-websocket", "this path does not serve WebSockets", nil)
 		return
@@ -28,8 +28,18 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, rt *rout
 		s.refuse(w, r, rt, herr.status, "bad-handshake", herr.reason, nil)
 		return
 	}
+	if reason := rt.checkOrigin(r); reason != "" {
+		s.refuse(w, r, rt, http.StatusForbidden, "origin", reason, nil)
+		return
+	}
+	ip := clientIP(r)
+	if status, kind, reason := s.limit.acquire(ip); status != 0 {
+		s.refuse(w, r, rt, status, kind, reason, nil)
+		return
+	}
+	defer s.limit.release(ip)
 	start := time.Now()
-	backend, br, resp, err := s.backendHandshake(r, rt)
+	backend, br, resp, err := s.backendHandshake(r, st, rt)
 	if err != nil {
 		var be *backendError
 		errors.As(err, &be)
@@ -103,8 +113,8 @@ func (e *backendError) Unwrap() error { return e.err }
 // backendHandshake dials the backend and forwards the client's handshake,
 // returning the backend's response. The connection has no deadline when it
 // is returned.
-func (s *Server) backendHandshake(r *http.Request, rt *route) (net.Conn, *bufio.Reader, *http.Response, error) {
-	conn, err := s.dialBackend(r.Context(), rt)
+func (s *Server) backendHandshake(r *http.Request, st *state, rt *route) (net.Conn, *bufio.Reader, *http.Response, error) {
+	conn, err := st.dialBackend(r.Context(), rt)
 	if err != nil {
 		return nil, nil, nil, &backendError{http.StatusBadGateway, "backend-dial", "backend unavailable",
 			fmt.Errorf("dial backend %s: %w", rt.dialAddr, err)}
@@ -167,14 +177,14 @@ func (s *Server) backendHandshake(r *http.Request, rt *route) (net.Conn, *bufio.
 }
 
 // dialBackend connects to the route's backend, with TLS for wss and https.
-func (s *Server) dialBackend(ctx context.Context, rt *route) (net.Conn, error) {
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.DialTimeout)
+func (st *state) dialBackend(ctx context.Context, rt *route) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, st.cfg.DialTimeout)
 	defer cancel()
 	if rt.backendTLS {
-		d := tls.Dialer{NetDialer: &s.dialer, Config: &tls.Config{ServerName: rt.backend.Hostname(), NextProtos: []string{"http/1.1"}}}
+		d := tls.Dialer{NetDialer: &st.dialer, Config: &tls.Config{ServerName: rt.backend.Hostname(), NextProtos: []string{"http/1.1"}}}
 		return d.DialContext(ctx, "tcp", rt.dialAddr)
 	}
-	return s.dialer.DialContext(ctx, "tcp", rt.dialAddr)
+	return st.dialer.DialContext(ctx, "tcp", rt.dialAddr)
 }
 
 // relayResponse passes a backend's refusal (403, 400, 500…) to the client
