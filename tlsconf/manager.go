@@ -29,6 +29,8 @@ type Manager struct {
 	acmeHosts map[string]bool
 	orders    atomic.Int64
 
+	tlsConfig *tls.Config // built once: its session ticket keys live in it
+
 	reloadMu  sync.Mutex // one reload at a time
 	lastStamp string     // the files' stat stamp at the last reload attempt
 }
@@ -73,12 +75,16 @@ func NewManager(cfg Config, logger *slog.Logger) (*Manager, error) {
 			return nil, err
 		}
 	}
+	m.tlsConfig = m.buildTLSConfig()
 	return m, nil
 }
 
-// TLSConfig is the listener's TLS configuration. Certificates are looked up
-// per handshake, so reloads apply to new connections at once.
-func (m *Manager) TLSConfig() *tls.Config {
+// TLSConfig is the listener's TLS configuration, the same value every
+// call. Certificates are looked up per handshake, so reloads apply to new
+// connections at once.
+func (m *Manager) TLSConfig() *tls.Config { return m.tlsConfig }
+
+func (m *Manager) buildTLSConfig() *tls.Config {
 	c := &tls.Config{
 		MinVersion:     tls.VersionTLS12,
 		NextProtos:     []string{"h2", "http/1.1"},

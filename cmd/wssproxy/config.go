@@ -24,6 +24,8 @@ type fileConfig struct {
 	Listen string `toml:"listen"`
 	// LogLevel is debug, info, warn or error. Default info.
 	LogLevel string `toml:"log_level"`
+	// PidFile, when set, gets the process ID while it runs, for -s.
+	PidFile string `toml:"pid_file"`
 
 	TLS      tlsconf.Config  `toml:"tls"`
 	Redirect redirectSection `toml:"redirect"`

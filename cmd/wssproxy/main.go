@@ -4,25 +4,20 @@
 package main
 
 import (
-	"cmp"
 	"context"
-	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
 	"github.com/wssproxy/wssproxy/proxy"
-	"github.com/wssproxy/wssproxy/tlsconf"
 )
 
 func main() {
@@ -50,6 +45,7 @@ type options struct {
 	demo        bool
 	listen      string
 	demoBackend string
+	signal      string
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
@@ -61,8 +57,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.BoolVar(&o.demo, "demo", false, "run the embedded default with a demo echo backend and a test page at https://localhost:8443/")
 	fs.StringVar(&o.listen, "listen", "", "TLS listen `address`, overriding the configuration's listen")
 	fs.StringVar(&o.demoBackend, "demo-backend", defaultBackend, "`address` of the -demo echo backend")
+	fs.StringVar(&o.signal, "s", "", "send `signal` to the running wssproxy named by the configuration's pid_file:\nreload (re-read configuration and certificates) or stop (graceful shutdown)")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: wssproxy [-config FILE] [-t] [-demo] [-listen ADDR]\n\n")
+		fmt.Fprintf(stderr, "Usage: wssproxy [-config FILE] [-t] [-s reload|stop] [-demo] [-listen ADDR]\n\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -76,6 +73,10 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		return nil, errors.New("-demo runs the embedded default; it does not take -config")
 	case o.check && o.config == "":
 		return nil, errors.New("-t needs -config FILE")
+	case o.signal != "" && o.signal != "reload" && o.signal != "stop":
+		return nil, fmt.Errorf("-s %s: the signals are reload and stop", o.signal)
+	case o.signal != "" && o.config == "":
+		return nil, errors.New("-s needs -config FILE, whose pid_file names the running process")
 	}
 	if o.listen != "" {
 		if err := checkAddr(o.listen); err != nil {
@@ -97,15 +98,32 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fc := defaultConfig()
-	if o.config != "" {
-		if fc, err = loadConfig(o.config); err != nil {
-			return err
-		}
+	if o.signal != "" {
+		return signalRunning(o)
+	}
+	fc, err := o.load()
+	if err != nil {
+		return err
 	}
 	if o.check {
 		fmt.Fprintf(stdout, "wssproxy: configuration file %s test is successful\n", o.config)
 		return nil
+	}
+	r := &runner{o: o, errc: make(chan error, 1)}
+	r.log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: &r.level}))
+	defer r.bg.Wait()
+	return r.serve(ctx, fc)
+}
+
+// load reads the configuration (or takes the embedded default) and applies
+// the flags that override it.
+func (o *options) load() (*fileConfig, error) {
+	fc := defaultConfig()
+	if o.config != "" {
+		var err error
+		if fc, err = loadConfig(o.config); err != nil {
+			return nil, err
+		}
 	}
 	if o.listen != "" {
 		fc.Listen = o.listen
@@ -113,100 +131,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if fc.Listen == "" {
 		fc.Listen = defaultListen
 	}
-	level, _ := parseLevel(fc.LogLevel) // checked by validate
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-
-	var bg sync.WaitGroup // every goroutine run starts, waited for before it returns
-	defer bg.Wait()
-	if o.demo {
-		addr, stopDemo, err := startDemoBackend(o.demoBackend, &bg)
-		if err != nil {
-			return err
-		}
-		defer stopDemo()
-		fc.Routes = []proxy.Route{
-			{Path: "/wss", Backend: "ws://" + addr},
-			{Path: "/", Backend: "http://" + addr},
-		}
-		log.Info("demo echo backend", "addr", addr)
-	}
-
-	certs, err := tlsconf.NewManager(fc.TLS, log)
-	if err != nil {
-		return err
-	}
-	srv, err := proxy.New(fc.Config, log)
-	if err != nil {
-		return err
-	}
-	ln, err := net.Listen("tcp", fc.Listen)
-	if err != nil {
-		return fmt.Errorf("listen: %w", err)
-	}
-	log.Info("listening", "addr", ln.Addr().String())
-	for i, r := range fc.Routes {
-		logRoute(ctx, log, i, r)
-		if r.Host != "" && !certs.Covers(r.Host) {
-			log.Warn("no certificate covers this route's host: clients will see a name mismatch", "route", i+1, "host", r.Host)
-		}
-	}
-	if o.demo {
-		_, port, _ := net.SplitHostPort(ln.Addr().String())
-		log.Info("demo ready: open https://localhost:" + port + "/ and accept the self-signed certificate")
-	}
-
-	errc := make(chan error, 2)
-	bg.Go(func() { errc <- srv.Serve(tls.NewListener(ln, certs.TLSConfig())) })
-	var redirect *http.Server
-	if fc.Redirect.Listen != "" {
-		rln, err := net.Listen("tcp", fc.Redirect.Listen)
-		if err != nil {
-			srv.Close()
-			return fmt.Errorf("redirect listen: %w", err)
-		}
-		_, port, _ := net.SplitHostPort(ln.Addr().String())
-		redirect = &http.Server{Handler: certs.HTTPHandler(proxy.RedirectHandler(port)), ReadHeaderTimeout: 10 * time.Second}
-		log.Info("redirecting to https", "addr", rln.Addr().String())
-		bg.Go(func() { errc <- redirect.Serve(rln) })
-	} else if len(fc.TLS.ACME.Hosts) > 0 {
-		log.Warn("ACME without [redirect] listen: only TLS-ALPN-01 on the TLS port can validate; HTTP-01 needs port 80")
-	}
-
-	// Certificates reload when their files change, and on SIGHUP.
-	wctx, stopWatch := context.WithCancel(ctx)
-	defer stopWatch()
-	bg.Go(func() { certs.Watch(wctx, time.Second) })
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-
-	shutdownTimeout := cmp.Or(fc.ShutdownTimeout, proxy.DefaultShutdownTimeout)
-	for running := true; running; {
-		select {
-		case <-hup:
-			log.Info("SIGHUP: reloading certificates")
-			certs.Reload() // logs its own failure; the old certificates stay
-		case <-ctx.Done():
-			log.Info("shutting down", "open_tunnels", srv.OpenTunnels(), "timeout", shutdownTimeout)
-			running = false
-		case err = <-errc:
-			log.Error("server failed", "error", err)
-			running = false
-		}
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
-	defer cancel()
-	if redirect != nil {
-		redirect.Shutdown(sctx)
-	}
-	if serr := srv.Shutdown(sctx); serr != nil {
-		log.Warn("shutdown timeout: closed remaining tunnels", "error", serr)
-	}
-	log.Info("stopped")
-	if err != nil && !errors.Is(err, proxy.ErrShuttingDown) && !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
+	return fc, nil
 }
 
 // logRoute logs a route and warns when its backend is not reachable now:

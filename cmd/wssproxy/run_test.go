@@ -317,11 +317,11 @@ func TestSIGHUPReloadsCertificates(t *testing.T) {
 	defer c.CloseNow()
 
 	cmd.Process.Signal(syscall.SIGHUP)
-	logs.Wait(t, ctx, `(?s)SIGHUP: reloading certificates.*certificates reloaded`)
+	logs.Wait(t, ctx, `(?s)certificates reloaded.*configuration reloaded`)
 	next, _ := testutil.Cert(t)
 	install(next)
 	cmd.Process.Signal(syscall.SIGHUP)
-	logs.Wait(t, ctx, `(?s)(SIGHUP: reloading certificates.*certificates reloaded.*){2}`)
+	logs.Wait(t, ctx, `(?s)(certificates reloaded.*configuration reloaded.*){2}`)
 	conn, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true})
 	if err != nil {
 		t.Fatal(err)

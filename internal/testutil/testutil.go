@@ -28,7 +28,7 @@ func Cert(t testing.TB, hosts ...string) (*tls.Certificate, *tls.Config) {
 	if len(hosts) == 0 {
 		hosts = []string{"localhost", "127.0.0.1", "::1"}
 	}
-	cert, err := tlsconf.SelfSigned(hosts, 24*time.Hour)
+	cert, err := tlsconf.SelfSigned(hosts, 90*24*time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,318 @@
+package main
+
+import (
+	"cmp"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"reflect"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/wssproxy/wssproxy/proxy"
+	"github.com/wssproxy/wssproxy/tlsconf"
+)
+
+// runner owns what a running wssproxy has: the proxy, the certificate
+// manager of the current configuration, the listeners, and every goroutine
+// it starts (bg), which run waits for.
+type runner struct {
+	o     *options
+	log   *slog.Logger
+	level slog.LevelVar
+	bg    sync.WaitGroup
+	errc  chan error // the first unexpected listener failure
+
+	fc    *fileConfig
+	srv   *proxy.Server
+	certs atomic.Pointer[tlsconf.Manager]
+	// tlsConfig hands each handshake to the current manager's config.
+	tlsConfig  *tls.Config
+	stopWatch  context.CancelFunc
+	tlsLn      *listener
+	redirect   *http.Server
+	redirectLn *listener
+}
+
+// listener is one open listener; retired is set before the runner closes
+// it on purpose, so its Serve returning is not a failure.
+type listener struct {
+	net.Listener
+	retired atomic.Bool
+}
+
+func (r *runner) fail(l *listener, err error) {
+	if l.retired.Load() || errors.Is(err, proxy.ErrShuttingDown) || errors.Is(err, http.ErrServerClosed) {
+		return
+	}
+	select {
+	case r.errc <- err:
+	default:
+	}
+}
+
+func (r *runner) serve(ctx context.Context, fc *fileConfig) error {
+	level, _ := parseLevel(fc.LogLevel) // checked by validate
+	r.level.Set(level)
+	if r.o.demo {
+		addr, stopDemo, err := startDemoBackend(r.o.demoBackend, &r.bg)
+		if err != nil {
+			return err
+		}
+		defer stopDemo()
+		fc.Routes = []proxy.Route{
+			{Path: "/wss", Backend: "ws://" + addr},
+			{Path: "/", Backend: "http://" + addr},
+		}
+		r.log.Info("demo echo backend", "addr", addr)
+	}
+	certs, err := tlsconf.NewManager(fc.TLS, r.log)
+	if err != nil {
+		return err
+	}
+	r.certs.Store(certs)
+	r.tlsConfig = &tls.Config{GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+		return r.certs.Load().TLSConfig(), nil
+	}}
+	if r.srv, err = proxy.New(fc.Config, r.log); err != nil {
+		return err
+	}
+	if r.tlsLn, err = r.listenTLS(fc.Listen); err != nil {
+		return err
+	}
+	if fc.Redirect.Listen != "" {
+		ln, err := net.Listen("tcp", fc.Redirect.Listen)
+		if err != nil {
+			r.srv.Close()
+			return fmt.Errorf("redirect listen: %w", err)
+		}
+		r.redirectLn = &listener{Listener: ln}
+	}
+	r.fc = fc
+	r.startRedirect()
+	r.startWatch(certs)
+	r.describe(ctx, fc)
+	if err := writePidFile(fc.PidFile); err != nil {
+		r.log.Error("pid_file not written; -s reload will not find this process", "error", err)
+	}
+	defer removePidFile(r.fc)
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	shutdownTimeout := func() time.Duration { return cmp.Or(r.fc.ShutdownTimeout, proxy.DefaultShutdownTimeout) }
+	for running := true; running; {
+		select {
+		case <-hup:
+			r.reload(ctx)
+		case <-ctx.Done():
+			r.log.Info("shutting down", "open_tunnels", r.srv.OpenTunnels(), "timeout", shutdownTimeout())
+			running = false
+		case err = <-r.errc:
+			r.log.Error("server failed", "error", err)
+			running = false
+		}
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout())
+	defer cancel()
+	if r.redirect != nil {
+		r.redirect.Shutdown(sctx)
+	}
+	if serr := r.srv.Shutdown(sctx); serr != nil {
+		r.log.Warn("shutdown timeout: closed remaining tunnels", "error", serr)
+	}
+	r.stopWatch()
+	r.log.Info("stopped")
+	return err
+}
+
+// listenTLS opens the TLS listener on addr and serves it.
+func (r *runner) listenTLS(addr string) (*listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen: %w", err)
+	}
+	l := &listener{Listener: ln}
+	r.bg.Go(func() { r.fail(l, r.srv.Serve(tls.NewListener(l, r.tlsConfig))) })
+	r.log.Info("listening", "addr", ln.Addr().String())
+	return l, nil
+}
+
+// startRedirect serves the port-80 listener, if there is one: ACME HTTP-01
+// challenges of the current certificate manager, and a 308 to https.
+func (r *runner) startRedirect() {
+	if r.redirectLn == nil {
+		return
+	}
+	_, port, _ := net.SplitHostPort(r.tlsLn.Addr().String())
+	fallback := proxy.RedirectHandler(port)
+	r.redirect = &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+			r.certs.Load().HTTPHandler(fallback).ServeHTTP(w, req)
+		}),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	srv, l := r.redirect, r.redirectLn
+	r.bg.Go(func() { r.fail(l, srv.Serve(l)) })
+	r.log.Info("redirecting to https", "addr", l.Addr().String())
+}
+
+// startWatch re-reads m's certificate files when they change.
+func (r *runner) startWatch(m *tlsconf.Manager) {
+	ctx, cancel := context.WithCancel(context.Background())
+	r.stopWatch = cancel
+	r.bg.Go(func() { m.Watch(ctx, time.Second) })
+}
+
+func (r *runner) describe(ctx context.Context, fc *fileConfig) {
+	for i, rt := range fc.Routes {
+		logRoute(ctx, r.log, i, rt)
+		if rt.Host != "" && !r.certs.Load().Covers(rt.Host) {
+			r.log.Warn("no certificate covers this route's host: clients will see a name mismatch", "route", i+1, "host", rt.Host)
+		}
+	}
+	if r.o.demo {
+		_, port, _ := net.SplitHostPort(r.tlsLn.Addr().String())
+		r.log.Info("demo ready: open https://localhost:" + port + "/ and accept the self-signed certificate")
+	}
+	if len(fc.TLS.ACME.Hosts) > 0 && fc.Redirect.Listen == "" {
+		r.log.Warn("ACME without [redirect] listen: only TLS-ALPN-01 on the TLS port can validate; HTTP-01 needs port 80")
+	}
+}
+
+// reload re-reads the configuration file and certificates (SIGHUP).
+// Everything that can fail is prepared first; a configuration with errors
+// changes nothing. New routes, limits, certificates and listeners apply to
+// new connections; open tunnels keep running.
+func (r *runner) reload(ctx context.Context) {
+	if r.o.config == "" {
+		r.log.Info("SIGHUP: no configuration file; reloading certificates")
+		r.certs.Load().Reload()
+		return
+	}
+	fc, err := r.o.load()
+	if err != nil {
+		r.log.Error("reload refused: the configuration has errors; still running the previous one")
+		for _, line := range strings.Split(err.Error(), "\n") {
+			r.log.Error("reload refused", "error", line)
+		}
+		return
+	}
+	certs := r.certs.Load()
+	newCerts := !reflect.DeepEqual(fc.TLS, r.fc.TLS)
+	if newCerts {
+		if certs, err = tlsconf.NewManager(fc.TLS, r.log); err != nil {
+			r.log.Error("reload refused: certificates", "error", err)
+			return
+		}
+	}
+	var tlsLn, redirectLn *listener
+	if fc.Listen != r.fc.Listen {
+		ln, err := net.Listen("tcp", fc.Listen)
+		if err != nil {
+			r.log.Error("reload refused: listen", "error", err)
+			return
+		}
+		tlsLn = &listener{Listener: ln}
+	}
+	if fc.Redirect.Listen != r.fc.Redirect.Listen && fc.Redirect.Listen != "" {
+		ln, err := net.Listen("tcp", fc.Redirect.Listen)
+		if err != nil {
+			if tlsLn != nil {
+				tlsLn.Close()
+			}
+			r.log.Error("reload refused: redirect listen", "error", err)
+			return
+		}
+		redirectLn = &listener{Listener: ln}
+	}
+	// Nothing below fails: commit.
+	if err := r.srv.Reload(fc.Config); err != nil { // validated by load
+		r.log.Error("reload refused", "error", err)
+		return
+	}
+	if newCerts {
+		r.stopWatch()
+		r.certs.Store(certs)
+		r.startWatch(certs)
+	} else {
+		certs.Reload()
+	}
+	level, _ := parseLevel(fc.LogLevel)
+	r.level.Set(level)
+	if tlsLn != nil { // the new listener serves before the old one closes
+		old := r.tlsLn
+		r.tlsLn = tlsLn
+		r.bg.Go(func() { r.fail(tlsLn, r.srv.Serve(tls.NewListener(tlsLn, r.tlsConfig))) })
+		r.log.Info("listening", "addr", tlsLn.Addr().String())
+		old.retired.Store(true)
+		old.Close()
+	}
+	if fc.Redirect.Listen != r.fc.Redirect.Listen {
+		if r.redirect != nil {
+			r.redirectLn.retired.Store(true)
+			r.redirect.Close()
+			r.redirect, r.redirectLn = nil, nil
+		}
+		r.redirectLn = redirectLn
+		r.startRedirect()
+	}
+	if fc.PidFile != r.fc.PidFile {
+		removePidFile(r.fc)
+		writePidFile(fc.PidFile)
+	}
+	r.fc = fc
+	r.describe(ctx, fc)
+	r.log.Info("configuration reloaded", "routes", len(fc.Routes), "open_tunnels", r.srv.OpenTunnels())
+}
+
+func writePidFile(path string) error {
+	if path == "" {
+		return nil
+	}
+	return os.WriteFile(path, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644)
+}
+
+func removePidFile(fc *fileConfig) {
+	if fc.PidFile != "" {
+		os.Remove(fc.PidFile)
+	}
+}
+
+// signalRunning sends -s's signal to the process in the configuration's
+// pid_file, like nginx -s.
+func signalRunning(o *options) error {
+	fc, err := loadConfig(o.config)
+	if err != nil {
+		return err
+	}
+	if fc.PidFile == "" {
+		return fmt.Errorf("-s %s: %s has no pid_file, so the running process cannot be found", o.signal, o.config)
+	}
+	data, err := os.ReadFile(fc.PidFile)
+	if err != nil {
+		return fmt.Errorf("-s %s: %w (is wssproxy running with this configuration?)", o.signal, err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil || pid <= 0 {
+		return fmt.Errorf("-s %s: %s does not hold a process ID", o.signal, fc.PidFile)
+	}
+	sig := syscall.SIGHUP
+	if o.signal == "stop" {
+		sig = syscall.SIGTERM
+	}
+	if err := syscall.Kill(pid, sig); err != nil {
+		return fmt.Errorf("-s %s: process %d from %s: %w (stale pid_file?)", o.signal, pid, fc.PidFile, err)
+	}
+	return nil
+}
