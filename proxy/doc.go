@@ -32,30 +32,60 @@
 //  6. Upgrade: only now is the client hijacked and sent the backend's 101
 //     (Sec-WebSocket-Accept, subprotocol and extensions as the backend
 //     chose them, so they negotiate end to end).
-//  7. Tunnel (tunnel.go): bytes the server read ahead of the hijack and
-//     bytes that came with the backend's 101 are forwarded first. Then two
-//     named directions, copyToBackend (in a goroutine) and copyFromBackend
-//     (on the handler's goroutine), each a read/write loop over one pooled
-//     16 KiB buffer. A direction that reaches a clean end of stream
-//     half-closes its destination (TLS close_notify then TCP FIN towards
-//     the client; FIN towards the backend) and the other direction keeps
-//     flowing; a direction that fails closes both connections. The tunnel
-//     returns, and logs one line, only when both directions have ended.
+//  7. Tunnel (tunnel.go): two pumps, copyToBackend (in a goroutine) and
+//     copyFromBackend (on the handler's goroutine), each a read loop over
+//     one pooled 16 KiB buffer feeding a frame scanner (frame.go) that reads
+//     frame headers only: payloads are never unmasked or buffered, and the
+//     bytes out are the bytes in. Bytes the server read ahead of the hijack
+//     and bytes that came with the backend's 101 go through first. Control
+//     frames (at most 131 bytes) are held whole, which lets the tunnel
+//     consume the pongs answering its own pings and the close frames
+//     answering its own closes. The tunnel returns, and logs one line, only
+//     when both pumps have ended.
+//  8. The proxy's own frames (pings, close frames) are queued per side and
+//     written at the next frame boundary of that side's output, under the
+//     same lock as the pump that writes there (between two fragments of a
+//     message is a boundary: RFC 6455 §5.4). A timer never waits for the
+//     lock: if the pump holds it, the pump writes the queue after its own
+//     write.
 //
-// # Timeouts and shutdown
+// # How a tunnel ends
 //
-// Hijacking clears net/http's deadlines, and no timeout ends an open
-// tunnel: an idle WebSocket may live for hours. Dead peers are found by TCP
-// keepalive (Go's default, 15 s idle) on both sockets. Every request and
-// tunnel derives from the Server's context; Shutdown closes the listeners,
-// waits for tunnels (which http.Server.Shutdown cannot see once hijacked)
-// until its context ends, then cancels the Server's context, which closes
-// every tunnel's two connections through context.AfterFunc.
+// Hijacking clears net/http's deadlines: its timeouts bound the handshake
+// only, and nothing ends an open tunnel but the peers or the limits below.
+// TCP keepalive (Go's default, 15 s idle) runs on both sockets as well.
+//
+//   - A peer's close frame is forwarded; after it nothing more goes that
+//     way. At that peer's end of stream the other side is half-closed (TLS
+//     close_notify then FIN towards the client; FIN towards the backend) and
+//     the other direction flows until it ends too.
+//   - A peer that ends without a close frame: the other side gets one (1014
+//     to the client, 1001 to the backend), then closeGrace (5 s) to answer.
+//     A peer that ends mid-frame: the other side's connection is closed, as
+//     its stream cannot be finished.
+//   - Keepalive (keepalive.go): a side silent for ping_interval is pinged
+//     with the proxy's token; silent for ping_timeout more, it is dropped and
+//     the other side gets a close frame. idle_timeout and max_lifetime end
+//     with 1001, max_message_size with 1009, both ways. All are runtime
+//     timers: an idle tunnel has no goroutine waiting on them.
+//   - Shutdown: the drain context ends first and every tunnel sends 1001 to
+//     both peers; the Server's context ends at the deadline and closes every
+//     connection through context.AfterFunc. http.Server.Shutdown cannot see
+//     hijacked connections, so tunnels are counted in a WaitGroup.
+//
+// # Admission
+//
+// Before any backend is dialed: the route's allowed_origins (403), the
+// handshake rate per client IP (golang.org/x/time/rate, 429), and
+// max_connections and max_connections_per_ip (503), counted from the
+// check until the tunnel ends (limits.go). Server.Reload swaps the routes
+// and limits atomically; tunnels keep the route they started with.
 //
 // # The hot path
 //
-// Per message the tunnel does one Read and one Write per direction on a
-// buffer taken from a sync.Pool when the tunnel starts: no locks, no
-// allocations, no logging, no clock reads. Frames are not parsed: the
-// tunnel is byte-transparent.
+// Per read the tunnel does: one Read; a scan of the frame headers in it;
+// one uncontended lock of the destination's output; usually one Write (more
+// only when a header straddles two reads or a control frame is consumed);
+// one time.Since for keepalive. No allocations, no logging, nothing per
+// byte. BenchmarkEcho measures it against a direct connection.
 package proxy

@@ -58,16 +58,19 @@ type scanHooks interface {
 }
 
 // scan walks p, calling forward for every run of bytes to pass on, in
-// order. Header bytes are passed on once the header is complete, so hooks
-// decide before any byte of a frame leaves.
+// order. Hooks see each header (and each whole control frame) before any
+// byte of that frame is passed on. Bytes are passed on in place: a read
+// holding whole frames goes out as one run, so one write; only a header or
+// control frame split across reads is passed on from the scanner's copy,
+// and only a consumed frame splits a run.
 func (s *frameScanner) scan(p []byte, hooks scanHooks, forward func([]byte) error) error {
 	if s.dropped {
 		return nil
 	}
-	start := 0 // first byte of p not yet forwarded or dropped
+	start := 0 // first byte of p not yet passed on or dropped
 	for i := 0; i < len(p); {
 		switch {
-		case s.holding:
+		case s.holding: // a control frame begun in an earlier read
 			n := min(len(p)-i, int(s.left))
 			s.held = append(s.held, p[i:i+n]...)
 			i += n
@@ -83,18 +86,16 @@ func (s *frameScanner) scan(p []byte, hooks scanHooks, forward func([]byte) erro
 				}
 				s.held = s.held[:0]
 			}
-		case s.left > 0:
+		case s.left > 0: // payload: passed on in place
 			n := uint64(len(p) - i)
 			if n > s.left {
 				n = s.left
 			}
 			i += int(n)
 			s.left -= n
-		default: // at a header
-			if err := flush(p[start:i], forward); err != nil {
-				return err
-			}
-			start = i
+		default: // a header
+			begin := i // where the header starts in p, if it does
+			split := s.hdrLen > 0
 			for s.hdrLen < len(s.hdr) && i < len(p) {
 				s.hdr[s.hdrLen] = p[i]
 				s.hdrLen++
@@ -104,18 +105,46 @@ func (s *frameScanner) scan(p []byte, hooks scanHooks, forward func([]byte) erro
 				}
 			}
 			h, size := parseHeader(s.hdr[:s.hdrLen])
-			if size == 0 {
-				start = i // incomplete: the header bytes wait in s.hdr
+			if size == 0 { // incomplete: the rest comes with the next read
+				if err := flush(p[start:begin], forward); err != nil {
+					return err
+				}
+				start = i
 				continue
 			}
-			hdr := s.hdr[:size]
 			s.hdrLen = 0
-			start = i
+			if split { // the header is only whole in s.hdr
+				if err := flush(p[start:begin], forward); err != nil {
+					return err
+				}
+				start = i
+			}
 			if h.opcode >= opClose && h.length <= maxControlPayload {
+				end := i + int(h.length)
+				if !split && end <= len(p) { // whole in this read
+					if !hooks.control(h, p[begin:end]) {
+						if err := flush(p[start:begin], forward); err != nil {
+							return err
+						}
+						start = end
+					}
+					i = end
+					continue
+				}
+				// Hold it until it is whole.
+				if !split { // else what came before is passed on already
+					if err := flush(p[start:begin], forward); err != nil {
+						return err
+					}
+				}
+				if split {
+					s.held = append(s.held[:0], s.hdr[:size]...)
+				} else {
+					s.held = append(s.held[:0], p[begin:i]...)
+				}
 				s.holding, s.left = true, h.length
-				s.held = append(s.held[:0], hdr...)
-				if h.length == 0 {
-					s.left = 0
+				start = i
+				if s.left == 0 { // no payload: whole already
 					s.holding = false
 					if hooks.control(h, s.held) {
 						if err := forward(s.held); err != nil {
@@ -132,15 +161,20 @@ func (s *frameScanner) scan(p []byte, hooks scanHooks, forward func([]byte) erro
 				s.msgLen += h.length
 				if !hooks.data(h, s.msgLen) {
 					s.dropped = true
-					return nil // the rest of the stream is dropped
+					if split {
+						return nil // what came before is passed on already
+					}
+					return flush(p[start:begin], forward)
 				}
 				if h.fin {
 					s.msgLen = 0
 				}
 			}
 			s.left = h.length
-			if err := forward(hdr); err != nil {
-				return err
+			if split {
+				if err := forward(s.hdr[:size]); err != nil {
+					return err
+				}
 			}
 		}
 	}

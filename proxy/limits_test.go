@@ -1,8 +1,12 @@
 package proxy_test
 
 import (
+	"crypto/tls"
+	"errors"
+	"io"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -215,5 +219,40 @@ func TestReload(t *testing.T) {
 	}
 	if _, resp, _ := e.dial(ctx, "/wss", nil); resp == nil || resp.StatusCode != 503 {
 		t.Errorf("a reloaded limit does not apply: %v", resp)
+	}
+}
+
+// TestSlowClientsCutOff guards the handshake timeouts against slow
+// clients: a connection that never starts TLS, and one that stops halfway
+// through its request headers, are closed by the proxy.
+func TestSlowClientsCutOff(t *testing.T) {
+	testutil.CheckLeaks(t)
+	e := startProxy(t, proxy.Config{ReadHeaderTimeout: 100 * time.Millisecond,
+		Routes: []proxy.Route{{Path: "/wss", Backend: "ws://" + testutil.ClosedPort(t)}}})
+	for _, tc := range []struct {
+		name string
+		dial func() (net.Conn, error)
+	}{
+		{"no TLS handshake", func() (net.Conn, error) { return net.Dial("tcp", e.addr) }},
+		{"headers never finished", func() (net.Conn, error) {
+			c, err := tls.Dial("tcp", e.addr, e.tls)
+			if err == nil {
+				_, err = io.WriteString(c, "GET /wss HTTP/1.1\r\nHost: x\r\nUpgrade: web")
+			}
+			return c, err
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := tc.dial()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			_, err = io.ReadAll(c)
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatal("the proxy kept a slow client")
+			}
+		})
 	}
 }
