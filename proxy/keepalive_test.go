@@ -336,3 +336,33 @@ func TestShutdownSends1001(t *testing.T) {
 		cr.wantClose(t, ctx, websocket.StatusGoingAway)
 	}
 }
+
+// TestDeadBackendDetected guards backend_ping_interval: a backend that stops
+// answering (it never reads again) is found dead after ping_timeout, its
+// connection dropped, and the client gets 1014.
+func TestDeadBackendDetected(t *testing.T) {
+	testutil.CheckLeaks(t)
+	ctx := testutil.Context(t, 10*time.Second)
+	release := make(chan struct{})
+	backend := testutil.Serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.CloseNow()
+		select { // never reads: pings go unanswered
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer close(release)
+	e := startProxy(t, proxy.Config{Routes: []proxy.Route{{
+		Path: "/wss", Backend: "ws://" + backend, PingInterval: dur(0),
+		BackendPingInterval: 50 * time.Millisecond, PingTimeout: 50 * time.Millisecond,
+	}}})
+	c := e.mustDial(ctx, "/wss", nil)
+	if code, reason := readClose(ctx, c); code != 1014 || reason != "backend unresponsive" {
+		t.Fatalf("client got %d %q, want 1014", code, reason)
+	}
+	waitTunnels(t, ctx, e, 0)
+}
