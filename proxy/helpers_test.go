@@ -137,22 +137,6 @@ func (rec *recorder) last(t testing.TB) *http.Request {
 func rawBackend(t testing.TB, fn func(net.Conn)) string {
 	t.Helper()
 	ln := testutil.Listen(t)
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Go(func() {
-				defer c.Close()
-				fn(c)
-			})
-		}
-	})
-	t.Cleanup(func() {
-		ln.Close()
-		wg.Wait()
-	})
+	testutil.ServeConns(t, ln, fn)
 	return ln.Addr().String()
 }

@@ -36,17 +36,8 @@ func TestReloadUnderLoad(t *testing.T) {
 		os.WriteFile(cfg, []byte(fmt.Sprintf("listen = %q\npid_file = %q\n[[route]]\npath = \"/wss\"\nbackend = %q\n%s", listen, pidFile, backend, extra)), 0o600)
 	}
 	write("127.0.0.1:0", "")
-	cmd := exec.Command(bin, "-config", cfg)
-	logs := &testutil.Logs{}
-	cmd.Stderr = logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		cmd.Wait()
-	}()
-	addr := logs.Wait(t, ctx, `msg=listening addr=(\S+)`)
+	p := startProc(t, ctx, bin, "-config", cfg)
+	cmd, logs, addr := p.cmd, p.logs, p.addr
 	client := insecureClient()
 	defer client.CloseIdleConnections()
 	dial := func(addr, path string) (*websocket.Conn, error) {

@@ -178,20 +178,8 @@ func TestSignals(t *testing.T) {
 				timeout = "300ms"
 			}
 			os.WriteFile(cfg, []byte(fmt.Sprintf("listen = \"127.0.0.1:0\"\nshutdown_timeout = %q\n[[route]]\npath = \"/wss\"\nbackend = %q\n", timeout, backend)), 0o600)
-			cmd := exec.CommandContext(ctx, bin, "-config", cfg)
-			logs := &testutil.Logs{}
-			cmd.Stderr = logs
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			exited := make(chan struct{}) // closed when the process has exited
-			var exitErr error
-			go func() { exitErr = cmd.Wait(); close(exited) }()
-			defer func() {
-				cmd.Process.Kill()
-				<-exited
-			}()
-			addr := logs.Wait(t, ctx, `msg=listening addr=(\S+)`)
+			p := startProc(t, ctx, bin, "-config", cfg)
+			cmd, logs, addr := p.cmd, p.logs, p.addr
 			client := insecureClient()
 			defer client.CloseIdleConnections()
 			c, _, err := websocket.Dial(ctx, "wss://"+addr+"/wss", &websocket.DialOptions{HTTPClient: client})
@@ -217,9 +205,9 @@ func TestSignals(t *testing.T) {
 				}
 			}
 			select {
-			case <-exited:
-				if exitErr != nil {
-					t.Fatalf("exit: %v\n%s", exitErr, logs)
+			case <-p.exited:
+				if p.err != nil {
+					t.Fatalf("exit: %v\n%s", p.err, logs)
 				}
 			case <-ctx.Done():
 				t.Fatalf("process did not exit:\n%s", logs)
@@ -268,6 +256,38 @@ backend = "ws://127.0.0.1:8282"
 	}
 }
 
+// proc is a wssproxy process a test started, listening on addr.
+type proc struct {
+	cmd    *exec.Cmd
+	logs   *testutil.Logs
+	addr   string
+	exited chan struct{} // closed when it has exited, with err
+	err    error
+}
+
+// startProc runs bin with args, waits until it listens, and stops it (by
+// PID) when the test ends.
+func startProc(t *testing.T, ctx context.Context, bin string, args ...string) *proc {
+	t.Helper()
+	p := &proc{cmd: exec.Command(bin, args...), logs: &testutil.Logs{}, exited: make(chan struct{})}
+	p.cmd.Stderr = p.logs
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.err = p.cmd.Wait(); close(p.exited) }()
+	t.Cleanup(func() {
+		p.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.exited:
+		case <-time.After(10 * time.Second):
+			p.cmd.Process.Kill()
+			<-p.exited
+		}
+	})
+	p.addr = p.logs.Wait(t, ctx, `msg=listening addr=(\S+)`)
+	return p
+}
+
 // buildBinary builds wssproxy into the test's temporary directory.
 func buildBinary(t *testing.T) string {
 	t.Helper()
@@ -297,17 +317,8 @@ func TestSIGHUPReloadsCertificates(t *testing.T) {
 	cfg := filepath.Join(dir, "c.toml")
 	os.WriteFile(cfg, []byte(fmt.Sprintf("listen = \"127.0.0.1:0\"\n[tls]\ncert = %q\nkey = %q\n[[route]]\npath = \"/wss\"\nbackend = \"ws://%s\"\n",
 		certFile, keyFile, testutil.Serve(t, echo.Handler(echo.Options{})))), 0o600)
-	cmd := exec.Command(bin, "-config", cfg)
-	logs := &testutil.Logs{}
-	cmd.Stderr = logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		cmd.Wait()
-	}()
-	addr := logs.Wait(t, ctx, `msg=listening addr=(\S+)`)
+	p := startProc(t, ctx, bin, "-config", cfg)
+	cmd, logs, addr := p.cmd, p.logs, p.addr
 	client := insecureClient()
 	defer client.CloseIdleConnections()
 	c, _, err := websocket.Dial(ctx, "wss://"+addr+"/wss", &websocket.DialOptions{HTTPClient: client})

@@ -136,3 +136,26 @@ func OpenFDs() int {
 	}
 	return len(ents)
 }
+
+// ServeConns accepts connections on ln and hands each to fn in its own
+// goroutine (closing it after), until the test ends; then it waits for
+// every fn to return.
+func ServeConns(t testing.TB, ln net.Listener, fn func(net.Conn)) {
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				defer c.Close()
+				fn(c)
+			})
+		}
+	})
+	t.Cleanup(func() {
+		ln.Close()
+		wg.Wait()
+	})
+}
