@@ -45,9 +45,12 @@ func (t *tunnel) keepalive(s *side, every, timeout time.Duration) {
 	k := &keeper{t: t, s: s, every: every, limit: timeout}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	tm := time.AfterFunc(every, k.fire)
-	t.timers = append(t.timers, tm)
+	// Armed only once k is complete: a callback must never see it half-built.
+	tm := time.AfterFunc(time.Hour, k.fire)
+	tm.Stop()
 	k.timer = func(d time.Duration) { tm.Reset(d) }
+	t.timers = append(t.timers, tm)
+	tm.Reset(every)
 }
 
 // fire runs on the timer; runs never overlap, as each schedules the next.
@@ -93,12 +96,15 @@ func (t *tunnel) watchIdle(d time.Duration) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	var tm *time.Timer
-	tm = time.AfterFunc(d, func() {
+	check := func() {
 		if silent := time.Since(t.start) - time.Duration(t.lastData.Load()); silent < d {
 			tm.Reset(d - silent)
 			return
 		}
 		t.shut("idle timeout", closeGoingAway, closeGoingAway, "idle timeout")
-	})
+	}
+	tm = time.AfterFunc(time.Hour, check) // armed once tm is set
+	tm.Stop()
 	t.timers = append(t.timers, tm)
+	tm.Reset(d)
 }

@@ -162,6 +162,7 @@ func (t *tunnel) pump(src, dst *side, pending []byte) direction {
 			t.lastData.Store(now)
 		}
 		if h.closeReply {
+			h.closeReply = false
 			src.conn.Close() // the proxy's close handshake with src is done
 		}
 		return err

@@ -105,7 +105,7 @@ func (r *runner) serve(ctx context.Context, fc *fileConfig) error {
 	if err := writePidFile(fc.PidFile); err != nil {
 		r.log.Error("pid_file not written; -s reload will not find this process", "error", err)
 	}
-	defer removePidFile(r.fc)
+	defer func() { removePidFile(r.fc) }() // the pid_file of the last configuration
 
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
