@@ -8,6 +8,7 @@ require (
 )
 
 require (
+	github.com/pires/go-proxyproto v0.15.0
 	go.uber.org/goleak v1.3.0
 	golang.org/x/crypto v0.58.0
 	golang.org/x/time v0.16.0

@@ -63,8 +63,35 @@ type Config struct {
 	// once before the rate applies. Default: the rate, rounded up.
 	HandshakeBurstPerIP int `toml:"handshake_burst_per_ip"`
 
+	// TrustedProxies are the peers (CIDRs or addresses) whose
+	// RealIPHeader is believed: a load balancer or CDN in front. From
+	// anyone else forwarding headers are dropped. Empty: nobody.
+	TrustedProxies []string `toml:"trusted_proxies"`
+
+	// RealIPHeader names the header a trusted proxy puts the client in:
+	// "X-Forwarded-For" (the default; walked from the right past trusted
+	// hops), or a single-address header such as "CF-Connecting-IP".
+	RealIPHeader string `toml:"real_ip_header"`
+
+	// ProxyProtocol reads a PROXY protocol header (v1 or v2) on the TLS
+	// listener from the peers in ProxyProtocolFrom, which must send one;
+	// the address it carries is the client's. A header from any other peer
+	// is refused.
+	ProxyProtocol bool `toml:"proxy_protocol"`
+
+	// ProxyProtocolFrom are the load balancers allowed to send PROXY
+	// headers (CIDRs or addresses). Required with ProxyProtocol.
+	ProxyProtocolFrom []string `toml:"proxy_protocol_from"`
+
 	// Routes map request paths (and optionally hosts) to backends.
 	Routes []Route `toml:"route"`
+}
+
+func (c *Config) realIPHeader() string {
+	if c.RealIPHeader == "" {
+		return "X-Forwarded-For"
+	}
+	return c.RealIPHeader
 }
 
 // Route sends matching requests to a backend (ws, wss, http or https), a
@@ -145,6 +172,13 @@ type Route struct {
 	// RequireOrigin refuses handshakes without an Origin header (403).
 	RequireOrigin bool `toml:"require_origin"`
 
+	// Forwarded also sends an RFC 7239 Forwarded header (for, proto, host).
+	Forwarded bool `toml:"forwarded"`
+
+	// SendProxyProtocol starts each backend connection with a PROXY
+	// protocol header carrying the client's address: "v1" or "v2".
+	SendProxyProtocol string `toml:"send_proxy_protocol"`
+
 	// Handler serves the route in-process instead of Backend or Static.
 	// It is not a configuration key: programs that embed the proxy use it.
 	Handler http.Handler `toml:"-"`
@@ -181,6 +215,20 @@ func (c *Config) Validate() error {
 	}{{"max_connections", c.MaxConnections}, {"max_connections_per_ip", c.MaxConnectionsPerIP}, {"handshake_burst_per_ip", c.HandshakeBurstPerIP}} {
 		if x.n < 0 {
 			errs = append(errs, fieldErr(x.key, "must not be negative, got %d", x.n))
+		}
+	}
+	if _, err := parsePrefixes(c.TrustedProxies); err != nil {
+		errs = append(errs, fieldErr("trusted_proxies", "%v", err))
+	}
+	if _, err := parsePrefixes(c.ProxyProtocolFrom); err != nil {
+		errs = append(errs, fieldErr("proxy_protocol_from", "%v", err))
+	}
+	if c.ProxyProtocol && len(c.ProxyProtocolFrom) == 0 {
+		errs = append(errs, fieldErr("proxy_protocol_from", "missing: list the load balancers that send PROXY headers; a header from anyone else is refused"))
+	}
+	if c.RealIPHeader != "" {
+		if err := checkHeaderName(c.RealIPHeader); err != nil {
+			errs = append(errs, fieldErr("real_ip_header", "%v", err))
 		}
 	}
 	if c.HandshakeRatePerIP < 0 {
@@ -270,6 +318,11 @@ func (r *Route) validate(key string) error {
 		if _, err := parseOrigin(o); err != nil {
 			errs = append(errs, &FieldError{Key: key + ".allowed_origins", Err: err})
 		}
+	}
+	switch r.SendProxyProtocol {
+	case "", "v1", "v2":
+	default:
+		errs = append(errs, fieldErr(key+".send_proxy_protocol", `must be "v1" or "v2", got %q`, r.SendProxyProtocol))
 	}
 	if r.MaxMessageSize < 0 {
 		errs = append(errs, fieldErr(key+".max_message_size", "must not be negative, got %d", r.MaxMessageSize))

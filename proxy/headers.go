@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"net"
 	"net/http"
 	"strings"
 )
@@ -60,13 +59,18 @@ func removeHopByHop(h http.Header) {
 
 // forwardHeaders rewrites h, a copy of the client's headers bound for the
 // backend: incoming forwarding headers are dropped, the proxy's own are set
-// from the TCP peer, then the route's remove_headers and set_headers apply.
-func (rt *route) forwardHeaders(h http.Header, r *http.Request, clientIP string) {
+// from the client as withClient found it (the TCP peer unless a trusted
+// proxy says otherwise), then the route's remove_headers and set_headers.
+func (rt *route) forwardHeaders(h http.Header, r *http.Request) {
 	for _, name := range forwarding {
 		h.Del(name)
 	}
-	h.Set("X-Real-Ip", clientIP)
-	h.Set("X-Forwarded-For", clientIP)
+	client := clientOf(r)
+	h.Set("X-Real-Ip", client.ip)
+	h.Set("X-Forwarded-For", client.xff)
+	if rt.forwarded {
+		h.Set("Forwarded", forwardedHeader(r, client.ip))
+	}
 	if r.TLS != nil {
 		h.Set("X-Forwarded-Proto", "https")
 	} else {
@@ -81,15 +85,6 @@ func (rt *route) forwardHeaders(h http.Header, r *http.Request, clientIP string)
 	for name, v := range rt.setHeaders {
 		h[name] = v
 	}
-}
-
-// clientIP is the address of the TCP peer, without port.
-func clientIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
 }
 
 // hasToken reports whether a comma-separated header contains token,

@@ -45,7 +45,7 @@ func startProxy(t testing.TB, cfg proxy.Config) *env {
 	}
 	ln := testutil.Listen(t)
 	var wg sync.WaitGroup
-	wg.Go(func() { srv.Serve(tls.NewListener(ln, serverTLS)) })
+	wg.Go(func() { srv.ServeTLS(ln, serverTLS) })
 	tr := &http.Transport{TLSClientConfig: clientTLS}
 	t.Cleanup(func() {
 		tr.CloseIdleConnections()

@@ -23,8 +23,29 @@ func (s *Server) reverseProxy(st *state, rt *route) http.Handler {
 	if rt.backendTLS {
 		target.Scheme = "https"
 	}
+	dial := st.dialer.DialContext
+	if rt.sendProxy != 0 {
+		dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			conn, err := st.dialer.DialContext(ctx, network, addr)
+			if err == nil {
+				if info, ok := ctx.Value(clientKey{}).(*clientInfo); ok {
+					err = writeProxyHeader(conn, rt.sendProxy, info.ip)
+				} else {
+					err = errors.New("no client for the PROXY header")
+				}
+				if err != nil {
+					conn.Close()
+					return nil, err
+				}
+			}
+			return conn, err
+		}
+	}
 	transport := &http.Transport{
-		DialContext:           st.dialer.DialContext,
+		DialContext: dial,
+		// A connection that began with one client's PROXY header must not
+		// carry another client's request.
+		DisableKeepAlives:     rt.sendProxy != 0,
 		TLSClientConfig:       &tls.Config{ServerName: rt.backend.Hostname()},
 		TLSHandshakeTimeout:   st.cfg.DialTimeout,
 		MaxIdleConnsPerHost:   64,
@@ -49,7 +70,7 @@ func (s *Server) reverseProxy(st *state, rt *route) http.Handler {
 				pr.Out.URL.RawPath = pr.In.URL.RawPath
 			}
 			pr.Out.Host = pr.In.Host
-			rt.forwardHeaders(pr.Out.Header, pr.In, clientIP(pr.In))
+			rt.forwardHeaders(pr.Out.Header, pr.In)
 			if h := pr.Out.Header.Get("Host"); h != "" {
 				pr.Out.Host = h
 				pr.Out.Header.Del("Host")

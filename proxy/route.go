@@ -38,6 +38,8 @@ type route struct {
 
 	origins       []originPattern
 	requireOrigin bool
+	forwarded     bool
+	sendProxy     byte // PROXY protocol version to backends, 0: none
 
 	http http.Handler // plain HTTP: reverse proxy, files or Handler
 }
@@ -62,6 +64,13 @@ func compileRoute(i int, r Route) *route {
 		rt.pingInterval = *r.PingInterval
 	}
 	rt.requireOrigin = r.RequireOrigin
+	rt.forwarded = r.Forwarded
+	switch r.SendProxyProtocol {
+	case "v1":
+		rt.sendProxy = 1
+	case "v2":
+		rt.sendProxy = 2
+	}
 	for _, o := range r.AllowedOrigins {
 		p, _ := parseOrigin(o) // checked by Validate
 		rt.origins = append(rt.origins, p)

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"log"
@@ -44,9 +45,11 @@ type Server struct {
 // state is one generation of configuration: what new requests are served
 // with. Tunnels keep the route they started with.
 type state struct {
-	cfg    Config
-	router router
-	dialer net.Dialer
+	cfg       Config
+	router    router
+	dialer    net.Dialer
+	trusted   prefixes // trusted_proxies
+	proxyFrom prefixes // proxy_protocol_from
 }
 
 // New validates cfg and returns a Server for it. A nil logger discards logs.
@@ -83,6 +86,8 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 func (s *Server) compile(cfg Config) *state {
 	st := &state{cfg: cfg.withDefaults()}
 	st.dialer = net.Dialer{Timeout: st.cfg.DialTimeout}
+	st.trusted, _ = parsePrefixes(st.cfg.TrustedProxies) // checked by Validate
+	st.proxyFrom, _ = parsePrefixes(st.cfg.ProxyProtocolFrom)
 	for i, r := range st.cfg.Routes {
 		rt := compileRoute(i, r)
 		switch {
@@ -115,6 +120,12 @@ func (s *Server) Reload(cfg Config) error {
 		s.log.Warn("read_header_timeout and max_header_bytes changes apply at the next start")
 	}
 	return nil
+}
+
+// ServeTLS serves ln with TLS from config, reading PROXY protocol headers
+// first when the configuration says so. It returns as Serve does.
+func (s *Server) ServeTLS(ln net.Listener, config *tls.Config) error {
+	return s.Serve(tls.NewListener(s.proxyListener(ln), config))
 }
 
 // Serve accepts connections on ln until Shutdown. It returns
@@ -197,12 +208,14 @@ func (s *Server) endTunnel() {
 // else to the route's plain HTTP handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodConnect {
+		r = s.state.Load().withClient(r)
 		// Not a forward proxy; and extended CONNECT (RFC 8441) is off.
 		s.refuse(w, r, nil, http.StatusMethodNotAllowed, "method", "CONNECT is not served", nil)
 		return
 	}
-	p := cleanPath(r.URL.Path)
 	st := s.state.Load()
+	r = st.withClient(r)
+	p := cleanPath(r.URL.Path)
 	rt := st.router.match(requestHost(r), p)
 	if rt == nil {
 		s.refuse(w, r, nil, http.StatusNotFound, "no-route", "no route for this path", nil)

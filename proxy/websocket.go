@@ -114,7 +114,7 @@ func (e *backendError) Unwrap() error { return e.err }
 // returning the backend's response. The connection has no deadline when it
 // is returned.
 func (s *Server) backendHandshake(r *http.Request, st *state, rt *route) (net.Conn, *bufio.Reader, *http.Response, error) {
-	conn, err := st.dialBackend(r.Context(), rt)
+	conn, err := st.dialBackend(r.Context(), rt, clientIP(r))
 	if err != nil {
 		return nil, nil, nil, &backendError{http.StatusBadGateway, "backend-dial", "backend unavailable",
 			fmt.Errorf("dial backend %s: %w", rt.dialAddr, err)}
@@ -138,7 +138,7 @@ func (s *Server) backendHandshake(r *http.Request, st *state, rt *route) (net.Co
 	}
 	removeHopByHop(req.Header)
 	req.Header.Del("Content-Length")
-	rt.forwardHeaders(req.Header, r, clientIP(r))
+	rt.forwardHeaders(req.Header, r)
 	if h := req.Header.Get("Host"); h != "" {
 		req.Host = h
 		req.Header.Del("Host")
@@ -176,15 +176,30 @@ func (s *Server) backendHandshake(r *http.Request, st *state, rt *route) (net.Co
 	return conn, br, resp, nil
 }
 
-// dialBackend connects to the route's backend, with TLS for wss and https.
-func (st *state) dialBackend(ctx context.Context, rt *route) (net.Conn, error) {
+// dialBackend connects to the route's backend: TCP, then the PROXY
+// protocol header with send_proxy_protocol, then TLS for wss and https.
+func (st *state) dialBackend(ctx context.Context, rt *route, client string) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, st.cfg.DialTimeout)
 	defer cancel()
-	if rt.backendTLS {
-		d := tls.Dialer{NetDialer: &st.dialer, Config: &tls.Config{ServerName: rt.backend.Hostname(), NextProtos: []string{"http/1.1"}}}
-		return d.DialContext(ctx, "tcp", rt.dialAddr)
+	conn, err := st.dialer.DialContext(ctx, "tcp", rt.dialAddr)
+	if err != nil {
+		return nil, err
 	}
-	return st.dialer.DialContext(ctx, "tcp", rt.dialAddr)
+	if rt.sendProxy != 0 {
+		if err := writeProxyHeader(conn, rt.sendProxy, client); err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("PROXY header: %w", err)
+		}
+	}
+	if !rt.backendTLS {
+		return conn, nil
+	}
+	tc := tls.Client(conn, &tls.Config{ServerName: rt.backend.Hostname(), NextProtos: []string{"http/1.1"}})
+	if err := tc.HandshakeContext(ctx); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return tc, nil
 }
 
 // relayResponse passes a backend's refusal (403, 400, 500…) to the client

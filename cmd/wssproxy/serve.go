@@ -143,7 +143,7 @@ func (r *runner) listenTLS(addr string) (*listener, error) {
 		return nil, fmt.Errorf("listen: %w", err)
 	}
 	l := &listener{Listener: ln}
-	r.bg.Go(func() { r.fail(l, r.srv.Serve(tls.NewListener(l, r.tlsConfig))) })
+	r.bg.Go(func() { r.fail(l, r.srv.ServeTLS(l, r.tlsConfig)) })
 	r.log.Info("listening", "addr", ln.Addr().String())
 	return l, nil
 }
@@ -253,7 +253,7 @@ func (r *runner) reload(ctx context.Context) {
 	if tlsLn != nil { // the new listener serves before the old one closes
 		old := r.tlsLn
 		r.tlsLn = tlsLn
-		r.bg.Go(func() { r.fail(tlsLn, r.srv.Serve(tls.NewListener(tlsLn, r.tlsConfig))) })
+		r.bg.Go(func() { r.fail(tlsLn, r.srv.ServeTLS(tlsLn, r.tlsConfig)) })
 		r.log.Info("listening", "addr", tlsLn.Addr().String())
 		old.retired.Store(true)
 		old.Close()
