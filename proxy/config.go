@@ -118,6 +118,55 @@ type Route struct {
 	// ("/wss/x" on path "/wss" with backend "ws://b/app" goes to "/app/x").
 	Backend string `toml:"backend"`
 
+	// Backends are several backends for one route (instead of Backend),
+	// each "ws://10.0.0.1:8282" optionally followed by " weight=N".
+	Backends []string `toml:"backends"`
+
+	// Balance chooses among Backends: "round_robin" (the default, by
+	// weight), "least_conn", or "ip_hash" (a client stays on one backend;
+	// when one leaves, only its clients move).
+	Balance string `toml:"balance"`
+
+	// MaxRetries is how many other backends are tried when a dial fails,
+	// before the client gets 502. Nothing was sent yet, so this is always
+	// safe. nil: every backend once.
+	MaxRetries *int `toml:"max_retries"`
+
+	// MaxFails failed dials within FailTimeout take a backend out of
+	// rotation for FailTimeout (nginx's max_fails). nil: 1; 0: never.
+	MaxFails *int `toml:"max_fails"`
+
+	// FailTimeout is nginx's fail_timeout. Default 10s.
+	FailTimeout time.Duration `toml:"fail_timeout"`
+
+	// HealthInterval runs an active check of every backend this often: a
+	// WebSocket handshake, or an HTTP GET of HealthPath. Default off.
+	HealthInterval time.Duration `toml:"health_interval"`
+
+	// HealthPath, when set, makes the check an HTTP GET expecting 2xx.
+	HealthPath string `toml:"health_path"`
+
+	// HealthTimeout bounds one check. Default 5s.
+	HealthTimeout time.Duration `toml:"health_timeout"`
+
+	// UnhealthyThreshold failed checks in a row take a backend out;
+	// HealthyThreshold passed ones bring it back. Defaults 3 and 2.
+	UnhealthyThreshold int `toml:"unhealthy_threshold"`
+	HealthyThreshold   int `toml:"healthy_threshold"`
+
+	// BackendCA is a PEM file of roots that verify wss:// and https://
+	// backends (default: the system roots).
+	BackendCA string `toml:"backend_ca"`
+
+	// BackendServerName is the name to verify (and send as SNI) for wss://
+	// backends, when it is not the one in the URL.
+	BackendServerName string `toml:"backend_server_name"`
+
+	// Socket dials this unix socket instead of the backend URL's host,
+	// which still gives Host and path. Or write the backend as
+	// "ws+unix:///run/app/ws.sock".
+	Socket string `toml:"socket"`
+
 	// Static serves files from this directory instead of a backend
 	// (directory listings are off; index.html is served).
 	Static string `toml:"static"`
@@ -264,23 +313,70 @@ func (r *Route) validate(key string) error {
 		}
 	}
 	targets := 0
-	for _, set := range []bool{r.Backend != "", r.Static != "", r.Handler != nil} {
+	for _, set := range []bool{r.Backend != "" || len(r.Backends) > 0, r.Static != "", r.Handler != nil} {
 		if set {
 			targets++
 		}
 	}
 	switch {
 	case targets == 0:
-		errs = append(errs, fieldErr(key+".backend", "missing: a route needs a backend (or static)"))
+		errs = append(errs, fieldErr(key+".backend", "missing: a route needs a backend (or backends, or static)"))
 	case targets > 1:
-		errs = append(errs, fieldErr(key+".backend", "a route has one of backend and static, not both"))
+		errs = append(errs, fieldErr(key+".backend", "a route has one of backend, backends and static"))
+	case r.Backend != "" && len(r.Backends) > 0:
+		errs = append(errs, fieldErr(key+".backends", "a route has backend or backends, not both"))
 	}
+	entries, entryKey := r.Backends, key+".backends"
 	if r.Backend != "" {
-		u, err := parseBackend(r.Backend)
+		entries, entryKey = []string{r.Backend}, key+".backend"
+	}
+	paths := map[string]bool{}
+	for _, e := range entries {
+		u, _, err := parseUpstream(e)
 		if err != nil {
-			errs = append(errs, &FieldError{Key: key + ".backend", Err: err})
-		} else if r.StripPrefix && u.Path != "" {
-			errs = append(errs, fieldErr(key+".strip_prefix", "has no effect: backend %q has a path, which already replaces the prefix", r.Backend))
+			errs = append(errs, &FieldError{Key: entryKey, Err: err})
+			continue
+		}
+		if strings.HasSuffix(u.Scheme, "+unix") {
+			if r.Socket != "" {
+				errs = append(errs, fieldErr(key+".socket", "%q already names its socket", e))
+			}
+			paths[""] = true
+			continue
+		}
+		paths[u.Path] = true
+		if r.StripPrefix && u.Path != "" {
+			errs = append(errs, fieldErr(key+".strip_prefix", "has no effect: backend %q has a path, which already replaces the prefix", e))
+		}
+	}
+	if len(paths) > 1 {
+		errs = append(errs, fieldErr(entryKey, "backends of one route must share one path (the path replaces the route's prefix)"))
+	}
+	switch r.Balance {
+	case "", balanceRoundRobin, balanceLeastConn, balanceIPHash:
+	default:
+		errs = append(errs, fieldErr(key+".balance", `must be "round_robin", "least_conn" or "ip_hash", got %q`, r.Balance))
+	}
+	for _, x := range []struct {
+		k string
+		n *int
+	}{{".max_retries", r.MaxRetries}, {".max_fails", r.MaxFails}} {
+		if x.n != nil && *x.n < 0 {
+			errs = append(errs, fieldErr(key+x.k, "must not be negative, got %d", *x.n))
+		}
+	}
+	if r.UnhealthyThreshold < 0 || r.HealthyThreshold < 0 {
+		errs = append(errs, fieldErr(key+".unhealthy_threshold", "thresholds must not be negative"))
+	}
+	errs = append(errs, checkDuration(key+".fail_timeout", r.FailTimeout))
+	errs = append(errs, checkDuration(key+".health_interval", r.HealthInterval))
+	errs = append(errs, checkDuration(key+".health_timeout", r.HealthTimeout))
+	if r.HealthPath != "" && !strings.HasPrefix(r.HealthPath, "/") {
+		errs = append(errs, fieldErr(key+".health_path", "must start with /, got %q", r.HealthPath))
+	}
+	if r.BackendCA != "" {
+		if _, err := loadCA(r.BackendCA); err != nil {
+			errs = append(errs, fieldErr(key+".backend_ca", "%v", err))
 		}
 	}
 	if r.Static != "" {
@@ -389,6 +485,11 @@ func parseBackend(s string) (*url.URL, error) {
 	}
 	switch u.Scheme {
 	case "ws", "wss", "http", "https":
+	case "ws+unix", "http+unix":
+		if u.Host != "" || !strings.HasPrefix(u.Path, "/") {
+			return nil, fmt.Errorf("a unix socket backend is ws+unix:///path/to.sock, got %q", s)
+		}
+		return u, nil
 	default:
 		return nil, fmt.Errorf("scheme must be ws, wss, http or https, got %q", u.Scheme)
 	}
@@ -423,6 +524,14 @@ func (c Config) withDefaults() Config {
 		r := &c.Routes[i]
 		def(&r.HandshakeTimeout, c.HandshakeTimeout)
 		def(&r.PingTimeout, DefaultPingTimeout)
+		def(&r.FailTimeout, 10*time.Second)
+		def(&r.HealthTimeout, 5*time.Second)
+		if r.UnhealthyThreshold == 0 {
+			r.UnhealthyThreshold = 3
+		}
+		if r.HealthyThreshold == 0 {
+			r.HealthyThreshold = 2
+		}
 		if r.PingInterval == nil {
 			d := DefaultPingInterval
 			r.PingInterval = &d

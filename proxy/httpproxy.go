@@ -2,8 +2,8 @@ package proxy
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
+	"fmt"
 	"io/fs"
 	"net"
 	"net/http"
@@ -18,39 +18,39 @@ import (
 // SockJS's, health URLs, a whole site). Responses are flushed as they come,
 // so streaming works. The forwarding headers are the tunnel's.
 func (s *Server) reverseProxy(st *state, rt *route) http.Handler {
-	target := *rt.backend
-	target.Scheme = "http"
-	if rt.backendTLS {
-		target.Scheme = "https"
+	byAddr := make(map[string]*upstream, len(rt.pool.ups))
+	for _, u := range rt.pool.ups {
+		byAddr[u.transport] = u
 	}
-	dial := st.dialer.DialContext
-	if rt.sendProxy != 0 {
-		dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
-			conn, err := st.dialer.DialContext(ctx, network, addr)
-			if err == nil {
-				if info, ok := ctx.Value(clientKey{}).(*clientInfo); ok {
-					err = writeProxyHeader(conn, rt.sendProxy, info.ip)
-				} else {
-					err = errors.New("no client for the PROXY header")
-				}
-				if err != nil {
+	transport := &http.Transport{
+		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
+			u := byAddr[addr]
+			if u == nil {
+				return nil, fmt.Errorf("no backend %s", addr)
+			}
+			conn, err := st.dialer.DialContext(ctx, u.network, u.addr)
+			if err == nil && rt.sendProxy != 0 {
+				if err = writeProxyHeader(conn, rt.sendProxy, clientIPFrom(ctx)); err != nil {
 					conn.Close()
 					return nil, err
 				}
 			}
 			return conn, err
-		}
-	}
-	transport := &http.Transport{
-		DialContext: dial,
+		},
 		// A connection that began with one client's PROXY header must not
 		// carry another client's request.
 		DisableKeepAlives:     rt.sendProxy != 0,
-		TLSClientConfig:       &tls.Config{ServerName: rt.backend.Hostname()},
 		TLSHandshakeTimeout:   st.cfg.DialTimeout,
 		MaxIdleConnsPerHost:   64,
 		IdleConnTimeout:       90 * time.Second,
 		ExpectContinueTimeout: time.Second,
+	}
+	if u := rt.pool.ups[0]; u.tls != nil {
+		transport.TLSClientConfig = u.tls.Clone()
+		transport.TLSClientConfig.NextProtos = nil
+		if u.tls.ServerName == u.url.Hostname() {
+			transport.TLSClientConfig.ServerName = "" // each backend's own name
+		}
 	}
 	s.tmu.Lock()
 	s.transports = append(s.transports, transport)
@@ -62,8 +62,6 @@ func (s *Server) reverseProxy(st *state, rt *route) http.Handler {
 			// (h2c…) go on as plain requests.
 			pr.Out.Header.Del("Upgrade")
 			pr.Out.Header.Del("Connection")
-			pr.Out.URL.Scheme = target.Scheme
-			pr.Out.URL.Host = target.Host
 			pr.Out.URL.Path = rt.targetPath(pr.In.URL.Path)
 			pr.Out.URL.RawPath = ""
 			if !rt.stripPath {
@@ -76,7 +74,7 @@ func (s *Server) reverseProxy(st *state, rt *route) http.Handler {
 				pr.Out.Header.Del("Host")
 			}
 		},
-		Transport:     transport,
+		Transport:     &poolTransport{rt: rt, base: transport},
 		FlushInterval: -1,
 		ErrorLog:      s.errorLog,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
@@ -92,6 +90,50 @@ func (s *Server) reverseProxy(st *state, rt *route) http.Handler {
 			s.refuse(w, r, rt, status, kind, public, err)
 		},
 	}
+}
+
+// poolTransport sends a plain request to the route's backends in the
+// pool's order, moving on when a dial fails (nothing was sent). Requests
+// with a body are tried once: it cannot be read twice.
+type poolTransport struct {
+	rt   *route
+	base *http.Transport
+}
+
+func (p *poolTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	order := p.rt.pool.order(clientIPFrom(req.Context()))
+	if req.Body != nil && req.Body != http.NoBody {
+		order = order[:1]
+	}
+	var err error
+	for _, u := range order {
+		out := req.Clone(req.Context())
+		out.URL.Scheme, out.URL.Host = "http", u.transport
+		if u.tls != nil {
+			out.URL.Scheme = "https"
+		}
+		u.conns.Add(1)
+		var resp *http.Response
+		resp, err = p.base.RoundTrip(out)
+		u.conns.Add(-1)
+		var op *net.OpError
+		if err == nil || !errors.As(err, &op) || op.Op != "dial" || req.Context().Err() != nil {
+			if err == nil {
+				p.rt.pool.succeeded(u)
+			}
+			return resp, err
+		}
+		p.rt.pool.failed(u)
+	}
+	return nil, err
+}
+
+// clientIPFrom is the client of the request whose context ctx is.
+func clientIPFrom(ctx context.Context) string {
+	if info, ok := ctx.Value(clientKey{}).(*clientInfo); ok {
+		return info.ip
+	}
+	return ""
 }
 
 // staticHandler serves files under dir for a static route, without

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/url"
 	"path"
 	"strings"
 	"time"
@@ -20,10 +19,8 @@ type route struct {
 	hostSuffix string // ".example.com" for "*.example.com"
 	stripPath  bool   // replace prefix with backendPath
 
-	backend     *url.URL // nil for static and Handler routes
+	pool        *pool // nil for static and Handler routes
 	backendPath string
-	backendTLS  bool
-	dialAddr    string // host:port with the scheme's default port
 
 	setHeaders       http.Header
 	removeHeaders    []string
@@ -86,20 +83,14 @@ func compileRoute(i int, r Route) *route {
 	for _, name := range r.RemoveHeaders {
 		rt.removeHeaders = append(rt.removeHeaders, http.CanonicalHeaderKey(name))
 	}
+	entries := r.Backends
 	if r.Backend != "" {
-		u, _ := parseBackend(r.Backend) // checked by Validate
-		rt.backend = u
-		rt.backendTLS = u.Scheme == "wss" || u.Scheme == "https"
-		if u.Path != "" {
+		entries = []string{r.Backend}
+	}
+	if len(entries) > 0 {
+		u, _, _ := parseUpstream(entries[0]) // checked by Validate; paths agree
+		if !strings.HasSuffix(u.Scheme, "+unix") && u.Path != "" {
 			rt.stripPath, rt.backendPath = true, u.Path
-		}
-		rt.dialAddr = u.Host
-		if u.Port() == "" {
-			port := "80"
-			if rt.backendTLS {
-				port = "443"
-			}
-			rt.dialAddr = net.JoinHostPort(u.Hostname(), port)
 		}
 	}
 	return rt

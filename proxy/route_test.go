@@ -122,7 +122,7 @@ func TestValidate(t *testing.T) {
 		"route[2].path: must start with /",
 		`route[2].backend: scheme must be ws, wss, http or https, got "htp"`,
 		"route[3].host: must be a host name",
-		"route[3].backend: a route has one of backend and static",
+		"route[3].backend: a route has one of backend, backends and static",
 		"route[4].backend: missing",
 		"route[5].path: \"/ok\" on host \"\" is already route[1]",
 		"route[6].strip_prefix: has no effect",

@@ -37,6 +37,8 @@ type Server struct {
 	tunnels sync.WaitGroup
 	open    atomic.Int64
 
+	bg sync.WaitGroup // health checkers
+
 	tmu        sync.Mutex
 	transports []*http.Transport // plain-HTTP backends' pools, every generation
 	errorLog   *log.Logger       // net/http's own messages, at debug level
@@ -45,6 +47,8 @@ type Server struct {
 // state is one generation of configuration: what new requests are served
 // with. Tunnels keep the route they started with.
 type state struct {
+	ctx       context.Context // ends when the state is replaced or the server stops
+	cancel    context.CancelFunc
 	cfg       Config
 	router    router
 	dialer    net.Dialer
@@ -66,6 +70,7 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 	s.errorLog = slog.NewLogLogger(logger.Handler(), slog.LevelDebug)
 	st := s.compile(cfg)
 	s.state.Store(st)
+	s.startHealth(st)
 	cfg = st.cfg
 	s.http = &http.Server{
 		Handler:           s,
@@ -85,11 +90,15 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 // compile builds a state from a valid cfg.
 func (s *Server) compile(cfg Config) *state {
 	st := &state{cfg: cfg.withDefaults()}
+	st.ctx, st.cancel = context.WithCancel(s.ctx)
 	st.dialer = net.Dialer{Timeout: st.cfg.DialTimeout}
 	st.trusted, _ = parsePrefixes(st.cfg.TrustedProxies) // checked by Validate
 	st.proxyFrom, _ = parsePrefixes(st.cfg.ProxyProtocolFrom)
 	for i, r := range st.cfg.Routes {
 		rt := compileRoute(i, r)
+		if r.Backend != "" || len(r.Backends) > 0 {
+			rt.pool = newPool(&st.cfg.Routes[i], s.log)
+		}
 		switch {
 		case r.Handler != nil:
 			rt.http = r.Handler
@@ -116,6 +125,8 @@ func (s *Server) Reload(cfg Config) error {
 	old := s.state.Load()
 	st := s.compile(cfg)
 	s.state.Store(st)
+	old.cancel() // its health checks stop; its tunnels go on
+	s.startHealth(st)
 	if st.cfg.ReadHeaderTimeout != old.cfg.ReadHeaderTimeout || st.cfg.MaxHeaderBytes != old.cfg.MaxHeaderBytes {
 		s.log.Warn("read_header_timeout and max_header_bytes changes apply at the next start")
 	}
@@ -163,6 +174,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.cancel() // closes every tunnel and request still open
 	<-done
+	s.bg.Wait()
 	s.closeIdle()
 	return err
 }
@@ -175,6 +187,7 @@ func (s *Server) Close() error {
 	err := s.http.Close()
 	s.cancel()
 	s.tunnels.Wait()
+	s.bg.Wait()
 	s.closeIdle()
 	return err
 }
@@ -266,8 +279,8 @@ func (s *Server) refuse(w http.ResponseWriter, r *http.Request, rt *route, statu
 }
 
 func (rt *route) backendString() string {
-	if rt.backend == nil {
+	if rt.pool == nil {
 		return ""
 	}
-	return rt.backend.String()
+	return rt.pool.String()
 }

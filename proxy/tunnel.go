@@ -34,8 +34,9 @@ const closeGrace = 5 * time.Second
 // close frames rather than resets.
 type tunnel struct {
 	rt       *route
-	client   *side // frames from it are masked; frames to it are not
-	backend  *side // the reverse
+	up       *upstream // the backend it was dialed to
+	client   *side     // frames from it are masked; frames to it are not
+	backend  *side     // the reverse
 	clientIP string
 	start    time.Time
 	log      *slog.Logger
@@ -376,7 +377,7 @@ func (t *tunnel) logEnd(in, out direction) {
 	reason := t.reason
 	t.mu.Unlock()
 	attrs := []any{
-		"route", t.rt.name, "backend", t.rt.backendString(), "client_ip", t.clientIP,
+		"route", t.rt.name, "backend", t.up.name, "client_ip", t.clientIP,
 		"duration", time.Since(t.start).Round(time.Millisecond),
 		"bytes_in", in.n, "bytes_out", out.n,
 	}

@@ -3,7 +3,6 @@ package proxy
 import (
 	"bufio"
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -20,7 +19,7 @@ import (
 // the backend stays in charge of authentication, subprotocols and
 // extensions (RFC 6455 §4.2.2: all of them negotiate end to end).
 func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, st *state, rt *route) {
-	if rt.backend == nil {
+	if rt.pool == nil {
 		s.refuse(w, r, rt, http.StatusBadRequest, "not-websocket", "this path does not serve WebSockets", nil)
 		return
 	}
@@ -39,7 +38,7 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, st *stat
 	}
 	defer s.limit.release(ip)
 	start := time.Now()
-	backend, br, resp, err := s.backendHandshake(r, st, rt)
+	backend, up, br, resp, err := s.backendHandshake(r, st, rt)
 	if err != nil {
 		var be *backendError
 		errors.As(err, &be)
@@ -47,7 +46,7 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, st *stat
 		return
 	}
 	if resp.StatusCode != http.StatusSwitchingProtocols {
-		s.relayResponse(w, r, rt, resp)
+		s.relayResponse(w, r, rt, up, resp)
 		backend.Close()
 		return
 	}
@@ -63,6 +62,8 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, st *stat
 		return
 	}
 	defer s.endTunnel()
+	up.conns.Add(1)
+	defer up.conns.Add(-1)
 
 	client, crw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
@@ -84,6 +85,7 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, st *stat
 	}
 	t := &tunnel{
 		rt:       rt,
+		up:       up,
 		client:   newSide("client", client, false),
 		backend:  newSide("backend", backend, true),
 		clientIP: clientIP(r),
@@ -110,15 +112,39 @@ type backendError struct {
 func (e *backendError) Error() string { return e.err.Error() }
 func (e *backendError) Unwrap() error { return e.err }
 
-// backendHandshake dials the backend and forwards the client's handshake,
-// returning the backend's response. The connection has no deadline when it
-// is returned.
-func (s *Server) backendHandshake(r *http.Request, st *state, rt *route) (net.Conn, *bufio.Reader, *http.Response, error) {
-	conn, err := st.dialBackend(r.Context(), rt, clientIP(r))
-	if err != nil {
-		return nil, nil, nil, &backendError{http.StatusBadGateway, "backend-dial", "backend unavailable",
-			fmt.Errorf("dial backend %s: %w", rt.dialAddr, err)}
+// backendHandshake dials the route's backends in the pool's order until
+// one connects (a failed dial sent nothing, so trying the next is always
+// safe), forwards the client's handshake, and returns the backend's
+// response. The connection has no deadline when it is returned.
+func (s *Server) backendHandshake(r *http.Request, st *state, rt *route) (net.Conn, *upstream, *bufio.Reader, *http.Response, error) {
+	var conn net.Conn
+	var up *upstream
+	var errs []error
+	for _, u := range rt.pool.order(clientIP(r)) {
+		c, err := st.dial(r.Context(), rt, u, clientIP(r))
+		if err == nil {
+			rt.pool.succeeded(u)
+			conn, up = c, u
+			break
+		}
+		if r.Context().Err() != nil {
+			break // the client left
+		}
+		rt.pool.failed(u)
+		errs = append(errs, fmt.Errorf("dial backend %s: %w", u.name, err))
 	}
+	if conn == nil {
+		return nil, nil, nil, nil, &backendError{http.StatusBadGateway, "backend-dial", "backend unavailable", errors.Join(errs...)}
+	}
+	if len(errs) > 0 {
+		s.log.Warn("backend dial failed; another answered", "route", rt.name, "backend", up.name, "error", errors.Join(errs...).Error())
+	}
+	conn, br, resp, err := s.forwardHandshake(r, rt, up, conn)
+	return conn, up, br, resp, err
+}
+
+// forwardHandshake sends the client's handshake to a connected backend.
+func (s *Server) forwardHandshake(r *http.Request, rt *route, up *upstream, conn net.Conn) (net.Conn, *bufio.Reader, *http.Response, error) {
 	// Either deadline or the client going away ends the wait.
 	conn.SetDeadline(time.Now().Add(rt.handshakeTimeout))
 	stop := context.AfterFunc(r.Context(), func() { conn.SetDeadline(time.Unix(1, 0)) })
@@ -153,10 +179,10 @@ func (s *Server) backendHandshake(r *http.Request, st *state, rt *route) (net.Co
 		conn.Close()
 		if errors.Is(err, os.ErrDeadlineExceeded) && r.Context().Err() == nil {
 			return nil, nil, nil, &backendError{http.StatusGatewayTimeout, "backend-timeout", "backend did not answer the handshake in time",
-				fmt.Errorf("backend %s handshake: no answer within %v", rt.dialAddr, rt.handshakeTimeout)}
+				fmt.Errorf("backend %s handshake: no answer within %v", up.name, rt.handshakeTimeout)}
 		}
 		return nil, nil, nil, &backendError{http.StatusBadGateway, "backend-handshake", "backend failed the handshake",
-			fmt.Errorf("backend %s handshake: %w", rt.dialAddr, err)}
+			fmt.Errorf("backend %s handshake: %w", up.name, err)}
 	}
 	bw := bufio.NewWriterSize(conn, 2048)
 	if err := req.Write(bw); err != nil {
@@ -176,38 +202,12 @@ func (s *Server) backendHandshake(r *http.Request, st *state, rt *route) (net.Co
 	return conn, br, resp, nil
 }
 
-// dialBackend connects to the route's backend: TCP, then the PROXY
-// protocol header with send_proxy_protocol, then TLS for wss and https.
-func (st *state) dialBackend(ctx context.Context, rt *route, client string) (net.Conn, error) {
-	ctx, cancel := context.WithTimeout(ctx, st.cfg.DialTimeout)
-	defer cancel()
-	conn, err := st.dialer.DialContext(ctx, "tcp", rt.dialAddr)
-	if err != nil {
-		return nil, err
-	}
-	if rt.sendProxy != 0 {
-		if err := writeProxyHeader(conn, rt.sendProxy, client); err != nil {
-			conn.Close()
-			return nil, fmt.Errorf("PROXY header: %w", err)
-		}
-	}
-	if !rt.backendTLS {
-		return conn, nil
-	}
-	tc := tls.Client(conn, &tls.Config{ServerName: rt.backend.Hostname(), NextProtos: []string{"http/1.1"}})
-	if err := tc.HandshakeContext(ctx); err != nil {
-		conn.Close()
-		return nil, err
-	}
-	return tc, nil
-}
-
 // relayResponse passes a backend's refusal (403, 400, 500…) to the client
 // as it is, minus hop-by-hop headers. The backend connection still has the
 // handshake deadline, which bounds the body.
-func (s *Server) relayResponse(w http.ResponseWriter, r *http.Request, rt *route, resp *http.Response) {
+func (s *Server) relayResponse(w http.ResponseWriter, r *http.Request, rt *route, up *upstream, resp *http.Response) {
 	defer resp.Body.Close()
-	s.log.Info("backend refused handshake", "route", rt.name, "backend", rt.backendString(),
+	s.log.Info("backend refused handshake", "route", rt.name, "backend", up.name,
 		"client_ip", clientIP(r), "status", resp.StatusCode)
 	removeHopByHop(resp.Header)
 	h := w.Header()
