@@ -5,22 +5,33 @@
 // # A request, step by step
 //
 //  1. Accept and TLS handshake: net/http's server, on the caller's
-//     listener. ReadHeaderTimeout bounds the TLS handshake and the request
-//     headers; MaxHeaderBytes caps the headers (server.go).
-//  2. Route: Server.ServeHTTP cleans the path (dot segments and repeated
+//     listener (ServeTLS reads a PROXY protocol header first, from
+//     proxy_protocol_from peers only: realip.go). ReadHeaderTimeout bounds
+//     the TLS handshake and the request headers; MaxHeaderBytes caps the
+//     headers (server.go).
+//  2. Client address (realip.go), worked out once per request: the TCP
+//     peer (or the PROXY header's address), unless the peer is in
+//     trusted_proxies; then real_ip_header, with X-Forwarded-For walked
+//     from the right past trusted hops. It feeds X-Real-IP, the logs, the
+//     limits and ip_hash.
+//  3. Route: Server.ServeHTTP cleans the path (dot segments and repeated
 //     slashes resolved, so "/wss/../admin" cannot reach /wss's backend) and
 //     the router picks the most specific route: exact host, then wildcard
 //     host, then any host; an exact path before the longest prefix, which
 //     matches at segment boundaries only (route.go). No route: 404.
-//  3. Plain HTTP (no "Upgrade: websocket"): the route's handler, a
+//  4. Plain HTTP (no "Upgrade: websocket"): the route's handler, a
 //     net/http/httputil.ReverseProxy flushing every write (long polling,
 //     streaming), a static directory, or an in-process Handler
 //     (httpproxy.go). Other Upgrade tokens are dropped, not tunnelled.
-//  4. WebSocket handshake: checked against RFC 6455 §4.2.1 before anything
+//  5. WebSocket handshake: checked against RFC 6455 §4.2.1 before anything
 //     reaches a backend (handshake.go): 400 with the reason, or 426 for a
 //     version other than 13.
-//  5. Backend first (websocket.go): the backend is dialed (DialTimeout; a
-//     failure is 502) and sent the client's handshake over HTTP/1.1 with the
+//  6. Backend first (websocket.go): the route's pool (upstream.go) orders
+//     its backends for this client (smooth weighted round robin,
+//     least_conn, or weighted rendezvous hashing for ip_hash; backends out
+//     of rotation last, or not at all while others are in); they are
+//     dialed in that order until one connects (DialTimeout each; failures
+//     count towards max_fails; none left: 502). The backend is sent the client's handshake over HTTP/1.1 with the
 //     client's end-to-end headers intact, hop-by-hop headers removed
 //     (RFC 9110 §7.6.1), incoming forwarding headers replaced by the
 //     proxy's own from the TCP peer (headers.go), then the route's
@@ -29,10 +40,10 @@
 //     101 is relayed as it is; a 101 without "Upgrade: websocket" is 502.
 //     Errors the proxy makes itself carry an X-Wssproxy-Error header; their
 //     bodies never name a backend (the log line does).
-//  6. Upgrade: only now is the client hijacked and sent the backend's 101
+//  7. Upgrade: only now is the client hijacked and sent the backend's 101
 //     (Sec-WebSocket-Accept, subprotocol and extensions as the backend
 //     chose them, so they negotiate end to end).
-//  7. Tunnel (tunnel.go): two pumps, copyToBackend (in a goroutine) and
+//  8. Tunnel (tunnel.go): two pumps, copyToBackend (in a goroutine) and
 //     copyFromBackend (on the handler's goroutine), each a read loop over
 //     one pooled 16 KiB buffer feeding a frame scanner (frame.go) that reads
 //     frame headers only: payloads are never unmasked or buffered, and the
@@ -42,7 +53,7 @@
 //     consume the pongs answering its own pings and the close frames
 //     answering its own closes. The tunnel returns, and logs one line, only
 //     when both pumps have ended.
-//  8. The proxy's own frames (pings, close frames) are queued per side and
+//  9. The proxy's own frames (pings, close frames) are queued per side and
 //     written at the next frame boundary of that side's output, under the
 //     same lock as the pump that writes there (between two fragments of a
 //     message is a boundary: RFC 6455 §5.4). A timer never waits for the
@@ -72,6 +83,16 @@
 //     both peers; the Server's context ends at the deadline and closes every
 //     connection through context.AfterFunc. http.Server.Shutdown cannot see
 //     hijacked connections, so tunnels are counted in a WaitGroup.
+//
+// # Backends
+//
+// Backends are TCP or unix sockets, plain or TLS (backend_ca,
+// backend_server_name), optionally sent a PROXY header. Passive health
+// (max_fails within fail_timeout) and active checks (health.go: a goroutine
+// per checked route, owned by its configuration generation, so a reload
+// stops the old ones) take backends out of rotation; open tunnels are never
+// moved or cut. Plain requests use the same pool through poolTransport,
+// retrying the next backend on a dial failure when there is no body.
 //
 // # Admission
 //
