@@ -31,11 +31,11 @@
 //     least_conn, or weighted rendezvous hashing for ip_hash; backends out
 //     of rotation last, or not at all while others are in); they are
 //     dialed in that order until one connects (DialTimeout each; failures
-//     count towards max_fails; none left: 502). The backend is sent the client's handshake over HTTP/1.1 with the
-//     client's end-to-end headers intact, hop-by-hop headers removed
-//     (RFC 9110 §7.6.1), incoming forwarding headers replaced by the
-//     proxy's own from the TCP peer (headers.go), then the route's
-//     remove_headers and set_headers. The client is not touched until the
+//     count towards max_fails; none left: 502). The backend is sent the
+//     client's handshake over HTTP/1.1 with the client's end-to-end
+//     headers intact, hop-by-hop headers removed (RFC 9110 §7.6.1),
+//     incoming forwarding headers replaced by the proxy's own from step 2
+//     (headers.go), then the route's remove_headers and set_headers. The client is not touched until the
 //     backend answers: within HandshakeTimeout (else 504). Any answer but
 //     101 is relayed as it is; a 101 without "Upgrade: websocket" is 502.
 //     Errors the proxy makes itself carry an X-Wssproxy-Error header; their
