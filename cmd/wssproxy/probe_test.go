@@ -1,0 +1,173 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/wssproxy/wssproxy/internal/echo"
+	"github.com/wssproxy/wssproxy/internal/testutil"
+	"github.com/wssproxy/wssproxy/proxy"
+)
+
+// issue makes a certificate for names signed by parent (self-signed when
+// parent is nil), valid from notBefore to notAfter.
+func issue(t *testing.T, names []string, isCA bool, parent *tls.Certificate, notBefore, notAfter time.Time) *tls.Certificate {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: names[0]},
+		NotBefore: notBefore, NotAfter: notAfter, DNSNames: names,
+		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, BasicConstraintsValid: true, IsCA: isCA,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	signer, signerKey := tmpl, any(key)
+	if parent != nil {
+		signer, signerKey = parent.Leaf, parent.PrivateKey
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, signer, &key.PublicKey, signerKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, _ := x509.ParseCertificate(der)
+	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}
+}
+
+func writeCA(t *testing.T, c *tls.Certificate) string {
+	f := filepath.Join(t.TempDir(), "ca.pem")
+	os.WriteFile(f, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Certificate[0]}), 0o600)
+	return f
+}
+
+// serveProxy runs a proxy with TLS cfg routing /wss to backend.
+func serveProxy(t *testing.T, cfg *tls.Config, backend string) string {
+	srv, err := proxy.New(proxy.Config{Routes: []proxy.Route{{Path: "/wss", Backend: backend}}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := testutil.Listen(t)
+	var wg sync.WaitGroup
+	wg.Go(func() { srv.ServeTLS(ln, cfg) })
+	t.Cleanup(func() { srv.Close(); wg.Wait() })
+	return ln.Addr().String()
+}
+
+// TestProbe guards wssproxy probe against each kind of server it must
+// diagnose: the documented exit code and the one line saying what to fix.
+func TestProbe(t *testing.T) {
+	testutil.CheckLeaks(t)
+	now := time.Now()
+	echoWS := "ws://" + testutil.Serve(t, echo.Handler(echo.Options{}))
+	root := issue(t, []string{"Test Root"}, true, nil, now.Add(-time.Hour), now.Add(24*time.Hour))
+	rootFile := writeCA(t, root)
+	good := issue(t, []string{"localhost"}, false, root, now.Add(-time.Hour), now.Add(24*time.Hour))
+	inter := issue(t, []string{"Test Intermediate"}, true, root, now.Add(-time.Hour), now.Add(24*time.Hour))
+	behindInter := issue(t, []string{"localhost"}, false, inter, now.Add(-time.Hour), now.Add(24*time.Hour))
+	expired := issue(t, []string{"localhost"}, false, root, now.Add(-48*time.Hour), now.Add(-24*time.Hour))
+	wrongName := issue(t, []string{"other.example"}, false, root, now.Add(-time.Hour), now.Add(24*time.Hour))
+	selfSigned, _ := testutil.Cert(t, "localhost")
+	serve := func(c *tls.Certificate, min uint16, backend string) string {
+		return serveProxy(t, &tls.Config{Certificates: []tls.Certificate{*c}, MinVersion: min, NextProtos: []string{"http/1.1"}}, backend)
+	}
+	plain := testutil.Serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("hello")) }))
+	port := func(addr string) string { return addr[strings.LastIndexByte(addr, ':')+1:] }
+	url := func(addr string) string { return "wss://localhost:" + port(addr) + "/wss" }
+
+	for _, tc := range []struct {
+		name string
+		args []string
+		code int
+		line string
+	}{
+		{"good proxy", []string{"-ca", rootFile, "-n", "5", url(serve(good, 0, echoWS))}, probeOK, "OK: the round trip works"},
+		{"expired certificate", []string{"-ca", rootFile, url(serve(expired, 0, echoWS))}, probeCertificate, "FAIL: certificate expired on"},
+		{"wrong name", []string{"-ca", rootFile, url(serve(wrongName, 0, echoWS))}, probeCertificate, "FAIL: certificate is for other.example, not localhost"},
+		{"incomplete chain", []string{"-ca", rootFile, url(serve(behindInter, 0, echoWS))}, probeCertificate, `FAIL: incomplete chain: the server sends only its own certificate, not the intermediate from "Test Intermediate"`},
+		{"self-signed", []string{url(serve(selfSigned, 0, echoWS))}, probeCertificate, "FAIL: certificate is self-signed"},
+		{"TLS 1.3 only", []string{"-ca", rootFile, url(serve(good, tls.VersionTLS13, echoWS))}, probeTLS12, "FAIL: TLS 1.2 is refused: WeChat mini programs"},
+		{"closed port", []string{"wss://localhost:" + port(testutil.ClosedPort(t)) + "/wss"}, probeTCP, "FAIL: port"},
+		{"backend down", []string{"-ca", rootFile, url(serve(good, 0, "ws://"+testutil.ClosedPort(t)))}, probeUpgrade, "FAIL: wssproxy answered 502: it cannot reach its backend"},
+		{"plain HTTP server", []string{"wss://localhost:" + port(plain) + "/"}, probeTLS, "speaks plain HTTP, not TLS"},
+		{"no WebSocket there", []string{"ws://localhost:" + port(plain) + "/wss"}, probeUpgrade, "FAIL: the server answered 200 OK, not a WebSocket upgrade"},
+		{"insecure goes on", []string{"-insecure", url(serve(selfSigned, 0, echoWS))}, probeOK, "OK: the round trip works"},
+		{"resolve", []string{"-ca", rootFile, "-resolve", "chat.example.test:127.0.0.1", "wss://chat.example.test:" + port(serve(good, 0, echoWS)) + "/wss"}, probeCertificate, "FAIL: certificate is for localhost, not chat.example.test"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var out bytes.Buffer
+			err := run(context.Background(), append([]string{"probe", "-timeout", "5s"}, tc.args...), &out, &out)
+			code := probeOK
+			var ee *exitError
+			if errors.As(err, &ee) {
+				code = ee.code
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			if code != tc.code || !strings.Contains(out.String(), tc.line) {
+				t.Errorf("exit %d, want %d; want line %q in:\n%s", code, tc.code, tc.line, out.String())
+			}
+		})
+	}
+}
+
+// TestProbeDNS guards the DNS step's failure, with a resolver whose server
+// is a closed port on loopback (no query leaves the machine).
+func TestProbeDNS(t *testing.T) {
+	closed := testutil.ClosedPort(t)
+	o, err := parseProbe([]string{"-timeout", "2s", "wss://no-such-host.invalid/wss"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.resolver = &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "udp", closed)
+	}}
+	var out bytes.Buffer
+	err = probe(context.Background(), o, &out)
+	var ee *exitError
+	if !errors.As(err, &ee) || ee.code != probeDNS || !strings.Contains(out.String(), "FAIL: no-such-host.invalid does not resolve") {
+		t.Errorf("%v:\n%s", err, out.String())
+	}
+}
+
+// TestProbeJSON guards -json: one object a script can read, with each step.
+func TestProbeJSON(t *testing.T) {
+	testutil.CheckLeaks(t)
+	cert, _ := testutil.Cert(t, "localhost")
+	addr := serveProxy(t, &tls.Config{Certificates: []tls.Certificate{*cert}, NextProtos: []string{"http/1.1"}},
+		"ws://"+testutil.Serve(t, echo.Handler(echo.Options{})))
+	caFile, _ := testutil.WriteKeyPair(t, cert)
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"probe", "-json", "-ca", caFile, "-message", "hi", "-n", "3",
+		"wss://localhost:" + addr[strings.LastIndexByte(addr, ':')+1:] + "/wss"}, &out, &out); err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	var rep probeReport
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+		t.Fatalf("%v: %s", err, out.String())
+	}
+	var steps []string
+	for _, s := range rep.Steps {
+		steps = append(steps, s.Step)
+	}
+	if !rep.OK || rep.Exit != 0 || rep.Reply != "hi" || rep.RTT == nil || rep.RTT.N != 3 ||
+		strings.Join(steps, ",") != "dns,tcp,tls,tls1.2,upgrade,message" {
+		t.Errorf("report: %+v", rep)
+	}
+}
