@@ -59,6 +59,24 @@ func startProxy(t testing.TB, cfg proxy.Config) *env {
 	return &env{t: t, srv: srv, addr: ln.Addr().String(), tls: clientTLS, client: &http.Client{Transport: tr}, logs: logs}
 }
 
+// startProxyServer serves an already made Server (for tests that need
+// their own logger) the way startProxy does.
+func startProxyServer(t testing.TB, srv *proxy.Server) *env {
+	t.Helper()
+	cert, clientTLS := testutil.Cert(t)
+	serverTLS := &tls.Config{MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"}, Certificates: []tls.Certificate{*cert}}
+	ln := testutil.Listen(t)
+	var wg sync.WaitGroup
+	wg.Go(func() { srv.ServeTLS(ln, serverTLS) })
+	tr := &http.Transport{TLSClientConfig: clientTLS}
+	t.Cleanup(func() {
+		tr.CloseIdleConnections()
+		srv.Close()
+		wg.Wait()
+	})
+	return &env{t: t, srv: srv, addr: ln.Addr().String(), tls: clientTLS, client: &http.Client{Transport: tr}, logs: &testutil.Logs{}}
+}
+
 // url is the wss:// (or https:// with scheme "https") URL of path.
 func (e *env) url(scheme, path string) string { return scheme + "://" + e.addr + path }
 

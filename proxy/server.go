@@ -244,7 +244,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.serveWebSocket(w, r, st, rt)
 		return
 	}
-	rt.http.ServeHTTP(w, r)
+	s.servePlain(w, r, rt)
 }
 
 // Error responses made by the proxy itself carry this header, so a client

@@ -21,6 +21,7 @@ const (
 	closeGoingAway  = 1001
 	closeTooBig     = 1009
 	closeBadGateway = 1014
+	closeNoStatus   = 1005 // a close frame without a code (never sent)
 )
 
 // closeGrace is how long the proxy waits for a peer's close frame (or TCP
@@ -42,6 +43,12 @@ type tunnel struct {
 	log      *slog.Logger
 
 	lastData atomic.Int64 // ns since start of the last data frame, either way
+
+	// The first close frame of the tunnel: its code and who sent it
+	// ("client", "backend" or "proxy"), for the access log.
+	firstClose atomic.Pointer[closeInfo]
+	host, path string // of the handshake, for the access log
+	handshake  time.Duration
 
 	mu      sync.Mutex // guards the fields below
 	timers  []*time.Timer
@@ -202,6 +209,7 @@ func (t *tunnel) pump(src, dst *side, pending []byte) direction {
 				code, reason = closeBadGateway, "backend went away"
 			}
 			t.setReason(src.name + " vanished")
+			t.noteClose(code, "proxy")
 			dst.send(closeFrame(code, reason, dst.mask), true)
 			t.after(closeGrace, t.close)
 		}
@@ -210,6 +218,16 @@ func (t *tunnel) pump(src, dst *side, pending []byte) direction {
 		}
 		return direction{n, rerr}
 	}
+}
+
+type closeInfo struct {
+	code int
+	by   string
+}
+
+// noteClose records the tunnel's first close frame.
+func (t *tunnel) noteClose(code int, by string) {
+	t.firstClose.CompareAndSwap(nil, &closeInfo{code: code, by: by})
 }
 
 // hooks are the pump's decisions about frames read from src.
@@ -240,6 +258,11 @@ func (h *hooks) control(f frameHeader, frame []byte) bool {
 		}
 	case opClose:
 		h.src.sawClose.Store(true)
+		code := closeNoStatus
+		if p := controlPayload(h.scratch[:0], f, frame); len(p) >= 2 {
+			code = int(binary.BigEndian.Uint16(p))
+		}
+		h.t.noteClose(code, h.src.name)
 		if h.src.proxyClosed.Load() {
 			h.closeReply = true
 			return false // the answer to the proxy's own close
@@ -319,6 +342,7 @@ func (t *tunnel) shut(reason string, toClient, toBackend int, text string) {
 		t.reason = reason
 	}
 	t.mu.Unlock()
+	t.noteClose(max(toClient, toBackend), "proxy")
 	for _, x := range []struct {
 		s    *side
 		code int
@@ -372,20 +396,28 @@ func (t *tunnel) close() {
 	t.backend.conn.Close()
 }
 
+// logEnd writes the tunnel's access log line: who, where, how long, how
+// much, and how it ended (the first close frame's code and sender; 1006
+// when nobody sent one).
 func (t *tunnel) logEnd(in, out direction) {
 	t.mu.Lock()
 	reason := t.reason
 	t.mu.Unlock()
+	code, by := 1006, "none" // RFC 6455 §7.1.5: closed without a close frame
+	if c := t.firstClose.Load(); c != nil {
+		code, by = c.code, c.by
+	}
 	attrs := []any{
-		"route", t.rt.name, "backend", t.up.name, "client_ip", t.clientIP,
+		"client_ip", t.clientIP, "host", t.host, "path", t.path, "route", t.rt.name, "backend", t.up.name,
+		"status", 101, "handshake_ms", float64(t.handshake.Microseconds()) / 1000,
 		"duration", time.Since(t.start).Round(time.Millisecond),
-		"bytes_in", in.n, "bytes_out", out.n,
+		"bytes_in", in.n, "bytes_out", out.n, "close_code", code, "closed_by", by,
 	}
 	level := slog.LevelInfo
 	switch {
 	case reason != "":
 		attrs = append(attrs, "ended_by", "proxy", "reason", reason)
-		if reason == "backend vanished" {
+		if reason == "backend vanished" || reason == "backend unresponsive" {
 			level = slog.LevelWarn
 		}
 	case out.err != nil && !isClosed(out.err):

@@ -84,13 +84,16 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, st *stat
 		return
 	}
 	t := &tunnel{
-		rt:       rt,
-		up:       up,
-		client:   newSide("client", client, false),
-		backend:  newSide("backend", backend, true),
-		clientIP: clientIP(r),
-		start:    start,
-		log:      s.log,
+		rt:        rt,
+		up:        up,
+		client:    newSide("client", client, false),
+		backend:   newSide("backend", backend, true),
+		clientIP:  clientIP(r),
+		start:     start,
+		log:       s.log,
+		host:      r.Host,
+		path:      r.URL.Path,
+		handshake: time.Since(start),
 	}
 	t.run(s.drain, s.ctx, buffered(crw.Reader), buffered(br))
 }

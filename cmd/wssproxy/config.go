@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"reflect"
 	"regexp"
 	"slices"
@@ -24,6 +25,11 @@ type fileConfig struct {
 	Listen string `toml:"listen"`
 	// LogLevel is debug, info, warn or error. Default info.
 	LogLevel string `toml:"log_level"`
+	// LogFormat is "text" (the default: key=value) or "json".
+	LogFormat string `toml:"log_format"`
+	// LogFile, when set, receives the logs instead of stderr; SIGUSR1
+	// reopens it (for logrotate).
+	LogFile string `toml:"log_file"`
 	// PidFile, when set, gets the process ID while it runs, for -s.
 	PidFile string `toml:"pid_file"`
 
@@ -140,6 +146,16 @@ func (fc *fileConfig) validate() []error {
 	if fc.Redirect.Listen != "" {
 		if err := checkAddr(fc.Redirect.Listen); err != nil {
 			errs = append(errs, &proxy.FieldError{Key: "redirect.listen", Err: err})
+		}
+	}
+	switch fc.LogFormat {
+	case "", "text", "json":
+	default:
+		errs = append(errs, &proxy.FieldError{Key: "log_format", Err: fmt.Errorf(`must be "text" or "json", got %q`, fc.LogFormat)})
+	}
+	if fc.LogFile != "" {
+		if fi, err := os.Stat(filepath.Dir(fc.LogFile)); err != nil || !fi.IsDir() {
+			errs = append(errs, &proxy.FieldError{Key: "log_file", Err: fmt.Errorf("directory %s does not exist", filepath.Dir(fc.LogFile))})
 		}
 	}
 	if _, err := parseLevel(fc.LogLevel); err != nil {

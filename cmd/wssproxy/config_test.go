@@ -119,6 +119,7 @@ func TestExamplesParse(t *testing.T) {
 			}
 			s := strings.NewReplacer(
 				"/etc/ssl/", ssl+"/", "/var/www/html", t.TempDir(), "/var/lib/wssproxy/acme", t.TempDir(),
+				"/var/log/wssproxy/", t.TempDir()+"/",
 			).Replace(string(data))
 			if _, err := parseConfig(f, []byte(s)); err != nil {
 				t.Fatal(err)

@@ -116,7 +116,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return nil
 	}
 	r := &runner{o: o, errc: make(chan error, 1)}
-	r.log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: &r.level}))
+	var out io.Writer = stderr
+	if fc.LogFile != "" {
+		lf, err := openLogFile(fc.LogFile)
+		if err != nil {
+			return fmt.Errorf("log_file: %w", err)
+		}
+		defer lf.Close()
+		r.logFile, out = lf, lf
+	}
+	r.log = newLogger(fc.LogFormat, out, &r.level)
 	defer r.bg.Wait()
 	return r.serve(ctx, fc)
 }

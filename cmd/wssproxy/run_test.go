@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -344,5 +345,59 @@ func TestSIGHUPReloadsCertificates(t *testing.T) {
 	c.Write(ctx, websocket.MessageText, []byte("tom"))
 	if _, got, err := c.Read(ctx); err != nil || string(got) != "tom" {
 		t.Fatalf("tunnel after SIGHUP: %q %v", got, err)
+	}
+}
+
+// TestLogFileReopen guards log_file with log_format = "json" in a real
+// process: lines are JSON in the file, and after logrotate's move SIGUSR1
+// makes the process write a new file at the configured path.
+func TestLogFileReopen(t *testing.T) {
+	testutil.CheckLeaks(t)
+	bin := buildBinary(t)
+	ctx := testutil.Context(t, 30*time.Second)
+	dir := t.TempDir()
+	logPath := filepath.Join(dir, "wssproxy.log")
+	cfg := filepath.Join(dir, "c.toml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf("listen = \"127.0.0.1:0\"\nlog_format = \"json\"\nlog_file = %q\n[[route]]\npath = \"/wss\"\nbackend = \"ws://%s\"\n",
+		logPath, testutil.Serve(t, echo.Handler(echo.Options{})))), 0o600)
+	cmd := exec.Command(bin, "-config", cfg)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
+	// waitFile waits until the file at path has a JSON line with msg.
+	waitFile := func(path, msg string) map[string]any {
+		t.Helper()
+		for {
+			data, _ := os.ReadFile(path)
+			for _, l := range strings.Split(string(data), "\n") {
+				var m map[string]any
+				if json.Unmarshal([]byte(l), &m) == nil && m["msg"] == msg {
+					return m
+				}
+			}
+			select {
+			case <-ctx.Done():
+				t.Fatalf("%s never logged %q:\n%s", path, msg, data)
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+	}
+	addr := waitFile(logPath, "listening")["addr"].(string)
+	os.Rename(logPath, logPath+".1")
+	cmd.Process.Signal(syscall.SIGUSR1)
+	waitFile(logPath, "SIGUSR1: log file reopened")
+	client := insecureClient()
+	defer client.CloseIdleConnections()
+	resp, err := client.Get("https://" + addr + "/wss/page")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if line := waitFile(logPath, "request"); line["path"] != "/wss/page" {
+		t.Errorf("access line in the new file: %v", line)
+	}
+	if data, _ := os.ReadFile(logPath + ".1"); strings.Contains(string(data), "/wss/page") {
+		t.Error("the rotated file got lines after SIGUSR1")
 	}
 }

@@ -27,11 +27,12 @@ import (
 // manager of the current configuration, the listeners, and every goroutine
 // it starts (bg), which run waits for.
 type runner struct {
-	o     *options
-	log   *slog.Logger
-	level slog.LevelVar
-	bg    sync.WaitGroup
-	errc  chan error // the first unexpected listener failure
+	o       *options
+	log     *slog.Logger
+	logFile *logFile // nil: logs go to stderr
+	level   slog.LevelVar
+	bg      sync.WaitGroup
+	errc    chan error // the first unexpected listener failure
 
 	fc    *fileConfig
 	srv   *proxy.Server
@@ -110,11 +111,22 @@ func (r *runner) serve(ctx context.Context, fc *fileConfig) error {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	defer signal.Stop(usr1)
 	shutdownTimeout := func() time.Duration { return cmp.Or(r.fc.ShutdownTimeout, proxy.DefaultShutdownTimeout) }
 	for running := true; running; {
 		select {
 		case <-hup:
 			r.reload(ctx)
+		case <-usr1:
+			if r.logFile == nil {
+				r.log.Info("SIGUSR1: logs go to stderr; nothing to reopen")
+			} else if err := r.logFile.Reopen(); err != nil {
+				r.log.Error("SIGUSR1: reopening log_file failed; still writing the old one", "error", err)
+			} else {
+				r.log.Info("SIGUSR1: log file reopened", "path", r.logFile.path)
+			}
 		case <-ctx.Done():
 			r.log.Info("shutting down", "open_tunnels", r.srv.OpenTunnels(), "timeout", shutdownTimeout())
 			running = false
@@ -266,6 +278,9 @@ func (r *runner) reload(ctx context.Context) {
 		}
 		r.redirectLn = redirectLn
 		r.startRedirect()
+	}
+	if fc.LogFormat != r.fc.LogFormat || fc.LogFile != r.fc.LogFile {
+		r.log.Warn("log_format and log_file changes apply at the next start")
 	}
 	if fc.PidFile != r.fc.PidFile {
 		removePidFile(r.fc)
