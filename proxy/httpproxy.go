@@ -74,7 +74,7 @@ func (s *Server) reverseProxy(st *state, rt *route) http.Handler {
 				pr.Out.Header.Del("Host")
 			}
 		},
-		Transport:     &poolTransport{rt: rt, base: transport},
+		Transport:     &poolTransport{s: s, rt: rt, base: transport},
 		FlushInterval: -1,
 		ErrorLog:      s.errorLog,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
@@ -96,6 +96,7 @@ func (s *Server) reverseProxy(st *state, rt *route) http.Handler {
 // pool's order, moving on when a dial fails (nothing was sent). Requests
 // with a body are tried once: it cannot be read twice.
 type poolTransport struct {
+	s    *Server
 	rt   *route
 	base *http.Transport
 }
@@ -123,7 +124,7 @@ func (p *poolTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			}
 			return resp, err
 		}
-		p.rt.pool.failed(u)
+		p.s.dialFailed(p.rt.pool, u)
 	}
 	return nil, err
 }

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"path"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -21,6 +22,8 @@ type route struct {
 
 	pool        *pool // nil for static and Handler routes
 	backendPath string
+	metrics     *routeMetrics // nil without metrics
+	open        atomic.Int64  // tunnels open now, for the status page
 
 	setHeaders       http.Header
 	removeHeaders    []string

@@ -20,10 +20,11 @@ var ErrShuttingDown = errors.New("proxy: shutting down")
 // Server serves the routes of a Config on listeners the caller provides
 // (usually TLS listeners from package tlsconf).
 type Server struct {
-	log   *slog.Logger
-	http  *http.Server
-	state atomic.Pointer[state] // replaced whole by Reload
-	limit *limiter
+	log     *slog.Logger
+	http    *http.Server
+	state   atomic.Pointer[state] // replaced whole by Reload
+	limit   *limiter
+	metrics atomic.Pointer[metrics] // nil until RegisterMetrics
 
 	// ctx is the parent of every request and tunnel; cancel closes them all.
 	ctx    context.Context
@@ -67,7 +68,7 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 	s := &Server{log: logger, limit: newLimiter()}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.drain, s.stopDrain = context.WithCancel(s.ctx)
-	s.errorLog = slog.NewLogLogger(logger.Handler(), slog.LevelDebug)
+	s.errorLog = log.New(&tlsErrorLog{s: s, next: func(line string) { logger.Debug(line) }}, "", 0)
 	st := s.compile(cfg)
 	s.state.Store(st)
 	s.startHealth(st)
@@ -78,7 +79,10 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 		MaxHeaderBytes:    cfg.MaxHeaderBytes,
 		IdleTimeout:       2 * time.Minute,
 		BaseContext:       func(net.Listener) context.Context { return s.ctx },
-		ErrorLog:          s.errorLog,
+		ConnContext: func(ctx context.Context, _ net.Conn) context.Context {
+			return context.WithValue(ctx, acceptedKey{}, time.Now())
+		},
+		ErrorLog: s.errorLog,
 	}
 	// Runs once Shutdown has closed the listeners.
 	s.http.RegisterOnShutdown(func() {
@@ -110,8 +114,12 @@ func (s *Server) compile(cfg Config) *state {
 		st.router.routes = append(st.router.routes, rt)
 	}
 	s.limit.configure(&st.cfg)
+	s.resolveMetrics(st)
 	return st
 }
+
+// acceptedKey holds when a request's connection was accepted.
+type acceptedKey struct{}
 
 // Reload validates cfg and serves new requests with it: new routes,
 // backends, timeouts and limits apply to connections from now on; open
@@ -151,6 +159,15 @@ func (s *Server) Serve(ln net.Listener) error {
 
 // OpenTunnels is the number of WebSocket tunnels now open.
 func (s *Server) OpenTunnels() int64 { return s.open.Load() }
+
+// dialFailed counts a failed dial to u for its pool's passive health and
+// for the metrics.
+func (s *Server) dialFailed(p *pool, u *upstream) {
+	p.failed(u)
+	if m := s.metrics.Load(); m != nil {
+		m.dialErrors.WithLabelValues(u.name).Inc()
+	}
+}
 
 // Shutdown stops accepting connections, sends every tunnel's client and
 // backend a 1001 Going Away close frame, waits for the tunnels to end or ctx
@@ -267,6 +284,9 @@ func (s *Server) refuse(w http.ResponseWriter, r *http.Request, rt *route, statu
 		level = slog.LevelWarn
 	}
 	s.log.Log(r.Context(), level, "request refused", attrs...)
+	if m := s.metrics.Load(); m != nil {
+		m.refused.WithLabelValues(kind).Inc()
+	}
 	h := w.Header()
 	h.Set(errorHeader, kind)
 	h.Set("Content-Type", "text/plain; charset=utf-8")

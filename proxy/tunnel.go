@@ -13,6 +13,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // WebSocket close codes the proxy sends (RFC 6455 §7.4.1; 1014 is from the
@@ -49,6 +51,7 @@ type tunnel struct {
 	firstClose atomic.Pointer[closeInfo]
 	host, path string // of the handshake, for the access log
 	handshake  time.Duration
+	ended      *prometheus.CounterVec // nil without metrics
 
 	mu      sync.Mutex // guards the fields below
 	timers  []*time.Timer
@@ -112,6 +115,12 @@ func (t *tunnel) run(drain, kill context.Context, fromClient, fromBackend []byte
 	stopKill := context.AfterFunc(kill, t.close)
 	defer stopKill()
 	t.startTimers()
+	t.rt.open.Add(1)
+	defer t.rt.open.Add(-1)
+	if m := t.rt.metrics; m != nil {
+		m.open.Inc()
+		defer m.open.Dec()
+	}
 
 	toBackend := make(chan direction, 1)
 	go func() { toBackend <- t.copyToBackend(fromClient) }()
@@ -120,6 +129,9 @@ func (t *tunnel) run(drain, kill context.Context, fromClient, fromBackend []byte
 	t.close()
 	t.stopTimers()
 	t.logEnd(in, out)
+	if t.ended != nil {
+		t.ended.WithLabelValues(t.rt.name, t.endReason()).Inc()
+	}
 }
 
 // copyToBackend forwards the client's frames, masked as they came.
@@ -150,8 +162,16 @@ func (t *tunnel) pump(src, dst *side, pending []byte) direction {
 		n += int64(w)
 		return err
 	}
+	var bytesMetric prometheus.Counter // client to backend is "in"
+	if m := t.rt.metrics; m != nil {
+		bytesMetric = m.out
+		if src == t.client {
+			bytesMetric = m.in
+		}
+	}
 	feed := func(p []byte) error {
 		h.sawData = false
+		before := n
 		dst.mu.Lock()
 		err := sc.scan(p, h, func(b []byte) error {
 			if dst.closeSent {
@@ -164,6 +184,9 @@ func (t *tunnel) pump(src, dst *side, pending []byte) direction {
 		dst.midFrame = !sc.atBoundary()
 		dst.mu.Unlock()
 		dst.flushPending()
+		if bytesMetric != nil {
+			bytesMetric.Add(float64(n - before))
+		}
 		now := int64(time.Since(t.start))
 		src.lastFrame.Store(now)
 		if h.sawData {

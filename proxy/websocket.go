@@ -83,6 +83,11 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, st *stat
 		s.log.Debug("client gone before upgrade", "route", rt.name, "client_ip", clientIP(r), "error", err)
 		return
 	}
+	if rt.metrics != nil {
+		if at, ok := r.Context().Value(acceptedKey{}).(time.Time); ok {
+			rt.metrics.handshake.Observe(time.Since(at).Seconds())
+		}
+	}
 	t := &tunnel{
 		rt:        rt,
 		up:        up,
@@ -94,6 +99,9 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, st *stat
 		host:      r.Host,
 		path:      r.URL.Path,
 		handshake: time.Since(start),
+	}
+	if m := s.metrics.Load(); m != nil {
+		t.ended = m.tunnelsEnded
 	}
 	t.run(s.drain, s.ctx, buffered(crw.Reader), buffered(br))
 }
@@ -133,7 +141,7 @@ func (s *Server) backendHandshake(r *http.Request, st *state, rt *route) (net.Co
 		if r.Context().Err() != nil {
 			break // the client left
 		}
-		rt.pool.failed(u)
+		s.dialFailed(rt.pool, u)
 		errs = append(errs, fmt.Errorf("dial backend %s: %w", u.name, err))
 	}
 	if conn == nil {

@@ -35,6 +35,7 @@ type fileConfig struct {
 
 	TLS      tlsconf.Config  `toml:"tls"`
 	Redirect redirectSection `toml:"redirect"`
+	Admin    adminSection    `toml:"admin"`
 
 	proxy.Config
 
@@ -118,6 +119,9 @@ func parseConfig(path string, data []byte) (*fileConfig, error) {
 	if len(ce.lines) > 0 {
 		return nil, ce // values may be half-decoded: validating them would mislead
 	}
+	if !md.IsDefined("admin", "listen") {
+		fc.Admin.Listen = defaultAdmin
+	}
 	for _, key := range unknownKeys(md) {
 		add(key.name, lines.find(key.name), "unknown key"+key.hint)
 	}
@@ -147,6 +151,9 @@ func (fc *fileConfig) validate() []error {
 		if err := checkAddr(fc.Redirect.Listen); err != nil {
 			errs = append(errs, &proxy.FieldError{Key: "redirect.listen", Err: err})
 		}
+	}
+	if err := checkAdmin(fc.Admin); err != nil {
+		errs = append(errs, &proxy.FieldError{Key: "admin.listen", Err: err})
 	}
 	switch fc.LogFormat {
 	case "", "text", "json":

@@ -93,6 +93,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 func defaultConfig() *fileConfig {
 	return &fileConfig{
 		Config: proxy.Config{Routes: []proxy.Route{{Path: "/wss", Backend: "ws://" + defaultBackend}}},
+		Admin:  adminSection{Listen: defaultAdmin},
 	}
 }
 

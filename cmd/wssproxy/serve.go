@@ -43,6 +43,9 @@ type runner struct {
 	tlsLn      *listener
 	redirect   *http.Server
 	redirectLn *listener
+	admin      *http.Server
+	metrics    *adminMetrics
+	started    time.Time
 }
 
 // listener is one open listener; retired is set before the runner closes
@@ -88,6 +91,11 @@ func (r *runner) serve(ctx context.Context, fc *fileConfig) error {
 	if r.srv, err = proxy.New(fc.Config, r.log); err != nil {
 		return err
 	}
+	r.started = time.Now()
+	reg, err := r.newRegistry()
+	if err != nil {
+		return err
+	}
 	if r.tlsLn, err = r.listenTLS(fc.Listen); err != nil {
 		return err
 	}
@@ -101,6 +109,7 @@ func (r *runner) serve(ctx context.Context, fc *fileConfig) error {
 	}
 	r.fc = fc
 	r.startRedirect()
+	r.startAdmin(reg)
 	r.startWatch(certs)
 	r.describe(ctx, fc)
 	if err := writePidFile(fc.PidFile); err != nil {
@@ -139,6 +148,9 @@ func (r *runner) serve(ctx context.Context, fc *fileConfig) error {
 	defer cancel()
 	if r.redirect != nil {
 		r.redirect.Shutdown(sctx)
+	}
+	if r.admin != nil {
+		r.admin.Shutdown(sctx)
 	}
 	if serr := r.srv.Shutdown(sctx); serr != nil {
 		r.log.Warn("shutdown timeout: closed remaining tunnels", "error", serr)
@@ -214,6 +226,7 @@ func (r *runner) reload(ctx context.Context) {
 	}
 	fc, err := r.o.load()
 	if err != nil {
+		r.metrics.reloads.WithLabelValues("failure").Inc()
 		r.log.Error("reload refused: the configuration has errors; still running the previous one")
 		for _, line := range strings.Split(err.Error(), "\n") {
 			r.log.Error("reload refused", "error", line)
@@ -224,6 +237,7 @@ func (r *runner) reload(ctx context.Context) {
 	newCerts := !reflect.DeepEqual(fc.TLS, r.fc.TLS)
 	if newCerts {
 		if certs, err = tlsconf.NewManager(fc.TLS, r.log); err != nil {
+			r.metrics.reloads.WithLabelValues("failure").Inc()
 			r.log.Error("reload refused: certificates", "error", err)
 			return
 		}
@@ -232,6 +246,7 @@ func (r *runner) reload(ctx context.Context) {
 	if fc.Listen != r.fc.Listen {
 		ln, err := net.Listen("tcp", fc.Listen)
 		if err != nil {
+			r.metrics.reloads.WithLabelValues("failure").Inc()
 			r.log.Error("reload refused: listen", "error", err)
 			return
 		}
@@ -243,6 +258,7 @@ func (r *runner) reload(ctx context.Context) {
 			if tlsLn != nil {
 				tlsLn.Close()
 			}
+			r.metrics.reloads.WithLabelValues("failure").Inc()
 			r.log.Error("reload refused: redirect listen", "error", err)
 			return
 		}
@@ -288,6 +304,10 @@ func (r *runner) reload(ctx context.Context) {
 	}
 	r.fc = fc
 	r.describe(ctx, fc)
+	if fc.Admin != r.fc.Admin {
+		r.log.Warn("[admin] changes apply at the next start")
+	}
+	r.metrics.reloads.WithLabelValues("success").Inc()
 	r.log.Info("configuration reloaded", "routes", len(fc.Routes), "open_tunnels", r.srv.OpenTunnels())
 }
 

@@ -1,0 +1,152 @@
+package main
+
+import (
+	"fmt"
+	"html/template"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/wssproxy/wssproxy/proxy"
+)
+
+// defaultAdmin is the admin listener's address unless [admin] says
+// otherwise: loopback only, so nothing but this machine sees it.
+const defaultAdmin = "127.0.0.1:9090"
+
+type adminSection struct {
+	// Listen is the admin address: /metrics, /healthz, /readyz and a
+	// status page. Default 127.0.0.1:9090; "" turns it off.
+	Listen string `toml:"listen"`
+	// AllowRemote permits a non-loopback Listen. The endpoints show routes
+	// and backends: keep them behind a firewall.
+	AllowRemote bool `toml:"allow_remote"`
+}
+
+func checkAdmin(a adminSection) error {
+	if a.Listen == "" {
+		return nil
+	}
+	if err := checkAddr(a.Listen); err != nil {
+		return err
+	}
+	host, _, _ := net.SplitHostPort(a.Listen)
+	ip := net.ParseIP(host)
+	loopback := host == "localhost" || (ip != nil && ip.IsLoopback())
+	if !loopback && !a.AllowRemote {
+		return fmt.Errorf("%q is not a loopback address: the admin endpoints show routes and backends; use 127.0.0.1, or set allow_remote = true", a.Listen)
+	}
+	return nil
+}
+
+// adminMetrics are the process's own metrics, beside the proxy's.
+type adminMetrics struct {
+	reloads *prometheus.CounterVec
+}
+
+// newRegistry builds the metrics registry: the proxy's, the Go runtime's
+// and the process's, certificate expiry, and reloads.
+func (r *runner) newRegistry() (*prometheus.Registry, error) {
+	reg := prometheus.NewRegistry()
+	r.metrics = &adminMetrics{reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "wssproxy_config_reloads_total", Help: "Configuration reloads, by result: success or failure."}, []string{"result"})}
+	expiry := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "wssproxy_certificate_expiry_timestamp_seconds",
+		Help: "When each certificate file's certificate expires, per name it covers (Unix seconds)."}, []string{"host"})
+	for _, c := range []prometheus.Collector{
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		r.metrics.reloads, certCollector{r, expiry},
+	} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return reg, r.srv.RegisterMetrics(reg)
+}
+
+type certCollector struct {
+	r      *runner
+	expiry *prometheus.GaugeVec
+}
+
+func (c certCollector) Describe(ch chan<- *prometheus.Desc) { c.expiry.Describe(ch) }
+
+func (c certCollector) Collect(ch chan<- prometheus.Metric) {
+	c.expiry.Reset()
+	for _, info := range c.r.certs.Load().Certificates() {
+		for _, name := range info.Names {
+			c.expiry.WithLabelValues(name).Set(float64(info.NotAfter.Unix()))
+		}
+	}
+	c.expiry.Collect(ch)
+}
+
+// startAdmin serves the admin endpoints. A busy port is logged, not fatal:
+// the proxy matters more than its dashboard.
+func (r *runner) startAdmin(reg *prometheus.Registry) {
+	addr := r.fc.Admin.Listen
+	if addr == "" {
+		return
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		r.log.Error("admin listener not started; the proxy runs without /metrics and health endpoints", "error", err)
+		return
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "ok") // the process is serving
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if problems := r.srv.Ready(time.Second); len(problems) > 0 {
+			http.Error(w, "not ready:\n"+strings.Join(problems, "\n"), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	mux.HandleFunc("GET /{$}", r.statusPage)
+	r.admin = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	srv, l := r.admin, &listener{Listener: ln}
+	r.bg.Go(func() { r.fail(l, srv.Serve(l)) })
+	r.log.Info("admin listening", "addr", ln.Addr().String())
+}
+
+var statusTmpl = template.Must(template.New("status").Funcs(template.FuncMap{
+	"days": func(t time.Time) int { return int(time.Until(t).Hours() / 24) },
+}).Parse(`<!doctype html>
+<html lang="en"><meta charset="utf-8"><meta http-equiv="refresh" content="5">
+<title>wssproxy status</title>
+<style>body{font:15px/1.5 system-ui,sans-serif;margin:2em}table{border-collapse:collapse}td,th{padding:.2em .8em;border-bottom:1px solid #ddd;text-align:left}.down{color:#b00}.up{color:#070}</style>
+<h1>wssproxy</h1>
+<p>Listening on {{.Listen}} &middot; {{.Open}} tunnels open &middot; up since {{.Started.Format "2006-01-02 15:04:05"}} &middot; this page refreshes every 5 s</p>
+<h2>Routes</h2>
+<table><tr><th>route</th><th>host</th><th>open tunnels</th><th>backends</th></tr>
+{{range .Routes}}<tr><td>{{.Name}}</td><td>{{or .Host "any"}}</td><td>{{.Open}}</td><td>{{range .Backends}}<span class="{{if .Up}}up{{else}}down{{end}}">{{.Name}} {{if .Up}}up{{else}}down{{end}} ({{.Conns}} open)</span><br>{{end}}</td></tr>
+{{end}}</table>
+<h2>Certificates</h2>
+<table><tr><th>names</th><th>expires</th><th>days left</th><th>SHA-256</th></tr>
+{{range .Certs}}<tr><td>{{range .Names}}{{.}} {{end}}</td><td>{{.NotAfter.Format "2006-01-02"}}</td><td>{{days .NotAfter}}</td><td><code>{{.Fingerprint}}</code></td></tr>
+{{else}}<tr><td colspan="4">ACME certificates only (see the cache directory)</td></tr>{{end}}</table>
+</html>
+`))
+
+func (r *runner) statusPage(w http.ResponseWriter, _ *http.Request) {
+	routes := r.srv.Status()
+	var open int64
+	for _, rt := range routes {
+		open += rt.Open
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	statusTmpl.Execute(w, struct {
+		Listen  string
+		Open    int64
+		Started time.Time
+		Routes  []proxy.RouteStatus
+		Certs   any
+	}{r.tlsLn.Addr().String(), open, r.started, routes, r.certs.Load().Certificates()})
+}

@@ -1,0 +1,182 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/wssproxy/wssproxy/internal/echo"
+	"github.com/wssproxy/wssproxy/internal/testutil"
+)
+
+// scrape returns the admin endpoint's metrics as name{labels} → value.
+func scrape(t *testing.T, admin string) map[string]string {
+	t.Helper()
+	resp, err := http.Get("http://" + admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out := map[string]string{}
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, "#") {
+			continue
+		}
+		if i := strings.LastIndexByte(line, ' '); i > 0 {
+			out[line[:i]] = line[i+1:]
+		}
+	}
+	return out
+}
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// TestAdmin guards the admin listener: metric values after known traffic
+// (open and ended tunnels with reasons, bytes each way, refusals, dial
+// errors, certificate expiry, reloads), /healthz, /readyz flipping when the
+// backend stops, and the status page.
+func TestAdmin(t *testing.T) {
+	testutil.CheckLeaks(t)
+	ctx := testutil.Context(t, 20*time.Second)
+	bln := testutil.Listen(t)
+	bsrv := &http.Server{Handler: echo.Handler(echo.Options{})}
+	var wg sync.WaitGroup
+	wg.Go(func() { bsrv.Serve(bln) })
+	defer func() { bsrv.Close(); wg.Wait() }()
+	cert, _ := testutil.Cert(t, "localhost")
+	certFile, keyFile := testutil.WriteKeyPair(t, cert)
+	cfg := filepath.Join(t.TempDir(), "c.toml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`listen = "127.0.0.1:0"
+[admin]
+listen = "127.0.0.1:0"
+[tls]
+cert = %q
+key = %q
+[[route]]
+path = "/wss"
+backend = "ws://%s"
+[[route]]
+path = "/down"
+backend = "ws://%s"
+`, certFile, keyFile, bln.Addr(), testutil.ClosedPort(t))), 0o600)
+	logs, addr := startRun(t, "-config", cfg)
+	admin := logs.Wait(t, ctx, `msg="admin listening" addr=(\S+)`)
+
+	client := insecureClient()
+	defer client.CloseIdleConnections()
+	dial := func(path string) (*websocket.Conn, error) {
+		c, _, err := websocket.Dial(ctx, "wss://"+addr+path, &websocket.DialOptions{HTTPClient: client})
+		return c, err
+	}
+	kept, err := dial("/wss")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kept.CloseNow()
+	closed, err := dial("/wss")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed.Write(ctx, websocket.MessageText, []byte("hello")) // 2+4+5 bytes in, 2+5 out
+	closed.Read(ctx)
+	closed.Close(websocket.StatusNormalClosure, "") // 2+4+2 in, 2+2 out
+	logs.Wait(t, ctx, `msg="tunnel closed".*closed_by=client`)
+	if _, err := dial("/down"); err == nil {
+		t.Fatal("/down connected")
+	}
+	if _, err := dial("/nowhere"); err == nil {
+		t.Fatal("/nowhere connected")
+	}
+
+	m := scrape(t, admin)
+	for k, want := range map[string]string{
+		`wssproxy_tunnels_open{route="route[1] /wss"}`:                                          "1",
+		`wssproxy_tunnels_ended_total{reason="client_close",route="route[1] /wss"}`:             "1",
+		`wssproxy_tunnel_bytes_total{direction="in",route="route[1] /wss"}`:                     "19",
+		`wssproxy_tunnel_bytes_total{direction="out",route="route[1] /wss"}`:                    "11",
+		`wssproxy_requests_refused_total{kind="no-route"}`:                                      "1",
+		`wssproxy_requests_refused_total{kind="backend-dial"}`:                                  "1",
+		`wssproxy_handshake_duration_seconds_count{route="route[1] /wss"}`:                      "2",
+		`wssproxy_backend_up{backend="ws://` + bln.Addr().String() + `",route="route[1] /wss"}`: "1",
+	} {
+		if m[k] != want {
+			t.Errorf("%s = %q, want %q", k, m[k], want)
+		}
+	}
+	var expiry float64
+	fmt.Sscan(m[`wssproxy_certificate_expiry_timestamp_seconds{host="localhost"}`], &expiry)
+	if int64(expiry) != cert.Leaf.NotAfter.Unix() {
+		t.Errorf("certificate expiry %v, want %d", expiry, cert.Leaf.NotAfter.Unix())
+	}
+	dialErrs := 0
+	for k := range m {
+		if strings.HasPrefix(k, "wssproxy_backend_dial_errors_total{") {
+			dialErrs++
+		}
+	}
+	if dialErrs != 1 {
+		t.Errorf("dial error series: %d, want 1", dialErrs)
+	}
+
+	if code, body := get(t, "http://"+admin+"/healthz"); code != 200 || body != "ok\n" {
+		t.Errorf("/healthz: %d %q", code, body)
+	}
+	if code, body := get(t, "http://"+admin+"/readyz"); code != 503 || !strings.Contains(body, "route[2] /down: no backend accepts connections") {
+		t.Errorf("/readyz with /down's backend down: %d %q", code, body)
+	}
+	code, page := get(t, "http://"+admin+"/")
+	for _, want := range []string{"route[1] /wss", "ws://" + bln.Addr().String() + " up (1 open)", "localhost", "<meta http-equiv=\"refresh\""} {
+		if code != 200 || !strings.Contains(page, want) {
+			t.Errorf("status page lacks %q", want)
+		}
+	}
+	bln.Close() // the /wss backend stops accepting too
+	if code, body := get(t, "http://"+admin+"/readyz"); code != 503 || !strings.Contains(body, "route[1] /wss") {
+		t.Errorf("/readyz after the backend stopped: %d %q", code, body)
+	}
+}
+
+// TestAdminLoopbackOnly guards that the admin listener refuses a
+// non-loopback address unless allow_remote says so.
+func TestAdminLoopbackOnly(t *testing.T) {
+	for _, tc := range []struct {
+		admin string
+		ok    bool
+	}{
+		{"listen = \"0.0.0.0:9090\"", false},
+		{"listen = \":9090\"", false},
+		{"listen = \"192.0.2.1:9090\"", false},
+		{"listen = \"0.0.0.0:9090\"\nallow_remote = true", true},
+		{"listen = \"[::1]:9090\"", true},
+		{"listen = \"localhost:9090\"", true},
+		{"listen = \"\"", true},
+	} {
+		cfg := filepath.Join(t.TempDir(), "c.toml")
+		os.WriteFile(cfg, []byte("[admin]\n"+tc.admin+"\n[[route]]\npath = \"/wss\"\nbackend = \"ws://127.0.0.1:8282\"\n"), 0o600)
+		err := run(context.Background(), []string{"-t", "-config", cfg}, io.Discard, io.Discard)
+		if (err == nil) != tc.ok || (!tc.ok && !strings.Contains(err.Error(), "admin.listen: ")) {
+			t.Errorf("%s: %v", tc.admin, err)
+		}
+	}
+}

@@ -1,0 +1,223 @@
+package proxy
+
+import (
+	"bytes"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the proxy's Prometheus metrics. Per-message work is one
+// atomic add on a counter resolved when the route was compiled: no lock,
+// no allocation, no label lookup.
+type metrics struct {
+	tunnelsOpen  *prometheus.GaugeVec
+	tunnelsEnded *prometheus.CounterVec
+	bytes        *prometheus.CounterVec
+	handshake    *prometheus.HistogramVec
+	dialErrors   *prometheus.CounterVec
+	tlsErrors    *prometheus.CounterVec
+	backendUp    *prometheus.GaugeVec
+	refused      *prometheus.CounterVec
+}
+
+// RegisterMetrics creates the proxy's metrics in reg. Call it before
+// serving; without it the proxy keeps no metrics.
+func (s *Server) RegisterMetrics(reg prometheus.Registerer) error {
+	m := &metrics{
+		tunnelsOpen: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "wssproxy_tunnels_open",
+			Help: "WebSocket tunnels open now."}, []string{"route"}),
+		tunnelsEnded: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wssproxy_tunnels_ended_total",
+			Help: "WebSocket tunnels ended, by why: client_close, backend_close, dead_peer, timeout, shutdown, error."}, []string{"route", "reason"}),
+		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wssproxy_tunnel_bytes_total",
+			Help: "Bytes through tunnels: in is client to backend, out is backend to client."}, []string{"route", "direction"}),
+		handshake: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "wssproxy_handshake_duration_seconds",
+			Help:    "From accepting the client's connection (TLS included) to sending it the backend's 101.",
+			Buckets: []float64{.002, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}}, []string{"route"}),
+		dialErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wssproxy_backend_dial_errors_total",
+			Help: "Failed dials to a backend."}, []string{"backend"}),
+		tlsErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wssproxy_tls_handshake_errors_total",
+			Help: "Failed client TLS handshakes, by reason: unknown_sni, protocol_version, bad_certificate, eof, other."}, []string{"reason"}),
+		backendUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "wssproxy_backend_up",
+			Help: "1 while a backend is in rotation, 0 while health checks or failed dials keep it out."}, []string{"route", "backend"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wssproxy_requests_refused_total",
+			Help: "Requests the proxy answered with its own error, by kind (no-route, bad-handshake, origin, limit-..., backend-...)."}, []string{"kind"}),
+	}
+	for _, c := range []prometheus.Collector{m.tunnelsOpen, m.tunnelsEnded, m.bytes, m.handshake, m.dialErrors, m.tlsErrors, m.refused,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "wssproxy_connections_admitted",
+			Help: "WebSocket connections counted against max_connections (handshakes in progress included)."},
+			func() float64 { s.limit.mu.Lock(); defer s.limit.mu.Unlock(); return float64(s.limit.total) }),
+		backendCollector{s, m.backendUp},
+	} {
+		if err := reg.Register(c); err != nil {
+			return err
+		}
+	}
+	s.metrics.Store(m)
+	s.resolveMetrics(s.state.Load())
+	return nil
+}
+
+// routeMetrics are one route's counters, resolved once.
+type routeMetrics struct {
+	open      prometheus.Gauge
+	in, out   prometheus.Counter
+	handshake prometheus.Observer
+}
+
+func (s *Server) resolveMetrics(st *state) {
+	m := s.metrics.Load()
+	if m == nil {
+		return
+	}
+	for _, rt := range st.router.routes {
+		rt.metrics = &routeMetrics{
+			open:      m.tunnelsOpen.WithLabelValues(rt.name),
+			in:        m.bytes.WithLabelValues(rt.name, "in"),
+			out:       m.bytes.WithLabelValues(rt.name, "out"),
+			handshake: m.handshake.WithLabelValues(rt.name),
+		}
+	}
+}
+
+// endReason is a tunnel's end, in the metric's words.
+func (t *tunnel) endReason() string {
+	t.mu.Lock()
+	reason := t.reason
+	t.mu.Unlock()
+	switch reason {
+	case "":
+	case "shutdown":
+		return "shutdown"
+	case "client unresponsive", "backend unresponsive":
+		return "dead_peer"
+	case "idle timeout", "max lifetime":
+		return "timeout"
+	default:
+		return "error"
+	}
+	if c := t.firstClose.Load(); c != nil {
+		return c.by + "_close"
+	}
+	return "error"
+}
+
+// backendCollector reports each backend's rotation state at scrape time.
+type backendCollector struct {
+	s  *Server
+	up *prometheus.GaugeVec
+}
+
+func (c backendCollector) Describe(ch chan<- *prometheus.Desc) { c.up.Describe(ch) }
+
+func (c backendCollector) Collect(ch chan<- prometheus.Metric) {
+	c.up.Reset()
+	now := time.Now()
+	for _, rt := range c.s.state.Load().router.routes {
+		if rt.pool == nil {
+			continue
+		}
+		for _, u := range rt.pool.ups {
+			v := 1.0
+			if u.down(now) {
+				v = 0
+			}
+			c.up.WithLabelValues(rt.name, u.name).Set(v)
+		}
+	}
+	c.up.Collect(ch)
+}
+
+// tlsErrorLog is net/http's error log: TLS handshake failures are counted
+// by reason (and passed on to the debug log), everything else passed on.
+type tlsErrorLog struct {
+	s    *Server
+	next func(string)
+	mu   sync.Mutex
+}
+
+func (w *tlsErrorLog) Write(p []byte) (int, error) {
+	line := string(bytes.TrimSpace(p))
+	if m := w.s.metrics.Load(); m != nil && strings.Contains(line, "TLS handshake error") {
+		m.tlsErrors.WithLabelValues(tlsErrorReason(line)).Inc()
+	}
+	w.next(line)
+	return len(p), nil
+}
+
+func tlsErrorReason(line string) string {
+	switch {
+	case strings.Contains(line, "no certificate for server name"), strings.Contains(line, "not in tls.acme.hosts"),
+		strings.Contains(line, "server name component"), strings.Contains(line, "missing server name"):
+		return "unknown_sni"
+	case strings.Contains(line, "unsupported versions"), strings.Contains(line, "protocol version"):
+		return "protocol_version"
+	case strings.Contains(line, "bad certificate"), strings.Contains(line, "unknown certificate"),
+		strings.Contains(line, "certificate"):
+		return "bad_certificate"
+	case strings.HasSuffix(line, "EOF"), strings.Contains(line, "connection reset"):
+		return "eof"
+	}
+	return "other"
+}
+
+// Ready reports, for /readyz, each backend route that has no backend
+// accepting connections now (one TCP or unix dial per backend, until one
+// answers). Nil means ready.
+func (s *Server) Ready(timeout time.Duration) []string {
+	var problems []string
+	for _, rt := range s.state.Load().router.routes {
+		if rt.pool == nil {
+			continue
+		}
+		ok := false
+		for _, u := range rt.pool.ups {
+			if c, err := (&net.Dialer{Timeout: timeout}).Dial(u.network, u.addr); err == nil {
+				c.Close()
+				ok = true
+				break
+			}
+		}
+		if !ok {
+			problems = append(problems, rt.name+": no backend accepts connections ("+rt.pool.String()+")")
+		}
+	}
+	return problems
+}
+
+// RouteStatus is one route as the status page shows it.
+type RouteStatus struct {
+	Name     string
+	Host     string
+	Open     int64 // tunnels open now
+	Backends []BackendStatus
+}
+
+// BackendStatus is one backend of a route.
+type BackendStatus struct {
+	Name  string
+	Up    bool  // in rotation
+	Conns int64 // tunnels and requests open to it
+}
+
+// Status describes the routes now served.
+func (s *Server) Status() []RouteStatus {
+	var out []RouteStatus
+	now := time.Now()
+	for _, rt := range s.state.Load().router.routes {
+		rs := RouteStatus{Name: rt.name, Host: rt.host + rt.hostSuffix, Open: rt.open.Load()}
+		if rt.hostSuffix != "" {
+			rs.Host = "*" + rt.hostSuffix
+		}
+		if rt.pool != nil {
+			for _, u := range rt.pool.ups {
+				rs.Backends = append(rs.Backends, BackendStatus{Name: u.name, Up: !u.down(now), Conns: u.conns.Load()})
+			}
+		}
+		out = append(out, rs)
+	}
+	return out
+}
