@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net/http"
@@ -109,6 +110,19 @@ backend = "ws://%s"
 		t.Fatal("/nowhere connected")
 	}
 
+	// A client offering only TLS 1.0 fails the handshake: counted by reason.
+	if c, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS10}); err == nil {
+		c.Close()
+		t.Fatal("TLS 1.0 accepted")
+	}
+	// net/http logs (and so counts) the failure just after the client sees it.
+	for scrape(t, admin)[`wssproxy_tls_handshake_errors_total{reason="protocol_version"}`] != "1" {
+		select {
+		case <-ctx.Done():
+			t.Fatal("TLS handshake error not counted")
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 	m := scrape(t, admin)
 	for k, want := range map[string]string{
 		`wssproxy_tunnels_open{route="route[1] /wss"}`:                                          "1",
@@ -117,6 +131,7 @@ backend = "ws://%s"
 		`wssproxy_tunnel_bytes_total{direction="out",route="route[1] /wss"}`:                    "11",
 		`wssproxy_requests_refused_total{kind="no-route"}`:                                      "1",
 		`wssproxy_requests_refused_total{kind="backend-dial"}`:                                  "1",
+		`wssproxy_tls_handshake_errors_total{reason="protocol_version"}`:                        "1",
 		`wssproxy_handshake_duration_seconds_count{route="route[1] /wss"}`:                      "2",
 		`wssproxy_backend_up{backend="ws://` + bln.Addr().String() + `",route="route[1] /wss"}`: "1",
 	} {

@@ -33,11 +33,12 @@ func TestReloadUnderLoad(t *testing.T) {
 	cfg := filepath.Join(dir, "wssproxy.toml")
 	pidFile := filepath.Join(dir, "wssproxy.pid")
 	write := func(listen, extra string) {
-		os.WriteFile(cfg, []byte(fmt.Sprintf("listen = %q\npid_file = %q\n[[route]]\npath = \"/wss\"\nbackend = %q\n%s", listen, pidFile, backend, extra)), 0o600)
+		os.WriteFile(cfg, []byte(fmt.Sprintf("listen = %q\npid_file = %q\nlog_level = \"debug\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[[route]]\npath = \"/wss\"\nbackend = %q\n%s", listen, pidFile, backend, extra)), 0o600)
 	}
 	write("127.0.0.1:0", "")
 	p := startProc(t, ctx, bin, "-config", cfg)
 	cmd, logs, addr := p.cmd, p.logs, p.addr
+	admin := logs.Wait(t, ctx, `msg="admin listening" addr=(\S+)`)
 	client := insecureClient()
 	defer client.CloseIdleConnections()
 	dial := func(addr, path string) (*websocket.Conn, error) {
@@ -153,6 +154,10 @@ func TestReloadUnderLoad(t *testing.T) {
 		if err := echoes(c, fmt.Sprint(i)); err != nil {
 			t.Fatalf("tunnel %d after the reloads: %v", i, err)
 		}
+	}
+	m := scrape(t, admin)
+	if m[`wssproxy_config_reloads_total{result="success"}`] != "2" || m[`wssproxy_config_reloads_total{result="failure"}`] != "1" {
+		t.Errorf("reload metrics: %v %v", m[`wssproxy_config_reloads_total{result="success"}`], m[`wssproxy_config_reloads_total{result="failure"}`])
 	}
 	t.Logf("%d new connections during reloads, none failed; %d tunnels kept", made.Load(), n)
 }
