@@ -66,6 +66,16 @@ func (r *runner) fail(l *listener, err error) {
 }
 
 func (r *runner) serve(ctx context.Context, fc *fileConfig) error {
+	// Before anything is logged: the default action of SIGHUP and SIGUSR1
+	// is to end the process, and logrotate or an operator may send one as
+	// soon as the log shows we run. An early one waits in the channel.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	defer signal.Stop(usr1)
+
 	level, _ := parseLevel(fc.LogLevel) // checked by validate
 	r.level.Set(level)
 	if r.o.demo {
@@ -117,12 +127,6 @@ func (r *runner) serve(ctx context.Context, fc *fileConfig) error {
 	}
 	defer func() { removePidFile(r.fc) }() // the pid_file of the last configuration
 
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	usr1 := make(chan os.Signal, 1)
-	signal.Notify(usr1, syscall.SIGUSR1)
-	defer signal.Stop(usr1)
 	shutdownTimeout := func() time.Duration { return cmp.Or(r.fc.ShutdownTimeout, proxy.DefaultShutdownTimeout) }
 	for running := true; running; {
 		select {
