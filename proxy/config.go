@@ -9,6 +9,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/wssproxy/wssproxy/tlsconf"
 )
 
 // Defaults for zero-valued Config fields.
@@ -375,7 +377,7 @@ func (r *Route) validate(key string) error {
 		errs = append(errs, fieldErr(key+".health_path", "must start with /, got %q", r.HealthPath))
 	}
 	if r.BackendCA != "" {
-		if _, err := loadCA(r.BackendCA); err != nil {
+		if _, err := tlsconf.LoadCertPool(r.BackendCA); err != nil {
 			errs = append(errs, fieldErr(key+".backend_ca", "%v", err))
 		}
 	}

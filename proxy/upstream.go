@@ -10,13 +10,14 @@ import (
 	"math"
 	"net"
 	"net/url"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/wssproxy/wssproxy/tlsconf"
 )
 
 // Pools: a route's backends, the order they are tried in, and their health.
@@ -97,7 +98,7 @@ func newPool(r *Route, log *slog.Logger) *pool {
 	}
 	var roots *x509.CertPool
 	if r.BackendCA != "" {
-		roots, _ = loadCA(r.BackendCA) // checked by Validate
+		roots, _ = tlsconf.LoadCertPool(r.BackendCA) // checked by Validate
 	}
 	for i, e := range entries {
 		u, weight, _ := parseUpstream(e) // checked by Validate
@@ -141,18 +142,6 @@ func newPool(r *Route, log *slog.Logger) *pool {
 }
 
 func isTLSScheme(s string) bool { return s == "wss" || s == "https" }
-
-func loadCA(file string) (*x509.CertPool, error) {
-	data, err := os.ReadFile(file)
-	if err != nil {
-		return nil, err
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(data) {
-		return nil, fmt.Errorf("%s: no PEM certificates", file)
-	}
-	return pool, nil
-}
 
 func (p *pool) String() string {
 	if len(p.ups) == 1 {

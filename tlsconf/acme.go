@@ -25,7 +25,7 @@ func (m *Manager) setupACME() error {
 	}
 	base := http.DefaultTransport.(*http.Transport).Clone()
 	if a.CARoots != "" {
-		pool, err := loadRoots(a.CARoots)
+		pool, err := LoadCertPool(a.CARoots)
 		if err != nil {
 			return &FieldError{Key: "acme.ca_roots", Err: err}
 		}

@@ -175,7 +175,7 @@ func (a *ACME) validate() []error {
 		errs = append(errs, fieldErr("acme.directory_url", "must be an https:// URL, got %q", a.DirectoryURL))
 	}
 	if a.CARoots != "" {
-		if _, err := loadRoots(a.CARoots); err != nil {
+		if _, err := LoadCertPool(a.CARoots); err != nil {
 			errs = append(errs, &FieldError{Key: "acme.ca_roots", Err: err})
 		}
 	}
@@ -185,7 +185,9 @@ func (a *ACME) validate() []error {
 	return errs
 }
 
-func loadRoots(file string) (*x509.CertPool, error) {
+// LoadCertPool reads a PEM file of CA certificates into a pool, for
+// clients that trust a private or test CA.
+func LoadCertPool(file string) (*x509.CertPool, error) {
 	data, err := os.ReadFile(file)
 	if err != nil {
 		return nil, err

@@ -12,12 +12,12 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/wssproxy/wssproxy/tlsconf"
 )
 
 // Probe exit codes: each kind of failure has its own, so scripts can act
@@ -335,15 +335,7 @@ func (p *prober) roots() (*x509.CertPool, error) {
 	if p.o.ca == "" {
 		return x509.SystemCertPool()
 	}
-	data, err := os.ReadFile(p.o.ca)
-	if err != nil {
-		return nil, err
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(data) {
-		return nil, fmt.Errorf("%s: no PEM certificates", p.o.ca)
-	}
-	return pool, nil
+	return tlsconf.LoadCertPool(p.o.ca)
 }
 
 func (p *prober) handshake(ctx context.Context, cfg *tls.Config) (tls.ConnectionState, error) {
