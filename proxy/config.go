@@ -31,62 +31,62 @@ type Config struct {
 	// HandshakeTimeout bounds the backend's answer to a forwarded opening
 	// handshake (after the dial). A backend that accepts the TCP connection
 	// but does not answer in time gets the client a 504. Default 10s.
-	HandshakeTimeout time.Duration `toml:"handshake_timeout"`
+	HandshakeTimeout time.Duration `toml:"handshake_timeout,omitempty,omitzero"`
 
 	// DialTimeout bounds the TCP (and for wss backends, TLS) connection to a
 	// backend. A refused or timed-out dial gets the client a 502. Default 5s.
-	DialTimeout time.Duration `toml:"dial_timeout"`
+	DialTimeout time.Duration `toml:"dial_timeout,omitempty,omitzero"`
 
 	// ReadHeaderTimeout bounds the client's TLS handshake and request
 	// headers, against slow clients. It ends at the upgrade: a tunnel has
 	// no timeout unless one is configured. Default 10s.
-	ReadHeaderTimeout time.Duration `toml:"read_header_timeout"`
+	ReadHeaderTimeout time.Duration `toml:"read_header_timeout,omitempty,omitzero"`
 
 	// ShutdownTimeout is how long open tunnels get to finish after SIGTERM
 	// or SIGINT before they are closed. Default 30s.
-	ShutdownTimeout time.Duration `toml:"shutdown_timeout"`
+	ShutdownTimeout time.Duration `toml:"shutdown_timeout,omitempty,omitzero"`
 
 	// MaxHeaderBytes caps a client's request headers. Default 64 KiB.
-	MaxHeaderBytes int `toml:"max_header_bytes"`
+	MaxHeaderBytes int `toml:"max_header_bytes,omitempty,omitzero"`
 
 	// MaxConnections caps WebSocket connections through the whole proxy,
 	// counting handshakes in progress; over it, clients get 503 before any
 	// backend is dialed. 0: no limit.
-	MaxConnections int `toml:"max_connections"`
+	MaxConnections int `toml:"max_connections,omitempty,omitzero"`
 
 	// MaxConnectionsPerIP caps them per client address (503). 0: no limit.
-	MaxConnectionsPerIP int `toml:"max_connections_per_ip"`
+	MaxConnectionsPerIP int `toml:"max_connections_per_ip,omitempty,omitzero"`
 
 	// HandshakeRatePerIP is the sustained WebSocket handshakes per second
 	// one client address may make (429 beyond it). 0: no limit.
-	HandshakeRatePerIP float64 `toml:"handshake_rate_per_ip"`
+	HandshakeRatePerIP float64 `toml:"handshake_rate_per_ip,omitempty,omitzero"`
 
 	// HandshakeBurstPerIP is how many handshakes an address may make at
 	// once before the rate applies. Default: the rate, rounded up.
-	HandshakeBurstPerIP int `toml:"handshake_burst_per_ip"`
+	HandshakeBurstPerIP int `toml:"handshake_burst_per_ip,omitempty,omitzero"`
 
 	// TrustedProxies are the peers (CIDRs or addresses) whose
 	// RealIPHeader is believed: a load balancer or CDN in front. From
 	// anyone else forwarding headers are dropped. Empty: nobody.
-	TrustedProxies []string `toml:"trusted_proxies"`
+	TrustedProxies []string `toml:"trusted_proxies,omitempty,omitzero"`
 
 	// RealIPHeader names the header a trusted proxy puts the client in:
 	// "X-Forwarded-For" (the default; walked from the right past trusted
 	// hops), or a single-address header such as "CF-Connecting-IP".
-	RealIPHeader string `toml:"real_ip_header"`
+	RealIPHeader string `toml:"real_ip_header,omitempty,omitzero"`
 
 	// ProxyProtocol reads a PROXY protocol header (v1 or v2) on the TLS
 	// listener from the peers in ProxyProtocolFrom, which must send one;
 	// the address it carries is the client's. A header from any other peer
 	// is refused.
-	ProxyProtocol bool `toml:"proxy_protocol"`
+	ProxyProtocol bool `toml:"proxy_protocol,omitempty,omitzero"`
 
 	// ProxyProtocolFrom are the load balancers allowed to send PROXY
 	// headers (CIDRs or addresses). Required with ProxyProtocol.
-	ProxyProtocolFrom []string `toml:"proxy_protocol_from"`
+	ProxyProtocolFrom []string `toml:"proxy_protocol_from,omitempty,omitzero"`
 
 	// Routes map request paths (and optionally hosts) to backends.
-	Routes []Route `toml:"route"`
+	Routes []Route `toml:"route,omitempty,omitzero"`
 }
 
 func (c *Config) realIPHeader() string {
@@ -104,131 +104,131 @@ type Route struct {
 	// Path is a prefix that matches at segment boundaries: "/wss" matches
 	// "/wss", "/wss/" and "/wss/room", never "/wssx". "= /wss" (or Exact)
 	// matches "/wss" only. The longest match wins; exact beats prefix.
-	Path string `toml:"path"`
+	Path string `toml:"path,omitempty,omitzero"`
 
 	// Exact makes Path match only itself, like nginx's "location = /wss".
-	Exact bool `toml:"exact"`
+	Exact bool `toml:"exact,omitempty,omitzero"`
 
 	// Host restricts the route to one Host header ("chat.example.com") or
 	// one label under a domain ("*.example.com"). Routes naming a host are
 	// preferred over routes that do not. Empty means any host.
-	Host string `toml:"host"`
+	Host string `toml:"host,omitempty,omitzero"`
 
 	// Backend is where requests go: "ws://127.0.0.1:8282". ws and http are
 	// the same to the proxy, as are wss and https. A path in Backend
 	// replaces the matched Path prefix, like nginx's proxy_pass with a URI
 	// ("/wss/x" on path "/wss" with backend "ws://b/app" goes to "/app/x").
-	Backend string `toml:"backend"`
+	Backend string `toml:"backend,omitempty,omitzero"`
 
 	// Backends are several backends for one route (instead of Backend),
 	// each "ws://10.0.0.1:8282" optionally followed by " weight=N".
-	Backends []string `toml:"backends"`
+	Backends []string `toml:"backends,omitempty,omitzero"`
 
 	// Balance chooses among Backends: "round_robin" (the default, by
 	// weight), "least_conn", or "ip_hash" (a client stays on one backend;
 	// when one leaves, only its clients move).
-	Balance string `toml:"balance"`
+	Balance string `toml:"balance,omitempty,omitzero"`
 
 	// MaxRetries is how many other backends are tried when a dial fails,
 	// before the client gets 502. Nothing was sent yet, so this is always
 	// safe. nil: every backend once.
-	MaxRetries *int `toml:"max_retries"`
+	MaxRetries *int `toml:"max_retries,omitempty,omitzero"`
 
 	// MaxFails failed dials within FailTimeout take a backend out of
 	// rotation for FailTimeout (nginx's max_fails). nil: 1; 0: never.
-	MaxFails *int `toml:"max_fails"`
+	MaxFails *int `toml:"max_fails,omitempty,omitzero"`
 
 	// FailTimeout is nginx's fail_timeout. Default 10s.
-	FailTimeout time.Duration `toml:"fail_timeout"`
+	FailTimeout time.Duration `toml:"fail_timeout,omitempty,omitzero"`
 
 	// HealthInterval runs an active check of every backend this often: a
 	// WebSocket handshake, or an HTTP GET of HealthPath. Default off.
-	HealthInterval time.Duration `toml:"health_interval"`
+	HealthInterval time.Duration `toml:"health_interval,omitempty,omitzero"`
 
 	// HealthPath, when set, makes the check an HTTP GET expecting 2xx.
-	HealthPath string `toml:"health_path"`
+	HealthPath string `toml:"health_path,omitempty,omitzero"`
 
 	// HealthTimeout bounds one check. Default 5s.
-	HealthTimeout time.Duration `toml:"health_timeout"`
+	HealthTimeout time.Duration `toml:"health_timeout,omitempty,omitzero"`
 
 	// UnhealthyThreshold failed checks in a row take a backend out;
 	// HealthyThreshold passed ones bring it back. Defaults 3 and 2.
-	UnhealthyThreshold int `toml:"unhealthy_threshold"`
-	HealthyThreshold   int `toml:"healthy_threshold"`
+	UnhealthyThreshold int `toml:"unhealthy_threshold,omitempty,omitzero"`
+	HealthyThreshold   int `toml:"healthy_threshold,omitempty,omitzero"`
 
 	// BackendCA is a PEM file of roots that verify wss:// and https://
 	// backends (default: the system roots).
-	BackendCA string `toml:"backend_ca"`
+	BackendCA string `toml:"backend_ca,omitempty,omitzero"`
 
 	// BackendServerName is the name to verify (and send as SNI) for wss://
 	// backends, when it is not the one in the URL.
-	BackendServerName string `toml:"backend_server_name"`
+	BackendServerName string `toml:"backend_server_name,omitempty,omitzero"`
 
 	// Socket dials this unix socket instead of the backend URL's host,
 	// which still gives Host and path. Or write the backend as
 	// "ws+unix:///run/app/ws.sock".
-	Socket string `toml:"socket"`
+	Socket string `toml:"socket,omitempty,omitzero"`
 
 	// Static serves files from this directory instead of a backend
 	// (directory listings are off; index.html is served).
-	Static string `toml:"static"`
+	Static string `toml:"static,omitempty,omitzero"`
 
 	// StripPrefix removes the matched Path prefix before forwarding
 	// ("/wss/room" goes to "/room"). A Backend with a path does this already.
-	StripPrefix bool `toml:"strip_prefix"`
+	StripPrefix bool `toml:"strip_prefix,omitempty,omitzero"`
 
 	// SetHeaders are set on the request to the backend, after the proxy's
 	// own forwarding headers, so they may override them. Setting "Host"
 	// replaces the client's Host header, which is passed on by default.
-	SetHeaders map[string]string `toml:"set_headers"`
+	SetHeaders map[string]string `toml:"set_headers,omitempty,omitzero"`
 
 	// RemoveHeaders are removed from the request to the backend.
-	RemoveHeaders []string `toml:"remove_headers"`
+	RemoveHeaders []string `toml:"remove_headers,omitempty,omitzero"`
 
 	// HandshakeTimeout overrides the global handshake_timeout for this route.
-	HandshakeTimeout time.Duration `toml:"handshake_timeout"`
+	HandshakeTimeout time.Duration `toml:"handshake_timeout,omitempty,omitzero"`
 
 	// PingInterval is how long a client may be silent before the proxy
 	// pings it; a client that then sends nothing within PingTimeout is
 	// dead, and the tunnel is closed (the backend gets 1001). The client's
 	// pong is consumed, never forwarded. nil means 30s; 0 turns it off.
-	PingInterval *time.Duration `toml:"ping_interval"`
+	PingInterval *time.Duration `toml:"ping_interval,omitempty,omitzero"`
 
 	// PingTimeout is how long a pinged peer has to send anything. Default 10s.
-	PingTimeout time.Duration `toml:"ping_timeout"`
+	PingTimeout time.Duration `toml:"ping_timeout,omitempty,omitzero"`
 
 	// BackendPingInterval pings the backend the same way (the client then
 	// gets 1014). Default off.
-	BackendPingInterval time.Duration `toml:"backend_ping_interval"`
+	BackendPingInterval time.Duration `toml:"backend_ping_interval,omitempty,omitzero"`
 
 	// IdleTimeout closes a tunnel (1001 to both sides) after this long
 	// without a data frame either way. Default off: idle WebSockets live.
-	IdleTimeout time.Duration `toml:"idle_timeout"`
+	IdleTimeout time.Duration `toml:"idle_timeout,omitempty,omitzero"`
 
 	// MaxLifetime closes a tunnel (1001 to both sides) this long after it
 	// opened. Default off.
-	MaxLifetime time.Duration `toml:"max_lifetime"`
+	MaxLifetime time.Duration `toml:"max_lifetime,omitempty,omitzero"`
 
 	// MaxMessageSize closes a tunnel (1009 to both sides) when a frame or a
 	// fragmented message would exceed it, in bytes. Default off.
-	MaxMessageSize int64 `toml:"max_message_size"`
+	MaxMessageSize int64 `toml:"max_message_size,omitempty,omitzero"`
 
 	// AllowedOrigins, when set, admits only WebSocket handshakes whose
 	// Origin matches one entry ("https://example.com", "https://*.example.com"
 	// for any subdomain); others get 403 and never reach the backend. This
 	// stops cross-site WebSocket hijacking. Handshakes without Origin
 	// (non-browser clients) pass unless RequireOrigin.
-	AllowedOrigins []string `toml:"allowed_origins"`
+	AllowedOrigins []string `toml:"allowed_origins,omitempty,omitzero"`
 
 	// RequireOrigin refuses handshakes without an Origin header (403).
-	RequireOrigin bool `toml:"require_origin"`
+	RequireOrigin bool `toml:"require_origin,omitempty,omitzero"`
 
 	// Forwarded also sends an RFC 7239 Forwarded header (for, proto, host).
-	Forwarded bool `toml:"forwarded"`
+	Forwarded bool `toml:"forwarded,omitempty,omitzero"`
 
 	// SendProxyProtocol starts each backend connection with a PROXY
 	// protocol header carrying the client's address: "v1" or "v2".
-	SendProxyProtocol string `toml:"send_proxy_protocol"`
+	SendProxyProtocol string `toml:"send_proxy_protocol,omitempty,omitzero"`
 
 	// Handler serves the route in-process instead of Backend or Static.
 	// It is not a configuration key: programs that embed the proxy use it.

@@ -15,23 +15,23 @@ import (
 type Config struct {
 	// Cert and Key are one PEM certificate chain (leaf first) and its key:
 	// the first certificate, served to clients without SNI.
-	Cert string `toml:"cert"`
-	Key  string `toml:"key"`
+	Cert string `toml:"cert,omitempty,omitzero"`
+	Key  string `toml:"key,omitempty,omitzero"`
 
 	// Certificates are more pairs, chosen by SNI (wildcards included).
-	Certificates []KeyPair `toml:"certificate"`
+	Certificates []KeyPair `toml:"certificate,omitempty,omitzero"`
 
 	// MinVersion is "1.2" (the default) or "1.3". Nothing older is offered.
-	MinVersion string `toml:"min_version"`
+	MinVersion string `toml:"min_version,omitempty,omitzero"`
 
 	// ACME obtains and renews certificates for ACME.Hosts.
-	ACME ACME `toml:"acme"`
+	ACME ACME `toml:"acme,omitempty,omitzero"`
 }
 
 // KeyPair is a certificate chain file and its key file.
 type KeyPair struct {
-	Cert string `toml:"cert"`
-	Key  string `toml:"key"`
+	Cert string `toml:"cert,omitempty,omitzero"`
+	Key  string `toml:"key,omitempty,omitzero"`
 }
 
 // ACME configures certificates from an ACME CA (Let's Encrypt by default)
@@ -40,24 +40,24 @@ type KeyPair struct {
 type ACME struct {
 	// Hosts are the only names a certificate is ever requested for, so a
 	// stranger's SNI never spends the CA's rate limit. Required.
-	Hosts []string `toml:"hosts"`
+	Hosts []string `toml:"hosts,omitempty,omitzero"`
 	// Email is given to the CA for expiry notices. Optional.
-	Email string `toml:"email"`
+	Email string `toml:"email,omitempty,omitzero"`
 	// CacheDir keeps account key and certificates across restarts, so a
 	// restart does not order again. Default /var/lib/wssproxy/acme (the
 	// container's volume).
-	CacheDir string `toml:"cache_dir"`
+	CacheDir string `toml:"cache_dir,omitempty,omitzero"`
 	// DirectoryURL is the CA's ACME directory. Default Let's Encrypt
 	// production.
-	DirectoryURL string `toml:"directory_url"`
+	DirectoryURL string `toml:"directory_url,omitempty,omitzero"`
 	// Staging uses Let's Encrypt's staging CA: untrusted certificates,
 	// generous rate limits. Try a setup here first.
-	Staging bool `toml:"staging"`
+	Staging bool `toml:"staging,omitempty,omitzero"`
 	// CARoots is a PEM file of roots to trust for DirectoryURL (private or
 	// test CAs). Default: the system roots.
-	CARoots string `toml:"ca_roots"`
+	CARoots string `toml:"ca_roots,omitempty,omitzero"`
 	// AcceptTOS must be true: it says you accept the CA's terms of service.
-	AcceptTOS bool `toml:"accept_tos"`
+	AcceptTOS bool `toml:"accept_tos,omitempty,omitzero"`
 }
 
 // Let's Encrypt's directories.

@@ -25,7 +25,7 @@ type adminSection struct {
 	Listen string `toml:"listen"`
 	// AllowRemote permits a non-loopback Listen. The endpoints show routes
 	// and backends: keep them behind a firewall.
-	AllowRemote bool `toml:"allow_remote"`
+	AllowRemote bool `toml:"allow_remote,omitempty,omitzero"`
 }
 
 func checkAdmin(a adminSection) error {

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -22,32 +23,32 @@ import (
 // top level; this adds what belongs to the process: listeners, TLS, logs.
 type fileConfig struct {
 	// Listen is the TLS listener's address. Default ":8443".
-	Listen string `toml:"listen"`
+	Listen string `toml:"listen,omitempty,omitzero"`
 	// LogLevel is debug, info, warn or error. Default info.
-	LogLevel string `toml:"log_level"`
+	LogLevel string `toml:"log_level,omitempty,omitzero"`
 	// LogFormat is "text" (the default: key=value) or "json".
-	LogFormat string `toml:"log_format"`
+	LogFormat string `toml:"log_format,omitempty,omitzero"`
 	// LogFile, when set, receives the logs instead of stderr; SIGUSR1
 	// reopens it (for logrotate).
-	LogFile string `toml:"log_file"`
+	LogFile string `toml:"log_file,omitempty,omitzero"`
 	// PidFile, when set, gets the process ID while it runs, for -s.
-	PidFile string `toml:"pid_file"`
+	PidFile string `toml:"pid_file,omitempty,omitzero"`
 
-	TLS      tlsconf.Config  `toml:"tls"`
-	Redirect redirectSection `toml:"redirect"`
-	Admin    adminSection    `toml:"admin"`
+	TLS      tlsconf.Config  `toml:"tls,omitempty,omitzero"`
+	Redirect redirectSection `toml:"redirect,omitempty,omitzero"`
+	Admin    adminSection    `toml:"admin"` // printed even when off, so "" survives
 
 	proxy.Config
 
 	// Route shadows proxy.Config.Routes so that each [[route]] is decoded
 	// on its own and its errors can name its index.
-	Route []toml.Primitive `toml:"route"`
+	Route []toml.Primitive `toml:"route,omitempty,omitzero"`
 }
 
 type redirectSection struct {
 	// Listen, when set, serves a 308 redirect to https for every request,
 	// and ACME HTTP-01 challenges. Port 80 for HTTP-01.
-	Listen string `toml:"listen"`
+	Listen string `toml:"listen,omitempty,omitzero"`
 }
 
 const defaultListen = ":8443"
@@ -332,4 +333,15 @@ func flatten(err error) []error {
 		out = append(out, flatten(e)...)
 	}
 	return out
+}
+
+// printConfig writes fc as TOML: what -print-config shows, so a one-line
+// deployment can grow into a file. Unset keys are left out (they take
+// their defaults).
+func printConfig(w io.Writer, fc *fileConfig) error {
+	fmt.Fprintln(w, "# wssproxy configuration: the effective settings from file, flags and environment.")
+	fmt.Fprintln(w, "# Keys not shown take their defaults (README: Configuration reference).")
+	out := *fc
+	out.Route = nil // decoding aid only; the routes are in out.Config.Routes
+	return toml.NewEncoder(w).Encode(out)
 }

@@ -49,6 +49,28 @@ type options struct {
 	listen      string
 	demoBackend string
 	signal      string
+	printConfig bool
+
+	// The one-route deployment without a file (flags override the file).
+	routes        routeFlags
+	cert, key     string
+	acme          string // comma-separated hosts
+	acmeEmail     string
+	acmeAcceptTOS bool
+	set           map[string]bool // flags given, on the command line or in the environment
+}
+
+// routeFlags is -route, repeatable: PATH=BACKEND.
+type routeFlags []proxy.Route
+
+func (r *routeFlags) String() string { return "" }
+func (r *routeFlags) Set(v string) error {
+	path, backend, ok := strings.Cut(v, "=")
+	if !ok || path == "" || backend == "" {
+		return fmt.Errorf("want PATH=BACKEND, like /wss=ws://127.0.0.1:8282, got %q", v)
+	}
+	*r = append(*r, proxy.Route{Path: path, Backend: backend})
+	return nil
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
@@ -61,8 +83,15 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.listen, "listen", "", "TLS listen `address`, overriding the configuration's listen")
 	fs.StringVar(&o.demoBackend, "demo-backend", defaultBackend, "`address` of the -demo echo backend")
 	fs.StringVar(&o.signal, "s", "", "send `signal` to the running wssproxy named by the configuration's pid_file:\nreload (re-read configuration and certificates) or stop (graceful shutdown)")
+	fs.BoolVar(&o.printConfig, "print-config", false, "print the effective configuration (file, flags and environment) as TOML and exit")
+	fs.Var(&o.routes, "route", "a route `PATH=BACKEND`, like /wss=ws://127.0.0.1:8282 (repeatable; replaces the file's routes)")
+	fs.StringVar(&o.cert, "cert", "", "certificate chain `file` (PEM, full chain), with -key")
+	fs.StringVar(&o.key, "key", "", "private key `file` (PEM) of -cert")
+	fs.StringVar(&o.acme, "acme", "", "get certificates by ACME for these `hosts` (comma-separated)")
+	fs.StringVar(&o.acmeEmail, "acme-email", "", "`email` for the ACME CA's expiry notices")
+	fs.BoolVar(&o.acmeAcceptTOS, "acme-accept-tos", false, "accept the ACME CA's terms of service (required with -acme)")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: wssproxy [-config FILE] [-t] [-s reload|stop] [-demo] [-listen ADDR]\n       wssproxy probe [flags] wss://host/path   (wssproxy probe -h)\n\n")
+		fmt.Fprintf(stderr, "Usage: wssproxy [-config FILE] [-t] [-s reload|stop] [-demo] [-listen ADDR]\n       wssproxy probe [flags] wss://host/path   (wssproxy probe -h)\n       wssproxy health [-admin ADDR]           (exit 0 when /healthz answers)\n\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -71,11 +100,51 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q (flags start with -)", fs.Arg(0))
 	}
+	// Every flag can come from the environment: WSSPROXY_ and its name in
+	// capitals, dashes as underscores (WSSPROXY_ACME_EMAIL). The command line
+	// wins. WSSPROXY_ROUTE holds one or more routes separated by spaces.
+	o.set = map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { o.set[f.Name] = true })
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		env := "WSSPROXY_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		v, ok := os.LookupEnv(env)
+		if !ok || o.set[f.Name] || envErr != nil {
+			return
+		}
+		values := []string{v}
+		if f.Name == "route" {
+			values = strings.Fields(v)
+		}
+		for _, v := range values {
+			if err := fs.Set(f.Name, v); err != nil {
+				envErr = fmt.Errorf("%s: %w", env, err)
+			}
+		}
+		o.set[f.Name] = true
+	})
+	if envErr != nil {
+		return nil, envErr
+	}
+	switch {
+	case o.set["demo"] && (o.set["route"] || o.set["cert"] || o.set["acme"]):
+		return nil, errors.New("-demo runs its own route and certificate; it does not take -route, -cert or -acme")
+	case o.cert != "" && o.key == "":
+		return nil, errors.New("-cert needs -key")
+	case o.key != "" && o.cert == "":
+		return nil, errors.New("-key needs -cert")
+	case o.acme == "" && (o.acmeEmail != "" || o.acmeAcceptTOS):
+		return nil, errors.New("-acme-email and -acme-accept-tos go with -acme")
+	case o.acme != "" && !o.acmeAcceptTOS:
+		return nil, errors.New("-acme needs -acme-accept-tos: it says you accept the CA's terms of service")
+	case o.check && o.printConfig:
+		return nil, errors.New("-t and -print-config: choose one")
+	}
 	switch {
 	case o.demo && o.config != "":
 		return nil, errors.New("-demo runs the embedded default; it does not take -config")
-	case o.check && o.config == "":
-		return nil, errors.New("-t needs -config FILE")
+	case o.check && o.config == "" && !o.set["route"]:
+		return nil, errors.New("-t needs -config FILE (or -route flags) to check")
 	case o.signal != "" && o.signal != "reload" && o.signal != "stop":
 		return nil, fmt.Errorf("-s %s: the signals are reload and stop", o.signal)
 	case o.signal != "" && o.config == "":
@@ -101,6 +170,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "probe" {
 		return runProbe(ctx, args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "health" {
+		return runHealth(ctx, args[1:], stdout, stderr)
+	}
 	o, err := parseFlags(args, stderr)
 	if err != nil {
 		return err
@@ -113,8 +185,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if o.check {
-		fmt.Fprintf(stdout, "wssproxy: configuration file %s test is successful\n", o.config)
+		what := "configuration file " + o.config
+		if o.config == "" {
+			what = "configuration from flags"
+		}
+		fmt.Fprintf(stdout, "wssproxy: %s test is successful\n", what)
 		return nil
+	}
+	if o.printConfig {
+		return printConfig(stdout, fc)
 	}
 	r := &runner{o: o, errc: make(chan error, 1)}
 	var out io.Writer = stderr
@@ -132,7 +211,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 }
 
 // load reads the configuration (or takes the embedded default) and applies
-// the flags that override it.
+// the flags that override it, then checks the result.
 func (o *options) load() (*fileConfig, error) {
 	fc := defaultConfig()
 	if o.config != "" {
@@ -143,6 +222,27 @@ func (o *options) load() (*fileConfig, error) {
 	}
 	if o.listen != "" {
 		fc.Listen = o.listen
+	}
+	if len(o.routes) > 0 {
+		fc.Routes = append([]proxy.Route(nil), o.routes...)
+	}
+	if o.cert != "" {
+		fc.TLS.Cert, fc.TLS.Key = o.cert, o.key
+	}
+	if o.acme != "" {
+		fc.TLS.ACME.Hosts = strings.Split(o.acme, ",")
+		fc.TLS.ACME.Email = o.acmeEmail
+		fc.TLS.ACME.AcceptTOS = o.acmeAcceptTOS
+	}
+	if o.set["route"] || o.set["cert"] || o.set["acme"] || o.set["listen"] {
+		// The flags changed what the file said: check the result as -t would.
+		var lines []string
+		for _, err := range fc.validate() {
+			lines = append(lines, "flags: "+err.Error())
+		}
+		if len(lines) > 0 {
+			return nil, &configError{lines: lines}
+		}
 	}
 	if fc.Listen == "" {
 		fc.Listen = defaultListen

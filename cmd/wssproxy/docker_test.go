@@ -1,0 +1,76 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wssproxy/wssproxy/internal/testutil"
+)
+
+// TestDockerfileMatchesCheck guards .ci/docker-check against drift: it must
+// build with the Dockerfile's command, copy the final stage's paths, and
+// run as its user.
+func TestDockerfileMatchesCheck(t *testing.T) {
+	df, err := os.ReadFile("../../Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	check, err := os.ReadFile("../../.ci/docker-check")
+	if err != nil {
+		t.Fatal(err)
+	}
+	shellVar := func(name string) string {
+		m := regexp.MustCompile(`(?m)^` + name + `='([^']*)'$`).FindSubmatch(check)
+		if m == nil {
+			t.Fatalf(".ci/docker-check has no %s", name)
+		}
+		return string(m[1])
+	}
+	build := regexp.MustCompile(`(?m)^RUN (CGO_ENABLED=0 go build .*)$`).FindSubmatch(df)
+	if build == nil || string(build[1]) != shellVar("BUILD") {
+		t.Errorf("build command: Dockerfile %q, check %q", build, shellVar("BUILD"))
+	}
+	var copies []string
+	for _, m := range regexp.MustCompile(`(?m)^COPY --from=build (?:--chown=\S+ )?(\S+) \S+$`).FindAllSubmatch(df, -1) {
+		copies = append(copies, string(m[1]))
+	}
+	want := strings.Fields(shellVar("COPIES"))
+	slices.Sort(copies)
+	slices.Sort(want)
+	if !slices.Equal(copies, want) {
+		t.Errorf("final stage copies %v, check lays out %v", copies, want)
+	}
+	user := regexp.MustCompile(`(?m)^USER (\S+)$`).FindSubmatch(df)
+	if user == nil || string(user[1]) != shellVar("USERSPEC") {
+		t.Errorf("USER %q, check runs as %q", user, shellVar("USERSPEC"))
+	}
+	if !bytes.Contains(df, []byte(`HEALTHCHECK`)) || !bytes.Contains(df, []byte(`CMD ["/wssproxy", "health"]`)) {
+		t.Error("the Dockerfile's HEALTHCHECK does not use wssproxy health")
+	}
+}
+
+// TestHealthCommand guards `wssproxy health`, the image's HEALTHCHECK:
+// exit 0 while the admin /healthz answers, and not when nothing does.
+func TestHealthCommand(t *testing.T) {
+	testutil.CheckLeaks(t)
+	cfg := filepath.Join(t.TempDir(), "c.toml")
+	os.WriteFile(cfg, []byte("listen = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[[route]]\npath = \"/wss\"\nbackend = \"ws://127.0.0.1:8282\"\n"), 0o600)
+	logs, _ := startRun(t, "-config", cfg)
+	admin := logs.Wait(t, testutil.Context(t, 10*time.Second), `msg="admin listening" addr=(\S+)`)
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"health", "-admin", admin}, &out, io.Discard); err != nil || out.String() != "ok\n" {
+		t.Errorf("health while serving: %v %q", err, out.String())
+	}
+	err := run(context.Background(), []string{"health", "-admin", testutil.ClosedPort(t)}, io.Discard, io.Discard)
+	if ee, ok := err.(*exitError); !ok || ee.code != 1 {
+		t.Errorf("health with nothing there: %v", err)
+	}
+}

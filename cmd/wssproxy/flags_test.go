@@ -1,0 +1,102 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/wssproxy/wssproxy/internal/testutil"
+)
+
+// TestOneLineFlags guards the one-route deployment without a file: flags
+// and their WSSPROXY_ environment variables make the configuration, flags
+// override a file, -t checks the result, and a conflicting or incomplete
+// combination is an error naming both flags.
+func TestOneLineFlags(t *testing.T) {
+	cert, _ := testutil.Cert(t)
+	certFile, keyFile := testutil.WriteKeyPair(t, cert)
+	file := filepath.Join(t.TempDir(), "f.toml")
+	os.WriteFile(file, []byte("listen = \":8443\"\n[[route]]\npath = \"/old\"\nbackend = \"ws://127.0.0.1:1\"\n"), 0o600)
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		args []string
+		want string // in -print-config's output, or the error
+		fail bool
+	}{
+		{"flags", nil, []string{"-listen", ":443", "-route", "/wss=ws://127.0.0.1:8282", "-cert", certFile, "-key", keyFile},
+			"listen = \":443\"\n\n[tls]\n  cert = \"" + certFile + "\"\n  key = \"" + keyFile + "\"", false},
+		{"environment", map[string]string{"WSSPROXY_ROUTE": "/a=ws://h:1 /b=ws://h:2", "WSSPROXY_LISTEN": ":9443"}, nil,
+			"path = \"/a\"\n  backend = \"ws://h:1\"\n\n[[route]]\n  path = \"/b\"", false},
+		{"the command line wins over the environment", map[string]string{"WSSPROXY_LISTEN": ":9443"}, []string{"-listen", ":7443"}, `listen = ":7443"`, false},
+		{"flags override the file", nil, []string{"-config", file, "-route", "/new=ws://h:1"}, "path = \"/new\"", false},
+		{"acme", nil, []string{"-acme", "chat.example.com,game.example.com", "-acme-email", "ops@example.com", "-acme-accept-tos", "-route", "/wss=ws://h:1"},
+			"hosts = [\"chat.example.com\", \"game.example.com\"]", false},
+		{"-cert without -key", nil, []string{"-cert", certFile}, "-cert needs -key", true},
+		{"-acme without -acme-accept-tos", nil, []string{"-acme", "chat.example.com"}, "-acme needs -acme-accept-tos", true},
+		{"-acme-email alone", nil, []string{"-acme-email", "a@b.c"}, "-acme-email and -acme-accept-tos go with -acme", true},
+		{"-demo with -route", nil, []string{"-demo", "-route", "/x=ws://h:1"}, "-demo runs its own route and certificate; it does not take -route", true},
+		{"a bad route", nil, []string{"-route", "/wss=htp://h:1"}, `flags: route[1].backend: scheme must be ws, wss, http or https, got "htp"`, true},
+		{"a bad route in the environment", map[string]string{"WSSPROXY_ROUTE": "wss"}, nil, "WSSPROXY_ROUTE: want PATH=BACKEND", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			var out bytes.Buffer
+			err := run(context.Background(), append([]string{"-print-config"}, tc.args...), &out, io.Discard)
+			got := out.String()
+			if err != nil {
+				got = err.Error()
+			}
+			if (err != nil) != tc.fail || !strings.Contains(got, tc.want) {
+				t.Errorf("got %v:\n%s\nwant %q", err, got, tc.want)
+			}
+		})
+	}
+	// -t checks what flags make.
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"-t", "-route", "/wss=ws://127.0.0.1:8282"}, &out, io.Discard); err != nil || !strings.Contains(out.String(), "test is successful") {
+		t.Errorf("-t with -route: %v %q", err, out.String())
+	}
+}
+
+// TestPrintConfigRoundTrip guards -print-config: what it prints for the
+// full example reads back as the same configuration.
+func TestPrintConfigRoundTrip(t *testing.T) {
+	data, err := os.ReadFile("../../examples/wssproxy.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ssl := t.TempDir()
+	for _, name := range []string{"server", "wildcard.example.com"} {
+		cert, _ := testutil.Cert(t)
+		c, k := testutil.WriteKeyPair(t, cert)
+		os.Rename(c, filepath.Join(ssl, name+".pem"))
+		os.Rename(k, filepath.Join(ssl, name+".key"))
+	}
+	os.Link(filepath.Join(ssl, "server.pem"), filepath.Join(ssl, "private-ca.pem"))
+	src := strings.NewReplacer("/etc/ssl/", ssl+"/", "/var/www/html", t.TempDir(), "/var/lib/wssproxy/acme", t.TempDir(),
+		"/var/log/wssproxy/", t.TempDir()+"/").Replace(string(data))
+	first, err := parseConfig("example.toml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var printed bytes.Buffer
+	if err := printConfig(&printed, first); err != nil {
+		t.Fatal(err)
+	}
+	second, err := parseConfig("printed.toml", printed.Bytes())
+	if err != nil {
+		t.Fatalf("%v\n%s", err, printed.String())
+	}
+	first.Route, second.Route = nil, nil
+	if !reflect.DeepEqual(first, second) {
+		t.Errorf("round trip changed the configuration:\n%s", printed.String())
+	}
+}
