@@ -9,20 +9,22 @@ import (
 	"time"
 )
 
-// runHealth is `wssproxy health`: GET the admin /healthz, exit 0 when it
-// answers 200. It is the container's HEALTHCHECK (an empty image has no
-// curl).
+// runHealth is `wssproxy health`: GET the admin /healthz (or -path
+// /readyz), exit 0 when it answers 200. It is the container's HEALTHCHECK
+// and Kubernetes' exec probe: an empty image has no curl, and the admin
+// listener is loopback-only, out of reach of the kubelet's HTTP probes.
 func runHealth(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("wssproxy health", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	admin := fs.String("admin", defaultAdmin, "admin listener `address`")
+	path := fs.String("path", "/healthz", "endpoint to ask: /healthz (serving) or /readyz (backends reachable)")
 	timeout := fs.Duration("timeout", 3*time.Second, "time limit")
 	if err := fs.Parse(args); err != nil {
 		return &exitError{1}
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+*admin+"/healthz", nil)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+*admin+*path, nil)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		fmt.Fprintln(stderr, "wssproxy health:", err)

@@ -22,7 +22,13 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	context.AfterFunc(ctx, stop) // a second signal ends the process at once
+	context.AfterFunc(ctx, func() {
+		// Shutting down: a second Ctrl-C ends the process at once, but a
+		// second SIGTERM (Kubernetes sends one after a preStop hook that
+		// began the drain with -s stop) must not cut the drain short.
+		signal.Ignore(syscall.SIGTERM)
+		stop()
+	})
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	var exit *exitError
 	switch {
@@ -50,6 +56,7 @@ type options struct {
 	demoBackend string
 	signal      string
 	printConfig bool
+	pidFile     string
 
 	// The one-route deployment without a file (flags override the file).
 	routes        routeFlags
@@ -83,6 +90,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.listen, "listen", "", "TLS listen `address`, overriding the configuration's listen")
 	fs.StringVar(&o.demoBackend, "demo-backend", defaultBackend, "`address` of the -demo echo backend")
 	fs.StringVar(&o.signal, "s", "", "send `signal` to the running wssproxy named by the configuration's pid_file:\nreload (re-read configuration and certificates) or stop (graceful shutdown)")
+	fs.StringVar(&o.pidFile, "pid-file", "", "pid `file` (overrides pid_file): written while running; read by -s")
 	fs.BoolVar(&o.printConfig, "print-config", false, "print the effective configuration (file, flags and environment) as TOML and exit")
 	fs.Var(&o.routes, "route", "a route `PATH=BACKEND`, like /wss=ws://127.0.0.1:8282 (repeatable; replaces the file's routes)")
 	fs.StringVar(&o.cert, "cert", "", "certificate chain `file` (PEM, full chain), with -key")
@@ -147,8 +155,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		return nil, errors.New("-t needs -config FILE (or -route flags) to check")
 	case o.signal != "" && o.signal != "reload" && o.signal != "stop":
 		return nil, fmt.Errorf("-s %s: the signals are reload and stop", o.signal)
-	case o.signal != "" && o.config == "":
-		return nil, errors.New("-s needs -config FILE, whose pid_file names the running process")
+	case o.signal != "" && o.config == "" && o.pidFile == "":
+		return nil, errors.New("-s needs -pid-file FILE, or -config FILE whose pid_file names the running process")
 	}
 	if o.listen != "" {
 		if err := checkAddr(o.listen); err != nil {
@@ -222,6 +230,9 @@ func (o *options) load() (*fileConfig, error) {
 	}
 	if o.listen != "" {
 		fc.Listen = o.listen
+	}
+	if o.pidFile != "" {
+		fc.PidFile = o.pidFile
 	}
 	if len(o.routes) > 0 {
 		fc.Routes = append([]proxy.Route(nil), o.routes...)

@@ -331,12 +331,15 @@ func removePidFile(fc *fileConfig) {
 // signalRunning sends -s's signal to the process in the configuration's
 // pid_file, like nginx -s.
 func signalRunning(o *options) error {
-	fc, err := loadConfig(o.config)
-	if err != nil {
-		return err
-	}
-	if fc.PidFile == "" {
-		return fmt.Errorf("-s %s: %s has no pid_file, so the running process cannot be found", o.signal, o.config)
+	fc := &fileConfig{PidFile: o.pidFile}
+	if o.pidFile == "" {
+		var err error
+		if fc, err = loadConfig(o.config); err != nil {
+			return err
+		}
+		if fc.PidFile == "" {
+			return fmt.Errorf("-s %s: %s has no pid_file, so the running process cannot be found", o.signal, o.config)
+		}
 	}
 	data, err := os.ReadFile(fc.PidFile)
 	if err != nil {
