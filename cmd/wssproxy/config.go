@@ -69,10 +69,25 @@ func loadConfig(path string) (*fileConfig, error) {
 	return parseConfig(path, data)
 }
 
+// loadConfigUnchecked reads and decodes a file whose values flags will
+// override: only syntax, types and unknown keys are checked here; the
+// merged result is validated by the caller.
+func loadConfigUnchecked(path string) (*fileConfig, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	return decodeConfig(path, data, false)
+}
+
 // typeErr matches toml's decode errors that are not ParseErrors.
 var typeErr = regexp.MustCompile(`^toml: (?:line \d+ )?\(last key "([^"]*)"\): (.*)$`)
 
 func parseConfig(path string, data []byte) (*fileConfig, error) {
+	return decodeConfig(path, data, true)
+}
+
+func decodeConfig(path string, data []byte, validate bool) (*fileConfig, error) {
 	lines := keyLines(string(data))
 	ce := &configError{}
 	add := func(key string, line int, msg string) {
@@ -125,6 +140,12 @@ func parseConfig(path string, data []byte) (*fileConfig, error) {
 	}
 	for _, key := range unknownKeys(md) {
 		add(key.name, lines.find(key.name), "unknown key"+key.hint)
+	}
+	if !validate {
+		if len(ce.lines) > 0 {
+			return nil, ce
+		}
+		return &fc, nil
 	}
 	for _, err := range fc.validate() {
 		var fe *proxy.FieldError

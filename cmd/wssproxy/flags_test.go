@@ -35,6 +35,8 @@ func TestOneLineFlags(t *testing.T) {
 			"path = \"/a\"\n  backend = \"ws://h:1\"\n\n[[route]]\n  path = \"/b\"", false},
 		{"the command line wins over the environment", map[string]string{"WSSPROXY_LISTEN": ":9443"}, []string{"-listen", ":7443"}, `listen = ":7443"`, false},
 		{"flags override the file", nil, []string{"-config", file, "-route", "/new=ws://h:1"}, "path = \"/new\"", false},
+		{"flags complete a file without routes", nil, []string{"-config", os.DevNull, "-route", "/wss=ws://h:1"}, "path = \"/wss\"", false},
+		{"the merged result is checked", nil, []string{"-config", file, "-route", "/x=htp://h:1"}, file + " with flags: route[1].backend: scheme must be", true},
 		{"acme", nil, []string{"-acme", "chat.example.com,game.example.com", "-acme-email", "ops@example.com", "-acme-accept-tos", "-route", "/wss=ws://h:1"},
 			"hosts = [\"chat.example.com\", \"game.example.com\"]", false},
 		{"-cert without -key", nil, []string{"-cert", certFile}, "-cert needs -key", true},

@@ -222,9 +222,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 // the flags that override it, then checks the result.
 func (o *options) load() (*fileConfig, error) {
 	fc := defaultConfig()
+	overridden := o.set["route"] || o.set["cert"] || o.set["acme"] || o.set["listen"]
 	if o.config != "" {
 		var err error
-		if fc, err = loadConfig(o.config); err != nil {
+		if overridden { // the merged result is checked below
+			fc, err = loadConfigUnchecked(o.config)
+		} else {
+			fc, err = loadConfig(o.config)
+		}
+		if err != nil {
 			return nil, err
 		}
 	}
@@ -245,11 +251,15 @@ func (o *options) load() (*fileConfig, error) {
 		fc.TLS.ACME.Email = o.acmeEmail
 		fc.TLS.ACME.AcceptTOS = o.acmeAcceptTOS
 	}
-	if o.set["route"] || o.set["cert"] || o.set["acme"] || o.set["listen"] {
+	if overridden {
 		// The flags changed what the file said: check the result as -t would.
+		where := "flags"
+		if o.config != "" {
+			where = o.config + " with flags"
+		}
 		var lines []string
 		for _, err := range fc.validate() {
-			lines = append(lines, "flags: "+err.Error())
+			lines = append(lines, where+": "+err.Error())
 		}
 		if len(lines) > 0 {
 			return nil, &configError{lines: lines}
