@@ -57,8 +57,8 @@ func TestAccessLog(t *testing.T) {
 	}
 	for k, want := range map[string]any{
 		"client_ip": "127.0.0.1", "host": "chat.example.com", "path": "/wss", "route": "route[1] /wss",
-		"status": 101.0, "bytes_in": float64(len(wsFrame(1, "tom", &[4]byte{})) + len(wsFrame(8, "\x0f\xa0bye", &[4]byte{}))),
-		"bytes_out":  float64(len(wsFrame(1, "tom", nil)) + len(wsFrame(8, "\x0f\xa0bye", nil))),
+		"status": 101.0, "bytes_in": float64(len(text("tom")) + len(closeWith(4000, "bye"))), // masked
+		"bytes_out":  float64(len(frame(true, 0, 1, []byte("tom"), true)) + len(frame(true, 0, 8, []byte("\x0f\xa0bye"), true))),
 		"close_code": 4000.0, "closed_by": "client",
 	} {
 		if tun[0][k] != want {

@@ -437,11 +437,10 @@ func TestHTTP2Page(t *testing.T) {
 func TestHalfCloseAndEarlyBytes(t *testing.T) {
 	testutil.CheckLeaks(t)
 	ctx := testutil.Context(t, 10*time.Second)
-	mask := [4]byte{9, 8, 7, 6}
-	clientEarly := wsFrame(0x1, "client-early", &mask)
-	clientMore := append(wsFrame(0x1, "more", &mask), wsFrame(0x8, "\x03\xe8bye", &mask)...)
-	serverEarly := wsFrame(0x1, "server-early", nil)
-	serverLast := append(wsFrame(0x1, "after-your-close", nil), wsFrame(0x8, "\x03\xe8", nil)...)
+	clientEarly := frame(true, 0, 0x1, []byte("client-early"), false)
+	clientMore := cat(frame(true, 0, 0x1, []byte("more"), false), frame(true, 0, 0x8, []byte("\x03\xe8bye"), false))
+	serverEarly := frame(true, 0, 0x1, []byte("server-early"), true) // unmasked: server to client
+	serverLast := cat(frame(true, 0, 0x1, []byte("after-your-close"), true), frame(true, 0, 0x8, []byte("\x03\xe8"), true))
 	backendGot := make(chan []byte, 1)
 	backend := rawBackend(t, func(c net.Conn) {
 		c.SetDeadline(time.Now().Add(10 * time.Second))
@@ -486,18 +485,4 @@ func TestHalfCloseAndEarlyBytes(t *testing.T) {
 	if want := append(serverEarly, serverLast...); !bytes.Equal(rest, want) {
 		t.Errorf("client got %q, want %q", rest, want)
 	}
-}
-
-// wsFrame is one whole frame, masked with mask unless it is nil.
-func wsFrame(opcode byte, payload string, mask *[4]byte) []byte {
-	b := []byte{0x80 | opcode, byte(len(payload))}
-	if mask == nil {
-		return append(b, payload...)
-	}
-	b[1] |= 0x80
-	b = append(b, mask[:]...)
-	for i := range len(payload) {
-		b = append(b, payload[i]^mask[i%4])
-	}
-	return b
 }
