@@ -3,17 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -27,29 +21,6 @@ import (
 	"github.com/wssproxy/wssproxy/internal/testutil"
 	"github.com/wssproxy/wssproxy/proxy"
 )
-
-// issue makes a certificate for names signed by parent (self-signed when
-// parent is nil), valid from notBefore to notAfter.
-func issue(t *testing.T, names []string, isCA bool, parent *tls.Certificate, notBefore, notAfter time.Time) *tls.Certificate {
-	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: names[0]},
-		NotBefore: notBefore, NotAfter: notAfter, DNSNames: names,
-		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, BasicConstraintsValid: true, IsCA: isCA,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	signer, signerKey := tmpl, any(key)
-	if parent != nil {
-		signer, signerKey = parent.Leaf, parent.PrivateKey
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, signer, &key.PublicKey, signerKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, _ := x509.ParseCertificate(der)
-	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}
-}
 
 func writeCA(t *testing.T, c *tls.Certificate) string {
 	f := filepath.Join(t.TempDir(), "ca.pem")
@@ -76,13 +47,13 @@ func TestProbe(t *testing.T) {
 	testutil.CheckLeaks(t)
 	now := time.Now()
 	echoWS := "ws://" + testutil.Serve(t, echo.Handler(echo.Options{}))
-	root := issue(t, []string{"Test Root"}, true, nil, now.Add(-time.Hour), now.Add(24*time.Hour))
+	root := testutil.Issue(t, []string{"Test Root"}, true, nil, now.Add(-time.Hour), now.Add(24*time.Hour))
 	rootFile := writeCA(t, root)
-	good := issue(t, []string{"localhost"}, false, root, now.Add(-time.Hour), now.Add(24*time.Hour))
-	inter := issue(t, []string{"Test Intermediate"}, true, root, now.Add(-time.Hour), now.Add(24*time.Hour))
-	behindInter := issue(t, []string{"localhost"}, false, inter, now.Add(-time.Hour), now.Add(24*time.Hour))
-	expired := issue(t, []string{"localhost"}, false, root, now.Add(-48*time.Hour), now.Add(-24*time.Hour))
-	wrongName := issue(t, []string{"other.example"}, false, root, now.Add(-time.Hour), now.Add(24*time.Hour))
+	good := testutil.Issue(t, []string{"localhost"}, false, root, now.Add(-time.Hour), now.Add(24*time.Hour))
+	inter := testutil.Issue(t, []string{"Test Intermediate"}, true, root, now.Add(-time.Hour), now.Add(24*time.Hour))
+	behindInter := testutil.Issue(t, []string{"localhost"}, false, inter, now.Add(-time.Hour), now.Add(24*time.Hour))
+	expired := testutil.Issue(t, []string{"localhost"}, false, root, now.Add(-48*time.Hour), now.Add(-24*time.Hour))
+	wrongName := testutil.Issue(t, []string{"other.example"}, false, root, now.Add(-time.Hour), now.Add(24*time.Hour))
 	selfSigned, _ := testutil.Cert(t, "localhost")
 	serve := func(c *tls.Certificate, min uint16, backend string) string {
 		return serveProxy(t, &tls.Config{Certificates: []tls.Certificate{*c}, MinVersion: min, NextProtos: []string{"http/1.1"}}, backend)
