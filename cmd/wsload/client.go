@@ -1,0 +1,251 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"crypto/sha1"
+	"crypto/tls"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	mrand "math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"sync"
+	"time"
+)
+
+// A lean RFC 6455 client: the load generator must cost little CPU per
+// message, since it shares the machine with what it measures, and must
+// allocate nothing per message. It writes each frame with one Write, masks
+// with a fresh key per frame (§5.3), answers pings, and reassembles
+// fragmented messages.
+
+const (
+	opContinuation = 0x0
+	opText         = 0x1
+	opBinary       = 0x2
+	opClose        = 0x8
+	opPing         = 0x9
+	opPong         = 0xA
+)
+
+// errClosed is returned by readMessage when the server sent a close frame.
+type errClosed struct{ code int }
+
+func (e errClosed) Error() string { return fmt.Sprintf("server closed the connection (code %d)", e.code) }
+
+type conn struct {
+	wmu  sync.Mutex // writeFrame: a reader answering a ping may race a writer
+	nc   net.Conn
+	br   *bufio.Reader
+	rng  *mrand.ChaCha8
+	wbuf []byte // one frame: header, then masked payload
+	rbuf []byte // the message being read
+	hdr  [14]byte
+}
+
+// dialer holds what every connection of a run shares.
+type dialer struct {
+	target *url.URL
+	tls    *tls.Config
+	net    net.Dialer
+}
+
+// dial opens a TCP (and for wss, TLS) connection from local (nil: any) and
+// performs the opening handshake. ctx bounds all of it.
+func (d *dialer) dial(ctx context.Context, local net.Addr) (*conn, error) {
+	nd := d.net
+	nd.LocalAddr = local
+	host := d.target.Host
+	if d.target.Port() == "" {
+		if d.target.Scheme == "wss" {
+			host = net.JoinHostPort(d.target.Hostname(), "443")
+		} else {
+			host = net.JoinHostPort(d.target.Hostname(), "80")
+		}
+	}
+	nc, err := nd.DialContext(ctx, "tcp", host)
+	if err != nil {
+		return nil, err
+	}
+	if deadline, ok := ctx.Deadline(); ok {
+		nc.SetDeadline(deadline)
+	}
+	if d.target.Scheme == "wss" {
+		tc := tls.Client(nc, d.tls)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			nc.Close()
+			return nil, fmt.Errorf("tls: %w", err)
+		}
+		nc = tc
+	}
+	c := &conn{nc: nc, br: bufio.NewReaderSize(nc, 4096)}
+	var seed [32]byte
+	rand.Read(seed[:])
+	c.rng = mrand.NewChaCha8(seed)
+	if err := c.upgrade(d.target); err != nil {
+		nc.Close()
+		return nil, err
+	}
+	nc.SetDeadline(time.Time{})
+	return c, nil
+}
+
+func (c *conn) upgrade(u *url.URL) error {
+	var k [16]byte
+	rand.Read(k[:])
+	key := base64.StdEncoding.EncodeToString(k[:])
+	path := u.RequestURI()
+	req := "GET " + path + " HTTP/1.1\r\nHost: " + u.Host + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Key: " + key + "\r\nSec-WebSocket-Version: 13\r\nUser-Agent: wsload\r\n\r\n"
+	if _, err := io.WriteString(c.nc, req); err != nil {
+		return err
+	}
+	resp, err := http.ReadResponse(c.br, nil)
+	if err != nil {
+		return fmt.Errorf("handshake: %w", err)
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		return fmt.Errorf("handshake: %s (want 101)", resp.Status)
+	}
+	h := sha1.Sum([]byte(key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
+	if resp.Header.Get("Sec-WebSocket-Accept") != base64.StdEncoding.EncodeToString(h[:]) {
+		return errors.New("handshake: wrong Sec-WebSocket-Accept")
+	}
+	return nil
+}
+
+// writeFrame sends one final frame with a masked copy of payload.
+func (c *conn) writeFrame(op byte, payload []byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	n := len(payload)
+	need := 14 + n
+	if cap(c.wbuf) < need {
+		c.wbuf = make([]byte, need)
+	}
+	b := c.wbuf[:cap(c.wbuf)]
+	b[0] = 0x80 | op
+	i := 2
+	switch {
+	case n < 126:
+		b[1] = 0x80 | byte(n)
+	case n <= 0xFFFF:
+		b[1] = 0x80 | 126
+		binary.BigEndian.PutUint16(b[2:], uint16(n))
+		i = 4
+	default:
+		b[1] = 0x80 | 127
+		binary.BigEndian.PutUint64(b[2:], uint64(n))
+		i = 10
+	}
+	key := c.rng.Uint64()
+	binary.LittleEndian.PutUint32(b[i:], uint32(key))
+	mask := b[i : i+4]
+	i += 4
+	out := b[i : i+n]
+	maskCopy(out, payload, mask)
+	_, err := c.nc.Write(b[:i+n])
+	return err
+}
+
+// maskCopy writes src XOR the repeating 4-byte mask into dst, eight bytes
+// at a time.
+func maskCopy(dst, src, mask []byte) {
+	m4 := binary.LittleEndian.Uint32(mask)
+	m8 := uint64(m4) | uint64(m4)<<32
+	i := 0
+	for ; i+8 <= len(src); i += 8 {
+		binary.LittleEndian.PutUint64(dst[i:], binary.LittleEndian.Uint64(src[i:])^m8)
+	}
+	for ; i < len(src); i++ {
+		dst[i] = src[i] ^ mask[i&3]
+	}
+}
+
+// readMessage returns the next data message. The payload is valid until the
+// next call. Pings are answered, pongs skipped; a close frame is answered
+// and returned as errClosed.
+func (c *conn) readMessage() (op byte, payload []byte, err error) {
+	c.rbuf = c.rbuf[:0]
+	op = 0
+	for {
+		if _, err := io.ReadFull(c.br, c.hdr[:2]); err != nil {
+			return 0, nil, err
+		}
+		fin, fop := c.hdr[0]&0x80 != 0, c.hdr[0]&0x0F
+		if c.hdr[1]&0x80 != 0 {
+			return 0, nil, errors.New("server sent a masked frame")
+		}
+		n := uint64(c.hdr[1] & 0x7F)
+		switch n {
+		case 126:
+			if _, err := io.ReadFull(c.br, c.hdr[2:4]); err != nil {
+				return 0, nil, err
+			}
+			n = uint64(binary.BigEndian.Uint16(c.hdr[2:4]))
+		case 127:
+			if _, err := io.ReadFull(c.br, c.hdr[2:10]); err != nil {
+				return 0, nil, err
+			}
+			n = binary.BigEndian.Uint64(c.hdr[2:10])
+		}
+		if n > 1<<30 {
+			return 0, nil, fmt.Errorf("frame of %d bytes", n)
+		}
+		start := len(c.rbuf)
+		if cap(c.rbuf)-start < int(n) {
+			grown := make([]byte, start, start+int(n))
+			copy(grown, c.rbuf)
+			c.rbuf = grown
+		}
+		c.rbuf = c.rbuf[:start+int(n)]
+		if _, err := io.ReadFull(c.br, c.rbuf[start:]); err != nil {
+			return 0, nil, err
+		}
+		switch fop {
+		case opPing, opPong, opClose:
+			ctl := c.rbuf[start:]
+			c.rbuf = c.rbuf[:start]
+			switch fop {
+			case opPing:
+				if err := c.writeFrame(opPong, ctl); err != nil {
+					return 0, nil, err
+				}
+			case opClose:
+				code := 1005
+				if len(ctl) >= 2 {
+					code = int(binary.BigEndian.Uint16(ctl))
+				}
+				c.writeFrame(opClose, ctl[:min(len(ctl), 2)])
+				return 0, nil, errClosed{code}
+			}
+			continue
+		case opContinuation:
+		default:
+			op = fop
+		}
+		if fin {
+			return op, c.rbuf, nil
+		}
+	}
+}
+
+// close sends a close frame (1000), waits briefly for the server's, and
+// closes the connection.
+func (c *conn) close() {
+	c.nc.SetDeadline(time.Now().Add(2 * time.Second))
+	if c.writeFrame(opClose, []byte{0x03, 0xE8}) == nil {
+		for {
+			if _, _, err := c.readMessage(); err != nil {
+				break
+			}
+		}
+	}
+	c.nc.Close()
+}

@@ -1,0 +1,392 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// window is the measured part of a run: messages before from (the warm-up)
+// and after to are not counted, and the processes' CPU is read at both ends.
+type window struct {
+	from, to time.Time
+	p        procs
+	cpu      time.Duration // after wait: CPU spent by p inside the window
+}
+
+func newWindow(o *options) *window {
+	from := time.Now().Add(o.warmup)
+	return &window{from: from, to: from.Add(o.duration), p: procs{o.pids}}
+}
+
+func (w *window) in(t time.Time) bool { return !t.Before(w.from) && t.Before(w.to) }
+
+// measure sleeps to the window's start, reads CPU, sleeps to its end and
+// reads CPU again. It returns early if ctx ends.
+func (w *window) measure(ctx context.Context) error {
+	if err := sleep(ctx, time.Until(w.from)); err != nil {
+		return err
+	}
+	cpu0 := w.p.cpu()
+	if err := sleep(ctx, time.Until(w.to)); err != nil {
+		return err
+	}
+	w.cpu = w.p.cpu() - cpu0
+	return nil
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (o *options) newResult() *result {
+	return &result{Mode: o.mode, URL: o.target.String(), Conns: o.conns, Size: o.size, Seconds: o.duration.Seconds(), PIDs: o.pids}
+}
+
+// source is the local address of connection i: spread over 127.0.0.1 …
+// 127.0.0.N so that many connections to one loopback port are not limited
+// by one address's ephemeral ports. nil lets the kernel choose.
+func (o *options) source(i int) net.Addr {
+	if o.sources <= 1 || !isLoopback(o.target.Hostname()) {
+		return nil
+	}
+	return &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(1+i%o.sources))}
+}
+
+// openAll opens n connections, at most par at a time, each within 30 s.
+// They close when ctx ends.
+func openAll(ctx context.Context, o *options, n, par int) ([]*conn, error) {
+	conns := make([]*conn, n)
+	var wg sync.WaitGroup
+	var failed errs
+	sem := make(chan struct{}, par)
+	for i := range n {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			defer cancel()
+			c, err := o.dialer.dial(dctx, o.source(i))
+			if err != nil {
+				failed.add(err)
+				return
+			}
+			conns[i] = c
+		})
+	}
+	wg.Wait()
+	if failed.n > 0 {
+		for _, c := range conns {
+			if c != nil {
+				c.nc.Close()
+			}
+		}
+		return nil, fmt.Errorf("%d of %d connections failed to open, first: %s", failed.n, n, failed.first)
+	}
+	context.AfterFunc(ctx, func() {
+		for _, c := range conns {
+			c.nc.Close()
+		}
+	})
+	return conns, nil
+}
+
+func closeAll(conns []*conn) {
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 256)
+	for _, c := range conns {
+		sem <- struct{}{}
+		wg.Go(func() { defer func() { <-sem }(); c.close() })
+	}
+	wg.Wait()
+}
+
+func payload(size int) []byte {
+	b := make([]byte, size)
+	for i := range b {
+		b[i] = 'a' + byte(i%26)
+	}
+	return b
+}
+
+// runRTT: each connection sends a message and waits for its echo, over and
+// over; every round trip inside the window is a sample.
+func runRTT(ctx context.Context, o *options) (*result, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	conns, err := openAll(ctx, o, o.conns, 64)
+	if err != nil {
+		return nil, err
+	}
+	w := newWindow(o)
+	samples := make([][]time.Duration, len(conns))
+	var failed errs
+	var wg sync.WaitGroup
+	for i, c := range conns {
+		wg.Go(func() {
+			msg := payload(o.size)
+			s := make([]time.Duration, 0, 4096)
+			for ctx.Err() == nil {
+				t0 := time.Now()
+				if !t0.Before(w.to) {
+					break
+				}
+				if err := c.writeFrame(opBinary, msg); err != nil {
+					failed.add(err)
+					break
+				}
+				_, got, err := c.readMessage()
+				if err != nil {
+					failed.add(err)
+					break
+				}
+				if len(got) != len(msg) {
+					failed.add(fmt.Errorf("echo of %d bytes, sent %d", len(got), len(msg)))
+					break
+				}
+				if w.in(t0) {
+					s = append(s, time.Since(t0))
+				}
+			}
+			samples[i] = s
+		})
+	}
+	merr := w.measure(ctx)
+	wg.Wait()
+	if merr != nil {
+		return nil, merr
+	}
+	closeAll(conns)
+	r := o.newResult()
+	r.latencies(samples)
+	for _, s := range samples {
+		r.Messages += int64(len(s))
+	}
+	r.MsgsPerS = float64(r.Messages) / o.duration.Seconds()
+	if len(o.pids) > 0 && r.Messages > 0 {
+		r.ProxyCPUs = w.cpu.Seconds()
+		r.CPUusPerMsg = float64(w.cpu.Microseconds()) / float64(r.Messages)
+	}
+	failed.into(r)
+	return r, nil
+}
+
+// runThroughput: each connection keeps -window messages of -size bytes in
+// flight; bytes sent and echoed inside the window count.
+func runThroughput(ctx context.Context, o *options) (*result, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	conns, err := openAll(ctx, o, o.conns, 64)
+	if err != nil {
+		return nil, err
+	}
+	w := newWindow(o)
+	var up, down atomic.Int64
+	var failed errs
+	var wg sync.WaitGroup
+	for _, c := range conns {
+		tokens := make(chan struct{}, o.window)
+		for range o.window {
+			tokens <- struct{}{}
+		}
+		var written, read atomic.Int64
+		var writerDone atomic.Bool
+		wg.Go(func() { // writer
+			defer writerDone.Store(true)
+			msg := payload(o.size)
+			for {
+				select {
+				case <-tokens:
+				case <-ctx.Done():
+					return
+				}
+				now := time.Now()
+				if !now.Before(w.to) {
+					// Let the reader collect what is in flight, then stop.
+					c.nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+					return
+				}
+				if err := c.writeFrame(opBinary, msg); err != nil {
+					failed.add(err)
+					return
+				}
+				written.Add(1)
+				if w.in(now) {
+					up.Add(int64(len(msg)))
+				}
+			}
+		})
+		wg.Go(func() { // reader
+			for {
+				if writerDone.Load() && read.Load() == written.Load() {
+					return
+				}
+				_, got, err := c.readMessage()
+				if err != nil {
+					if !(writerDone.Load() && read.Load() == written.Load()) && ctx.Err() == nil {
+						failed.add(err)
+					}
+					return
+				}
+				read.Add(1)
+				if w.in(time.Now()) {
+					down.Add(int64(len(got)))
+				}
+				tokens <- struct{}{}
+			}
+		})
+	}
+	merr := w.measure(ctx)
+	wg.Wait()
+	if merr != nil {
+		return nil, merr
+	}
+	for _, c := range conns {
+		c.nc.SetReadDeadline(time.Time{})
+	}
+	closeAll(conns)
+	r := o.newResult()
+	r.MBUp, r.MBDown = float64(up.Load())/1e6, float64(down.Load())/1e6
+	r.MBpsUp, r.MBpsDown = r.MBUp/o.duration.Seconds(), r.MBDown/o.duration.Seconds()
+	if len(o.pids) > 0 && r.MBUp+r.MBDown > 0 {
+		r.ProxyCPUs = w.cpu.Seconds()
+		r.CPUmsPerMB = float64(w.cpu.Microseconds()) / 1000 / (r.MBUp + r.MBDown)
+	}
+	failed.into(r)
+	return r, nil
+}
+
+// runHandshake: each of -c workers opens a connection (a full TLS handshake
+// unless -resume), upgrades, echoes one message and closes, over and over.
+func runHandshake(ctx context.Context, o *options) (*result, error) {
+	w := newWindow(o)
+	samples := make([][]time.Duration, o.conns)
+	var failed errs
+	var wg sync.WaitGroup
+	for i := range o.conns {
+		wg.Go(func() {
+			msg := payload(o.size)
+			s := make([]time.Duration, 0, 1024)
+			for n := i; ctx.Err() == nil; n += o.conns {
+				t0 := time.Now()
+				if !t0.Before(w.to) {
+					break
+				}
+				if err := handshakeOnce(ctx, o, n, msg); err != nil {
+					if ctx.Err() == nil {
+						failed.add(err)
+					}
+					continue
+				}
+				if w.in(t0) {
+					s = append(s, time.Since(t0))
+				}
+			}
+			samples[i] = s
+		})
+	}
+	merr := w.measure(ctx)
+	wg.Wait()
+	if merr != nil {
+		return nil, merr
+	}
+	r := o.newResult()
+	r.latencies(samples)
+	for _, s := range samples {
+		r.Handshake += int64(len(s))
+	}
+	r.HsPerS = float64(r.Handshake) / o.duration.Seconds()
+	if len(o.pids) > 0 && r.Handshake > 0 {
+		r.ProxyCPUs = w.cpu.Seconds()
+		r.CPUusPerHs = float64(w.cpu.Microseconds()) / float64(r.Handshake)
+	}
+	failed.into(r)
+	return r, nil
+}
+
+func handshakeOnce(ctx context.Context, o *options, n int, msg []byte) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	c, err := o.dialer.dial(ctx, o.source(n))
+	if err != nil {
+		return err
+	}
+	defer c.close()
+	c.nc.SetDeadline(time.Now().Add(30 * time.Second))
+	if err := c.writeFrame(opText, msg); err != nil {
+		return err
+	}
+	_, got, err := c.readMessage()
+	if err != nil {
+		return err
+	}
+	if len(got) != len(msg) {
+		return fmt.Errorf("echo of %d bytes, sent %d", len(got), len(msg))
+	}
+	return nil
+}
+
+// runIdle opens -n connections, holds them silent (answering pings) for
+// -hold, reads the processes' RSS while holding, then checks that each one
+// still echoes.
+func runIdle(ctx context.Context, o *options) (*result, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	p := procs{o.pids}
+	rss0 := p.rss()
+	conns, err := openAll(ctx, o, o.count, o.conns)
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(os.Stderr, "wsload: %d connections open, holding them for %v\n", len(conns), o.hold)
+	echoes := make([]chan error, len(conns))
+	for i, c := range conns {
+		echoes[i] = make(chan error, 1)
+		go func() { // answers pings while idle; delivers the echo check
+			_, _, err := c.readMessage()
+			echoes[i] <- err
+		}()
+	}
+	cpu0 := p.cpu()
+	if err := sleep(ctx, o.hold); err != nil {
+		return nil, err
+	}
+	r := o.newResult()
+	r.Conns, r.Size, r.Seconds, r.Opened = o.count, 0, o.hold.Seconds(), len(conns)
+	if len(o.pids) > 0 {
+		r.ProxyCPUHoldMs = float64((p.cpu() - cpu0).Microseconds()) / 1000
+		r.RSSBeforeKiB, r.RSSHoldingKiB = rss0, p.rss()
+		r.RSSKiBPerConn = float64(r.RSSHoldingKiB-r.RSSBeforeKiB) / float64(len(conns))
+	}
+	var failed errs
+	msg := payload(32)
+	deadline := time.Now().Add(30 * time.Second)
+	for _, c := range conns {
+		c.nc.SetDeadline(deadline)
+		c.writeFrame(opText, msg) // a failure shows as the reader's error
+	}
+	for i := range conns {
+		if err := <-echoes[i]; err != nil {
+			failed.add(fmt.Errorf("connection %d after holding: %w", i, err))
+			continue
+		}
+		r.Echoed++
+	}
+	for _, c := range conns {
+		c.nc.SetDeadline(time.Time{})
+	}
+	closeAll(conns)
+	failed.into(r)
+	return r, nil
+}
