@@ -166,3 +166,53 @@ func FuzzScanner(f *testing.F) {
 		}
 	})
 }
+
+type nopHooks struct{}
+
+func (nopHooks) data(frameHeader, uint64) bool    { return true }
+func (nopHooks) control(frameHeader, []byte) bool { return true }
+func forwardNothing([]byte) error                 { return nil }
+
+// BenchmarkScanner measures the frame scanner alone: a read holding 100
+// masked 32-byte frames, and one holding 16 KiB of a 64 KiB frame.
+func BenchmarkScanner(b *testing.B) {
+	small := bytes.Repeat(frameBytes(0x82, 32, true), 100)
+	big := append(frameBytes(0x82, 64<<10, true)[:14], make([]byte, 16<<10-14)...)
+	for _, c := range []struct {
+		name string
+		read []byte
+	}{{"100x32B", small}, {"16KiB-of-64KiB", big}} {
+		b.Run(c.name, func(b *testing.B) {
+			b.SetBytes(int64(len(c.read)))
+			b.ReportAllocs()
+			var sc frameScanner
+			for b.Loop() {
+				sc = frameScanner{held: sc.held[:0]}
+				if err := sc.scan(c.read, nopHooks{}, forwardNothing); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// frameBytes is a final frame with opcode op and n zero bytes of payload.
+func frameBytes(op byte, n int, masked bool) []byte {
+	f := []byte{0x80 | op}
+	m := byte(0)
+	if masked {
+		m = 0x80
+	}
+	switch {
+	case n < 126:
+		f = append(f, m|byte(n))
+	case n <= 0xFFFF:
+		f = append(f, m|126, byte(n>>8), byte(n))
+	default:
+		f = append(f, m|127, 0, 0, 0, 0, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+	}
+	if masked {
+		f = append(f, 1, 2, 3, 4)
+	}
+	return append(f, make([]byte, n)...)
+}

@@ -91,16 +91,6 @@ func newSide(name string, conn net.Conn, mask bool) *side {
 	return s
 }
 
-// copyBufSize matches the largest TLS record's plaintext (16 KiB), so one
-// read from the client's side never needs more. waitBufSize is what a pump
-// holds while its peer is quiet.
-const (
-	copyBufSize = 16 << 10
-	waitBufSize = 2 << 10
-)
-
-var bufPool = sync.Pool{New: func() any { b := make([]byte, copyBufSize); return &b }}
-
 // direction is how one side's pump ended.
 type direction struct {
 	n   int64
@@ -208,35 +198,15 @@ func (t *tunnel) pump(src, dst *side, pending []byte) direction {
 			return direction{n, err}
 		}
 	}
-	// While the peer is quiet the pump waits on a small buffer of its own;
-	// a pooled 16 KiB buffer is held only while reads keep filling it, so an
-	// idle tunnel holds 2 KiB per direction instead of 16 (memory per idle
-	// tunnel is what bounds a proxy of long-lived connections).
-	var small [waitBufSize]byte
-	var bp *[]byte
-	defer func() {
-		if bp != nil {
-			bufPool.Put(bp)
-		}
-	}()
+	rd := newReader(src.conn)
+	defer rd.release()
 	for {
-		buf := small[:]
-		if bp != nil {
-			buf = *bp
-		}
-		r, rerr := src.conn.Read(buf)
-		if r > 0 {
-			if err := feed(buf[:r]); err != nil {
+		b, rerr := rd.read()
+		if len(b) > 0 {
+			if err := feed(b); err != nil {
 				t.close()
 				return direction{n, err}
 			}
-		}
-		switch {
-		case r == len(buf) && bp == nil: // more is likely waiting
-			bp = bufPool.Get().(*[]byte)
-		case r < waitBufSize && bp != nil: // the burst is over: wait small again
-			bufPool.Put(bp)
-			bp = nil
 		}
 		if rerr == nil {
 			continue

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -36,7 +37,22 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, st *stat
 		s.refuse(w, r, rt, status, kind, reason, nil)
 		return
 	}
-	defer s.limit.release(ip)
+	// Until the tunnel's goroutine takes over, what was acquired here is
+	// released here.
+	var up *upstream
+	var tunnelStarted, upCounted, handedOff bool
+	defer func() {
+		if handedOff {
+			return
+		}
+		s.limit.release(ip)
+		if upCounted {
+			up.conns.Add(-1)
+		}
+		if tunnelStarted {
+			s.endTunnel()
+		}
+	}()
 	start := time.Now()
 	backend, up, br, resp, err := s.backendHandshake(r, st, rt)
 	if err != nil {
@@ -61,9 +77,9 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, st *stat
 		s.refuse(w, r, rt, http.StatusServiceUnavailable, "shutting-down", "proxy is shutting down", nil)
 		return
 	}
-	defer s.endTunnel()
+	tunnelStarted = true
 	up.conns.Add(1)
-	defer up.conns.Add(-1)
+	upCounted = true
 
 	client, crw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
@@ -103,14 +119,29 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, st *stat
 	if m := s.metrics.Load(); m != nil {
 		t.ended = m.tunnelsEnded
 	}
-	t.run(s.drain, s.ctx, buffered(crw.Reader), buffered(br))
+	// The tunnel runs on a goroutine of its own and this handler returns:
+	// net/http's goroutine for the connection then ends, and with it its
+	// stack (grown by the TLS handshake), the request, the response and the
+	// read buffer, which would otherwise stay for the tunnel's whole life.
+	fromClient, fromBackend := buffered(crw.Reader), buffered(br)
+	handedOff = true
+	go func() {
+		defer s.endTunnel()
+		defer up.conns.Add(-1)
+		defer s.limit.release(ip)
+		t.run(s.drain, s.ctx, fromClient, fromBackend)
+	}()
 }
 
-// buffered returns the bytes br has read ahead from its connection. They
-// belong to the tunnel and are forwarded before anything else.
+// buffered returns a copy of the bytes br has read ahead from its
+// connection (nil if none). They belong to the tunnel and are forwarded
+// before anything else.
 func buffered(br *bufio.Reader) []byte {
+	if br.Buffered() == 0 {
+		return nil
+	}
 	b, _ := br.Peek(br.Buffered())
-	return b
+	return bytes.Clone(b)
 }
 
 // backendError is a failed backend handshake with the client's status.

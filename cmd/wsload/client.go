@@ -37,7 +37,9 @@ const (
 // errClosed is returned by readMessage when the server sent a close frame.
 type errClosed struct{ code int }
 
-func (e errClosed) Error() string { return fmt.Sprintf("server closed the connection (code %d)", e.code) }
+func (e errClosed) Error() string {
+	return fmt.Sprintf("server closed the connection (code %d)", e.code)
+}
 
 type conn struct {
 	wmu  sync.Mutex // writeFrame: a reader answering a ping may race a writer
