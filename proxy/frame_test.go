@@ -176,8 +176,9 @@ func forwardNothing([]byte) error                 { return nil }
 // BenchmarkScanner measures the frame scanner alone: a read holding 100
 // masked 32-byte frames, and one holding 16 KiB of a 64 KiB frame.
 func BenchmarkScanner(b *testing.B) {
-	small := bytes.Repeat(frameBytes(0x82, 32, true), 100)
-	big := append(frameBytes(0x82, 64<<10, true)[:14], make([]byte, 16<<10-14)...)
+	mask := &[4]byte{1, 2, 3, 4}
+	small := bytes.Repeat(appendFrame(nil, opBinary, make([]byte, 32), mask), 100)
+	big := appendFrame(nil, opBinary, make([]byte, 64<<10), mask)[:16<<10]
 	for _, c := range []struct {
 		name string
 		read []byte
@@ -194,25 +195,4 @@ func BenchmarkScanner(b *testing.B) {
 			}
 		})
 	}
-}
-
-// frameBytes is a final frame with opcode op and n zero bytes of payload.
-func frameBytes(op byte, n int, masked bool) []byte {
-	f := []byte{0x80 | op}
-	m := byte(0)
-	if masked {
-		m = 0x80
-	}
-	switch {
-	case n < 126:
-		f = append(f, m|byte(n))
-	case n <= 0xFFFF:
-		f = append(f, m|126, byte(n>>8), byte(n))
-	default:
-		f = append(f, m|127, 0, 0, 0, 0, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
-	}
-	if masked {
-		f = append(f, 1, 2, 3, 4)
-	}
-	return append(f, make([]byte, n)...)
 }

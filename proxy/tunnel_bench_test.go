@@ -27,7 +27,7 @@ func BenchmarkTunnel(b *testing.B) {
 		b.Run(fmt.Sprintf("%dB", size), func(b *testing.B) {
 			conn, br := rawClient(b, e.addr, e.tls)
 			defer conn.Close()
-			out := maskedFrame(size)
+			out := frame(true, 0, 0x2, make([]byte, size), false) // masked, as a client's
 			in := make([]byte, size+14)
 			b.SetBytes(int64(size))
 			b.ReportAllocs()
@@ -43,25 +43,6 @@ func BenchmarkTunnel(b *testing.B) {
 			b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
 		})
 	}
-}
-
-// maskedFrame is a final binary frame of size bytes, masked as a client's.
-func maskedFrame(size int) []byte {
-	f := []byte{0x82}
-	switch {
-	case size < 126:
-		f = append(f, 0x80|byte(size))
-	case size <= 0xFFFF:
-		f = append(f, 0x80|126, byte(size>>8), byte(size))
-	default:
-		f = append(f, 0x80|127)
-		f = binary.BigEndian.AppendUint64(f, uint64(size))
-	}
-	f = append(f, 0x12, 0x34, 0x56, 0x78)
-	for i := range size {
-		f = append(f, byte(i)^[]byte{0x12, 0x34, 0x56, 0x78}[i&3])
-	}
-	return f
 }
 
 // readFrame reads one frame into buf without allocating, unmasking it if

@@ -40,16 +40,14 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, st *stat
 	// Until the tunnel's goroutine takes over, what was acquired here is
 	// released here.
 	var up *upstream
-	var tunnelStarted, upCounted, handedOff bool
+	var registered, handedOff bool // registered: startTunnel and up.conns
 	defer func() {
 		if handedOff {
 			return
 		}
 		s.limit.release(ip)
-		if upCounted {
+		if registered {
 			up.conns.Add(-1)
-		}
-		if tunnelStarted {
 			s.endTunnel()
 		}
 	}()
@@ -77,9 +75,8 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, st *stat
 		s.refuse(w, r, rt, http.StatusServiceUnavailable, "shutting-down", "proxy is shutting down", nil)
 		return
 	}
-	tunnelStarted = true
 	up.conns.Add(1)
-	upCounted = true
+	registered = true
 
 	client, crw, err := http.NewResponseController(w).Hijack()
 	if err != nil {

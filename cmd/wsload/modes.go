@@ -169,10 +169,7 @@ func runRTT(ctx context.Context, o *options) (*result, error) {
 	}
 	closeAll(conns)
 	r := o.newResult()
-	r.latencies(samples)
-	for _, s := range samples {
-		r.Messages += int64(len(s))
-	}
+	r.Messages = r.latencies(samples)
 	r.MsgsPerS = float64(r.Messages) / o.duration.Seconds()
 	if len(o.pids) > 0 && r.Messages > 0 {
 		r.ProxyCPUs = w.cpu.Seconds()
@@ -302,10 +299,7 @@ func runHandshake(ctx context.Context, o *options) (*result, error) {
 		return nil, merr
 	}
 	r := o.newResult()
-	r.latencies(samples)
-	for _, s := range samples {
-		r.Handshake += int64(len(s))
-	}
+	r.Handshake = r.latencies(samples)
 	r.HsPerS = float64(r.Handshake) / o.duration.Seconds()
 	if len(o.pids) > 0 && r.Handshake > 0 {
 		r.ProxyCPUs = w.cpu.Seconds()

@@ -104,14 +104,15 @@ func (e *errs) into(r *result) {
 	r.Errors, r.FirstError = e.n, e.first
 }
 
-// latencies sets the percentiles from every worker's samples.
-func (r *result) latencies(per [][]time.Duration) {
+// latencies sets the percentiles from every worker's samples and returns
+// how many there were.
+func (r *result) latencies(per [][]time.Duration) int64 {
 	var all []time.Duration
 	for _, s := range per {
 		all = append(all, s...)
 	}
 	if len(all) == 0 {
-		return
+		return 0
 	}
 	slices.Sort(all)
 	at := func(q float64) float64 {
@@ -119,6 +120,7 @@ func (r *result) latencies(per [][]time.Duration) {
 		return float64(all[i]) / float64(time.Millisecond)
 	}
 	r.P50ms, r.P90ms, r.P99ms, r.MaxMs = at(0.50), at(0.90), at(0.99), at(1)
+	return int64(len(all))
 }
 
 // procs reads CPU time and RSS of a set of processes and their children.

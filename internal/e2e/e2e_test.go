@@ -76,7 +76,7 @@ func setup(t *testing.T) (env []string, dir string) {
 	}
 	checkChain(t, caPEM, leaf)
 
-	env = append(os.Environ(), "WSSPROXY_BIN="+bin, "E2E_DIR="+dir, "GORACE=halt_on_error=0")
+	env = append(os.Environ(), "WSSPROXY_BIN="+bin, "E2E_DIR="+dir)
 	return env, dir
 }
 
