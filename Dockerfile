@@ -14,7 +14,7 @@
 # .ci/docker-check reproduces this file's build and runs the result the way
 # this image does; a test fails if the two drift apart.
 
-FROM golang:1.26-bookworm AS build
+FROM golang:1.27-bookworm AS build
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download

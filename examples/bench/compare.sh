@@ -11,6 +11,7 @@
 # which starts every process on 127.0.0.1 and stops each by its PID.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+export GOTOOLCHAIN="${GOTOOLCHAIN_WANT:-go1.27.3}" # go.mod says go 1.27.3; the go command fetches it from the module proxy
 
 need=()
 command -v nginx >/dev/null || need+=(nginx)
