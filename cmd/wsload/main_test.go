@@ -39,24 +39,37 @@ func proxyURL(t *testing.T) (string, string) {
 }
 
 // load runs wsload and returns its JSON line, decoded, and its human line.
-func load(t *testing.T, args ...string) (map[string]any, string) {
+// Decoding into result makes a missing field a zero the test reports, not
+// a panic.
+func load(t *testing.T, args ...string) (*result, string) {
+	t.Helper()
+	return loadWithin(t, time.Minute, args...)
+}
+
+func loadWithin(t *testing.T, limit time.Duration, args ...string) (*result, string) {
 	t.Helper()
 	var out, errb bytes.Buffer
-	if err := run(testutil.Context(t, time.Minute), args, &out, &errb); err != nil {
+	ctx := testutil.Context(t, limit)
+	if err := run(ctx, args, &out, &errb); err != nil {
 		t.Fatalf("wsload %v: %v\n%s%s", args, err, out.String(), errb.String())
+	}
+	if ctx.Err() != nil {
+		t.Fatalf("wsload %v: still running when its %v limit ended it", args, limit)
 	}
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
 	if len(lines) != 2 {
 		t.Fatalf("want a JSON line and a human line, got:\n%s", out.String())
 	}
-	var r map[string]any
-	if err := json.Unmarshal([]byte(lines[0]), &r); err != nil {
+	var r result
+	dec := json.NewDecoder(strings.NewReader(lines[0]))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&r); err != nil {
 		t.Fatalf("JSON line %q: %v", lines[0], err)
 	}
-	if r["errors"].(float64) != 0 {
-		t.Fatalf("errors: %v", r)
+	if r.Errors != 0 {
+		t.Fatalf("errors: %+v", r)
 	}
-	return r, lines[1]
+	return &r, lines[1]
 }
 
 // TestModes guards each mode end to end through a real proxy: the counts it
@@ -69,26 +82,43 @@ func TestModes(t *testing.T) {
 	common := []string{"-url", url, "-ca", ca, "-server-name", "localhost", "-warmup", "0s", "-d", "300ms", "-pids", pid}
 
 	r, human := load(t, append([]string{"-mode", "rtt", "-c", "4"}, common...)...)
-	if r["messages"].(float64) < 1 || r["p99_ms"].(float64) <= 0 || r["proxy_cpu_us_per_msg"] == nil {
-		t.Errorf("rtt: %v", r)
+	if r.Messages < 1 || r.P99ms <= 0 || r.CPUusPerMsg <= 0 {
+		t.Errorf("rtt: want messages, p99_ms and proxy_cpu_us_per_msg: %+v", r)
 	}
 	if !strings.Contains(human, "msgs/s") || !strings.Contains(human, "µs/msg") {
 		t.Errorf("rtt human line: %s", human)
 	}
 
 	r, _ = load(t, append([]string{"-mode", "throughput", "-c", "2", "-size", "65536"}, common...)...)
-	if r["mb_up"].(float64) <= 0 || r["mb_down"].(float64) <= 0 || r["proxy_cpu_ms_per_mb"] == nil {
-		t.Errorf("throughput: %v", r)
+	if r.MBUp <= 0 || r.MBDown <= 0 || r.CPUmsPerMB <= 0 {
+		t.Errorf("throughput: want mb_up, mb_down and proxy_cpu_ms_per_mb: %+v", r)
 	}
 
 	r, _ = load(t, append([]string{"-mode", "handshake", "-c", "2"}, common...)...)
-	if r["handshakes"].(float64) < 1 || r["proxy_cpu_us_per_handshake"] == nil {
-		t.Errorf("handshake: %v", r)
+	if r.Handshake < 1 || r.CPUusPerHs <= 0 {
+		t.Errorf("handshake: want handshakes and proxy_cpu_us_per_handshake: %+v", r)
 	}
 
 	r, _ = load(t, "-mode", "idle", "-n", "40", "-hold", "0s", "-sources", "4", "-url", url, "-ca", ca, "-server-name", "localhost", "-pids", pid)
-	if r["opened"].(float64) != 40 || r["still_echoing"].(float64) != 40 || r["proxy_rss_kib_holding"] == nil {
-		t.Errorf("idle: %v", r)
+	if r.Opened != 40 || r.Echoed != 40 || r.RSSHoldingKiB <= 0 {
+		t.Errorf("idle: want 40 opened, 40 still echoing and proxy_rss_kib_holding: %+v", r)
+	}
+}
+
+// TestRunEndsAfterWindow guards -d bounding a run: with one message in
+// flight per connection the writer finds nothing in flight when the window
+// ends, and the reader must stop then, not wait out a read deadline (it
+// used to wait 10 s, more than this run's whole limit).
+func TestRunEndsAfterWindow(t *testing.T) {
+	url, ca := proxyURL(t)
+	for _, mode := range []string{"throughput", "rtt"} {
+		t.Run(mode, func(t *testing.T) {
+			r, _ := loadWithin(t, 8*time.Second, "-mode", mode, "-c", "2", "-window", "1", "-size", "1024",
+				"-url", url, "-ca", ca, "-server-name", "localhost", "-warmup", "0s", "-d", "200ms")
+			if r.MBUp+float64(r.Messages) <= 0 {
+				t.Errorf("%s: no work counted: %+v", mode, r)
+			}
+		})
 	}
 }
 
@@ -96,8 +126,8 @@ func TestModes(t *testing.T) {
 func TestDirect(t *testing.T) {
 	url := "ws://" + testutil.Serve(t, echo.Handler(echo.Options{})) + "/"
 	r, _ := load(t, "-mode", "rtt", "-c", "2", "-url", url, "-warmup", "0s", "-d", "200ms")
-	if r["messages"].(float64) < 1 {
-		t.Errorf("direct rtt: %v", r)
+	if r.Messages < 1 {
+		t.Errorf("direct rtt: %+v", r)
 	}
 }
 

@@ -23,6 +23,10 @@ func newWindow(o *options) *window {
 	return &window{from: from, to: from.Add(o.duration), p: procs{o.pids}}
 }
 
+// drainGrace is how long after the window's end the echoes still in flight
+// may take; it bounds a run to its -warmup, -d and this.
+const drainGrace = 5 * time.Second
+
 func (w *window) in(t time.Time) bool { return !t.Before(w.from) && t.Before(w.to) }
 
 // measure sleeps to the window's start, reads CPU, sleeps to its end and
@@ -134,6 +138,9 @@ func runRTT(ctx context.Context, o *options) (*result, error) {
 	var failed errs
 	var wg sync.WaitGroup
 	for i, c := range conns {
+		// The last echo is due within drainGrace of the window's end: a
+		// lost message fails the run instead of stalling it.
+		c.nc.SetReadDeadline(w.to.Add(drainGrace))
 		wg.Go(func() {
 			msg := payload(o.size)
 			s := make([]time.Duration, 0, 4096)
@@ -166,6 +173,9 @@ func runRTT(ctx context.Context, o *options) (*result, error) {
 	wg.Wait()
 	if merr != nil {
 		return nil, merr
+	}
+	for _, c := range conns {
+		c.nc.SetReadDeadline(time.Time{})
 	}
 	closeAll(conns)
 	r := o.newResult()
@@ -210,8 +220,17 @@ func runThroughput(ctx context.Context, o *options) (*result, error) {
 				}
 				now := time.Now()
 				if !now.Before(w.to) {
-					// Let the reader collect what is in flight, then stop.
-					c.nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+					// The reader collects what is in flight, within
+					// drainGrace, then stops; with nothing in flight it
+					// stops now. writerDone is stored before read is
+					// loaded: either the reader sees it after its last
+					// read, or this sees that read.
+					writerDone.Store(true)
+					until := now.Add(drainGrace)
+					if read.Load() == written.Load() {
+						until = now
+					}
+					c.nc.SetReadDeadline(until)
 					return
 				}
 				if err := c.writeFrame(opBinary, msg); err != nil {
