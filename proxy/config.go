@@ -22,6 +22,7 @@ const (
 	DefaultMaxHeaderBytes    = 64 << 10
 	DefaultPingInterval      = 30 * time.Second
 	DefaultPingTimeout       = 10 * time.Second
+	DefaultSendTimeout       = 60 * time.Second
 )
 
 // Config is what the proxy does: its timeouts and its routes. A zero duration
@@ -200,6 +201,13 @@ type Route struct {
 	// BackendPingInterval pings the backend the same way (the client then
 	// gets 1014). Default off.
 	BackendPingInterval time.Duration `toml:"backend_ping_interval,omitempty,omitzero"`
+
+	// SendTimeout is how long a write to either peer may make no progress
+	// (like nginx's proxy_send_timeout): a peer that takes nothing for that
+	// long has stopped reading. It is dropped and the other side gets a
+	// close frame (1014 to the client, 1001 to the backend). It bounds the
+	// proxy's own pings and close frames too. Default 60s.
+	SendTimeout time.Duration `toml:"send_timeout,omitempty,omitzero"`
 
 	// IdleTimeout closes a tunnel (1001 to both sides) after this long
 	// without a data frame either way. Default off: idle WebSockets live.
@@ -410,6 +418,7 @@ func (r *Route) validate(key string) error {
 	}
 	errs = append(errs, checkDuration(key+".ping_timeout", r.PingTimeout))
 	errs = append(errs, checkDuration(key+".backend_ping_interval", r.BackendPingInterval))
+	errs = append(errs, checkDuration(key+".send_timeout", r.SendTimeout))
 	errs = append(errs, checkDuration(key+".idle_timeout", r.IdleTimeout))
 	errs = append(errs, checkDuration(key+".max_lifetime", r.MaxLifetime))
 	for _, o := range r.AllowedOrigins {
@@ -526,6 +535,7 @@ func (c Config) withDefaults() Config {
 		r := &c.Routes[i]
 		def(&r.HandshakeTimeout, c.HandshakeTimeout)
 		def(&r.PingTimeout, DefaultPingTimeout)
+		def(&r.SendTimeout, DefaultSendTimeout)
 		def(&r.FailTimeout, 10*time.Second)
 		def(&r.HealthTimeout, 5*time.Second)
 		if r.UnhealthyThreshold == 0 {

@@ -3,7 +3,9 @@ package proxy_test
 import (
 	"bufio"
 	"bytes"
+	"crypto/sha1"
 	"crypto/tls"
+	"encoding/base64"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -12,6 +14,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/coder/websocket"
 
@@ -35,14 +38,10 @@ type confCase struct {
 	// the proxy, where it differs from direct (the proxy tells it why).
 	proxyBackendEnd string
 	// proxyClientGets, when set, is what the client gets through the proxy
-	// where it differs from direct: the backend dropped TCP without a close
-	// frame, so the proxy sends 1014 "backend went away" (issue 4).
+	// where it differs from direct, because the proxy itself acts: a frame
+	// it cannot follow gets 1002.
 	proxyClientGets []byte
 }
-
-// backendWentAway is the proxy's close frame to a client whose backend
-// vanished without one.
-var backendWentAway = append([]byte{0x88, 19, 0x03, 0xf6}, "backend went away"...)
 
 var confMask = [4]byte{0x37, 0xfa, 0x21, 0x3d}
 
@@ -148,16 +147,18 @@ func conformanceCases() []confCase {
 		add(fmt.Sprintf("text not UTF-8 #%d", i+1), frame(true, 0, 0x1, []byte(s), false), normalClose)
 	}
 	add("text UTF-8 split across fragments", frame(false, 0, 0x1, []byte("\xce"), false), frame(true, 0, 0x0, []byte("\xba"), false), normalClose)
-	// coder/websocket drops these connections without a close frame.
-	vanishes := func(name string, frames ...[]byte) {
-		cs = append(cs, confCase{name: name, frames: cat(frames...), proxyClientGets: backendWentAway})
-	}
-	vanishes("unmasked text", frame(true, 0, 0x1, []byte("no mask"), true), normalClose)
-	vanishes("unmasked close", frame(true, 0, 0x8, []byte{3, 232}, true))
+	// coder/websocket drops these connections without a close frame; the
+	// client has sent its close, so through the proxy it sees the drop too.
+	add("unmasked text", frame(true, 0, 0x1, []byte("no mask"), true), normalClose)
+	add("unmasked close", frame(true, 0, 0x8, []byte{3, 232}, true))
 	add("close in the middle of a fragmented message", frame(false, 0, 0x1, []byte("part"), false), normalClose)
 	add("continuation without a start", frame(true, 0, 0x0, []byte("cont"), false), normalClose)
 	add("new message before the last finished", frame(false, 0, 0x1, []byte("one"), false), text("two"), normalClose)
-	vanishes("64-bit length with the top bit set", []byte{0x82, 0xff, 0x80, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4})
+	// A length that cannot be followed (RFC 6455 §5.2): coder/websocket
+	// drops the connection; the proxy, which cannot follow the stream
+	// either, fails it with 1002 both ways (§7.1.7).
+	cs = append(cs, confCase{name: "64-bit length with the top bit set", frames: []byte{0x82, 0xff, 0x80, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4},
+		proxyClientGets: append([]byte{0x88, 22, 0x03, 0xea}, "invalid frame length"...), proxyBackendEnd: "close 1002"})
 	add("16-bit length for a short payload", []byte{0x81, 0xfe, 0, 5, 1, 2, 3, 4, 'h' ^ 1, 'e' ^ 2, 'l' ^ 3, 'l' ^ 4, 'o' ^ 1}, normalClose)
 	add("data after the close", normalClose, text("after"))
 	add("two closes", normalClose, normalClose)
@@ -301,4 +302,156 @@ func trim(b []byte) []byte {
 		return append(b[:80:80], "…"...)
 	}
 	return b
+}
+
+// dropBackend is an echo backend that, like some servers (and the fuzzer
+// that found the proxy's differences), answers a close frame it finds
+// invalid (RFC 6455 §7.4: a code that may not be sent, a 1-byte payload, a
+// reason that is not UTF-8, RSV bits, over 125 bytes) by dropping TCP
+// without a close frame of its own (§7.1.1 allows it). A valid close is
+// echoed, then the connection closed. It reports "close N" or "dropped".
+func dropBackend(t *testing.T) (string, chan string) {
+	ends := make(chan string, 1)
+	addr := rawBackend(t, func(conn net.Conn) {
+		defer conn.Close()
+		conn.SetDeadline(time.Now().Add(10 * time.Second))
+		br := bufio.NewReader(conn)
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			return
+		}
+		sum := sha1.Sum([]byte(req.Header.Get("Sec-WebSocket-Key") + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
+		io.WriteString(conn, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+			"Sec-WebSocket-Accept: "+base64.StdEncoding.EncodeToString(sum[:])+"\r\n\r\n")
+		for {
+			b0, payload, err := readClientFrame(br)
+			if err != nil {
+				ends <- "failed"
+				return
+			}
+			if b0&0x0f != 0x8 {
+				conn.Write(frame(true, 0, b0&0x0f, payload, true)) // echo, unmasked
+				continue
+			}
+			if !validClose(b0, payload) {
+				ends <- "dropped"
+				return
+			}
+			conn.Write(frame(true, 0, 0x8, payload[:2], true))
+			ends <- fmt.Sprintf("close %d", binary.BigEndian.Uint16(payload))
+			return
+		}
+	})
+	return addr, ends
+}
+
+// validClose reports whether a close frame may be answered (RFC 6455 §5.5,
+// §7.4): no RSV bits, a 2-byte code that may be sent, a UTF-8 reason.
+func validClose(b0 byte, p []byte) bool {
+	if b0&0x70 != 0 || len(p) < 2 || len(p) > 125 || !utf8.Valid(p[2:]) {
+		return false
+	}
+	code := int(binary.BigEndian.Uint16(p))
+	return code >= 1000 && code <= 1003 || code >= 1007 && code <= 1011 || code >= 3000 && code <= 4999
+}
+
+// readClientFrame reads one masked frame: its first byte and its payload,
+// unmasked.
+func readClientFrame(br *bufio.Reader) (byte, []byte, error) {
+	var h [14]byte
+	if _, err := io.ReadFull(br, h[:2]); err != nil {
+		return 0, nil, err
+	}
+	n := uint64(h[1] & 0x7f)
+	switch n {
+	case 126:
+		if _, err := io.ReadFull(br, h[2:4]); err != nil {
+			return 0, nil, err
+		}
+		n = uint64(binary.BigEndian.Uint16(h[2:4]))
+	case 127:
+		if _, err := io.ReadFull(br, h[2:10]); err != nil {
+			return 0, nil, err
+		}
+		n = binary.BigEndian.Uint64(h[2:10])
+	}
+	if h[1]&0x80 == 0 || n > 1<<20 {
+		return 0, nil, fmt.Errorf("unmasked or huge frame (%d bytes)", n)
+	}
+	var mask [4]byte
+	if _, err := io.ReadFull(br, mask[:]); err != nil {
+		return 0, nil, err
+	}
+	p := make([]byte, n)
+	if _, err := io.ReadFull(br, p); err != nil {
+		return 0, nil, err
+	}
+	for i := range p {
+		p[i] ^= mask[i%4]
+	}
+	return h[0], p, nil
+}
+
+// TestCloseAnsweredByDrop guards the close handshake's edges against a
+// backend that answers a bad close by dropping TCP: the client has sent its
+// close, so through the proxy it sees the drop, as it does directly, and
+// not a 1014 "backend went away" it never asked for. A close over 125
+// bytes is recognised as a close. The valid closes are the control: they
+// are echoed both ways.
+func TestCloseAnsweredByDrop(t *testing.T) {
+	testutil.CheckLeaks(t)
+	ctx := testutil.Context(t, 60*time.Second)
+	backend, ends := dropBackend(t)
+	e := startProxy(t, route("/wss", "ws://"+backend))
+	var cases []confCase
+	add := func(name string, frames ...[]byte) {
+		cases = append(cases, confCase{name: name, frames: cat(frames...)})
+	}
+	for _, code := range []int{0, 999, 1004, 1005, 1006, 1014, 1015, 1016, 1100, 2000, 2999, 5000, 65535} {
+		add(fmt.Sprintf("invalid close code %d", code), closeWith(code, ""))
+	}
+	add("close with a 1-byte payload", frame(true, 0, 0x8, []byte{3}, false))
+	add("close reason not UTF-8", closeWith(1000, "\xff\xfe"))
+	for rsv := byte(1); rsv <= 7; rsv++ {
+		add(fmt.Sprintf("close with rsv %03b", rsv), frame(true, rsv, 0x8, []byte{3, 232}, false))
+	}
+	add("close with 200 bytes", text("first"), frame(true, 0, 0x8, append([]byte{3, 232}, bytes.Repeat([]byte("r"), 198)...), false))
+	add("valid close 1000", text("hello"), closeWith(1000, "bye"))
+	add("valid close 4000", closeWith(4000, ""))
+	end := func() string {
+		select {
+		case s := <-ends:
+			return s
+		case <-ctx.Done():
+			return "no end seen"
+		}
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			direct, err := net.Dial("tcp", backend)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := runCase(t, direct, c)
+			direct.Close()
+			wantEnd := end()
+
+			proxied, err := tls.Dial("tcp", e.addr, e.tls)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := runCase(t, proxied, c)
+			proxied.Close()
+			if gotEnd := end(); gotEnd != wantEnd {
+				t.Errorf("backend saw %q through the proxy, %q directly", gotEnd, wantEnd)
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("client got %d bytes through the proxy, %d directly:\n proxy  %q\n direct %q", len(got), len(want), trim(got), trim(want))
+			}
+		})
+	}
+	waitTunnels(t, ctx, e, 0)
+	if lines := e.logs.Lines(`reason="backend vanished"`); len(lines) != 0 {
+		t.Errorf("the proxy told a client its backend went away:\n%s", strings.Join(lines, "\n"))
+	}
 }

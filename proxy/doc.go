@@ -75,13 +75,28 @@
 //     the other direction flows until it ends too.
 //   - A peer that ends without a close frame: the other side gets one (1014
 //     to the client, 1001 to the backend), then closeGrace (5 s) to answer.
-//     A peer that ends mid-frame: the other side's connection is closed, as
-//     its stream cannot be finished.
+//     But if the other side had sent its close, the drop is its answer (RFC
+//     6455 §7.1.1 allows it after a protocol error): it is passed on, as the
+//     other side would see it directly. A peer that ends mid-frame: the
+//     other side's connection is closed, as its stream cannot be finished.
+//   - send_timeout: every write to a peer, data or the proxy's own frames,
+//     has a write deadline (moved about once per send_timeout/8, not per
+//     write). A write that makes no progress for send_timeout means that
+//     peer stopped reading: it is dropped and the other side gets a close
+//     frame (1014 to the client, 1001 to the backend).
 //   - Keepalive (keepalive.go): a side silent for ping_interval is pinged
 //     with the proxy's token; silent for ping_timeout more, it is dropped and
-//     the other side gets a close frame. idle_timeout and max_lifetime end
-//     with 1001, max_message_size with 1009, both ways. All are runtime
-//     timers: an idle tunnel has no goroutine waiting on them.
+//     the other side gets a close frame. A side whose pump is blocked writing
+//     to the other is not being read, so its silence does not count (the
+//     blocked write is send_timeout's). idle_timeout and max_lifetime end
+//     with 1001, max_message_size with 1009, both ways; after 1009 the
+//     scanner still follows the sender's frames, forwarding none, so its
+//     close reply ends its connection at once. A frame length with the top
+//     bit set cannot be followed: 1002 both ways, and the sender's
+//     connection closed once its close frame is out. All are runtime
+//     timers: an idle tunnel has no goroutine waiting on them, and each
+//     follow-up timer (ping timeout, close grace) is armed before the write
+//     it follows, which may wait.
 //   - Shutdown: the drain context ends first and every tunnel sends 1001 to
 //     both peers; the Server's context ends at the deadline and closes every
 //     connection through context.AfterFunc. http.Server.Shutdown cannot see
@@ -109,7 +124,8 @@
 //
 // Per read the tunnel does: one Read (and one that finds the socket empty
 // at the end of a burst); a scan of the frame headers in it;
-// one uncontended lock of the destination's output; usually one Write (more
+// one uncontended lock of the destination's output; one clock read for the
+// write deadline (set only when an eighth of send_timeout has passed); usually one Write (more
 // only when a header straddles two reads or a control frame is consumed);
 // one time.Since for keepalive; one atomic add for the byte metrics. No
 // allocations, no logging, nothing per byte. BenchmarkEcho measures it

@@ -1,6 +1,9 @@
 package proxy
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+	"math"
+)
 
 // WebSocket opcodes (RFC 6455 §5.2).
 const (
@@ -20,7 +23,8 @@ const maxControlPayload = 125
 // a byte stream without changing it: it reads frame headers only, never
 // unmasks a data payload, and never buffers one. Frames that break the
 // protocol are passed on as they are, for the endpoint to refuse: the
-// scanner only needs their length.
+// scanner only needs their length. The one exception is a length with the
+// top bit set (RFC 6455 §5.2), which cannot be followed at all.
 //
 // Control frames of valid size are held whole (at most 131 bytes) so the
 // tunnel can recognise and consume the pongs that answer its own pings.
@@ -32,8 +36,12 @@ type frameScanner struct {
 	held    []byte // a whole control frame being collected
 	holding bool
 
-	msgLen  uint64 // payload so far of the current (fragmented) message
-	dropped bool   // a hook refused a frame: nothing more is forwarded
+	msgLen uint64 // payload so far of the current (fragmented) message; saturates
+	// discard: a hook refused a data frame (the tunnel is closing). Frames
+	// are still followed, so control frames (the peer's close reply) reach
+	// the hooks, but nothing more is passed on.
+	discard bool
+	broken  bool // a header that cannot be followed: nothing more is read
 }
 
 // frameHeader is what the tunnel learns of each frame.
@@ -45,16 +53,21 @@ type frameHeader struct {
 	mask   [4]byte
 }
 
-// scanHooks receive what scan finds. Each returns whether the bytes
-// concerned are forwarded.
+// scanHooks receive what scan finds.
 type scanHooks interface {
 	// data is called at each non-control frame's header, with the length
-	// of the message so far including this frame. false drops the stream
-	// from here on (the tunnel is closing).
+	// of the message so far including this frame. false discards the
+	// stream from here on (the tunnel is closing).
 	data(h frameHeader, msgLen uint64) bool
 	// control is called with a whole control frame (header and payload,
 	// still masked as it came). false consumes it.
 	control(h frameHeader, frame []byte) bool
+	// oversized is called at the header of a control frame longer than
+	// 125 bytes (invalid, §5.5), which is passed on as it comes.
+	oversized(h frameHeader)
+	// malformed is called at a header whose 64-bit length has the top bit
+	// set (§5.2). Nothing of it or after it is passed on.
+	malformed(h frameHeader)
 }
 
 // scan walks p, calling forward for every run of bytes to pass on, in
@@ -64,7 +77,7 @@ type scanHooks interface {
 // control frame split across reads is passed on from the scanner's copy,
 // and only a consumed frame splits a run.
 func (s *frameScanner) scan(p []byte, hooks scanHooks, forward func([]byte) error) error {
-	if s.dropped {
+	if s.broken {
 		return nil
 	}
 	start := 0 // first byte of p not yet passed on or dropped
@@ -77,20 +90,12 @@ func (s *frameScanner) scan(p []byte, hooks scanHooks, forward func([]byte) erro
 			s.left -= uint64(n)
 			start = i
 			if s.left == 0 {
-				s.holding = false
-				h, _ := parseHeader(s.held)
-				if hooks.control(h, s.held) {
-					if err := forward(s.held); err != nil {
-						return err
-					}
+				if err := s.release(hooks, forward); err != nil {
+					return err
 				}
-				s.held = s.held[:0]
 			}
 		case s.left > 0: // payload: passed on in place
-			n := uint64(len(p) - i)
-			if n > s.left {
-				n = s.left
-			}
+			n := min(uint64(len(p)-i), s.left)
 			i += int(n)
 			s.left -= n
 		default: // a header
@@ -106,7 +111,7 @@ func (s *frameScanner) scan(p []byte, hooks scanHooks, forward func([]byte) erro
 			}
 			h, size := parseHeader(s.hdr[:s.hdrLen])
 			if size == 0 { // incomplete: the rest comes with the next read
-				if err := flush(p[start:begin], forward); err != nil {
+				if err := s.pass(p[start:begin], forward); err != nil {
 					return err
 				}
 				start = i
@@ -114,16 +119,24 @@ func (s *frameScanner) scan(p []byte, hooks scanHooks, forward func([]byte) erro
 			}
 			s.hdrLen = 0
 			if split { // the header is only whole in s.hdr
-				if err := flush(p[start:begin], forward); err != nil {
+				if err := s.pass(p[start:begin], forward); err != nil {
 					return err
 				}
 				start = i
+			}
+			if h.length >= 1<<63 {
+				s.broken = true
+				hooks.malformed(h)
+				if split {
+					return nil // what came before is passed on already
+				}
+				return s.pass(p[start:begin], forward)
 			}
 			if h.opcode >= opClose && h.length <= maxControlPayload {
 				end := i + int(h.length)
 				if !split && end <= len(p) { // whole in this read
 					if !hooks.control(h, p[begin:end]) {
-						if err := flush(p[start:begin], forward); err != nil {
+						if err := s.pass(p[start:begin], forward); err != nil {
 							return err
 						}
 						start = end
@@ -133,65 +146,85 @@ func (s *frameScanner) scan(p []byte, hooks scanHooks, forward func([]byte) erro
 				}
 				// Hold it until it is whole.
 				if !split { // else what came before is passed on already
-					if err := flush(p[start:begin], forward); err != nil {
+					if err := s.pass(p[start:begin], forward); err != nil {
 						return err
 					}
-				}
-				if split {
-					s.held = append(s.held[:0], s.hdr[:size]...)
-				} else {
 					s.held = append(s.held[:0], p[begin:i]...)
+				} else {
+					s.held = append(s.held[:0], s.hdr[:size]...)
 				}
 				s.holding, s.left = true, h.length
 				start = i
 				if s.left == 0 { // no payload: whole already
-					s.holding = false
-					if hooks.control(h, s.held) {
-						if err := forward(s.held); err != nil {
-							return err
-						}
+					if err := s.release(hooks, forward); err != nil {
+						return err
 					}
 				}
 				continue
 			}
-			if h.opcode < opClose {
-				if h.opcode != opContinuation {
-					s.msgLen = 0
-				}
-				s.msgLen += h.length
-				if !hooks.data(h, s.msgLen) {
-					s.dropped = true
-					if split {
-						return nil // what came before is passed on already
+			if h.opcode >= opClose {
+				hooks.oversized(h)
+			} else if s.refused(h, hooks) {
+				// What came before goes; from this header on, nothing.
+				if !split {
+					if err := s.pass(p[start:begin], forward); err != nil {
+						return err
 					}
-					return flush(p[start:begin], forward)
 				}
-				if h.fin {
-					s.msgLen = 0
-				}
+				s.discard = true
 			}
 			s.left = h.length
 			if split {
-				if err := forward(s.hdr[:size]); err != nil {
+				if err := s.pass(s.hdr[:size], forward); err != nil {
 					return err
 				}
 			}
 		}
 	}
-	return flush(p[start:], forward)
+	return s.pass(p[start:], forward)
+}
+
+// refused follows a data frame's header: the message's length so far, and
+// the data hook. true: the hook refused it now.
+func (s *frameScanner) refused(h frameHeader, hooks scanHooks) bool {
+	if h.opcode != opContinuation {
+		s.msgLen = 0
+	}
+	if s.msgLen += h.length; s.msgLen < h.length {
+		s.msgLen = math.MaxUint64 // saturates: fragments cannot wrap the sum
+	}
+	refuse := !s.discard && !hooks.data(h, s.msgLen)
+	if h.fin {
+		s.msgLen = 0
+	}
+	return refuse
+}
+
+// release hands a held control frame, now whole, to the hooks and passes it
+// on unless consumed.
+func (s *frameScanner) release(hooks scanHooks, forward func([]byte) error) error {
+	s.holding = false
+	h, _ := parseHeader(s.held)
+	var err error
+	if hooks.control(h, s.held) {
+		err = s.pass(s.held, forward)
+	}
+	s.held = s.held[:0]
+	return err
+}
+
+// pass forwards b unless it is empty or the stream is being discarded.
+func (s *frameScanner) pass(b []byte, forward func([]byte) error) error {
+	if len(b) == 0 || s.discard {
+		return nil
+	}
+	return forward(b)
 }
 
 // atBoundary reports whether the stream so far ends between frames, where
 // the proxy may insert a frame of its own.
 func (s *frameScanner) atBoundary() bool {
 	return s.left == 0 && s.hdrLen == 0 && !s.holding
-}
-
-func flush(p []byte, forward func([]byte) error) error {
-	if len(p) == 0 {
-		return nil
-	}
-	return forward(p)
 }
 
 // headerLen is the full header length once its first two bytes are known,

@@ -20,6 +20,14 @@ func (r *recordHooks) control(h frameHeader, frame []byte) bool {
 	return true
 }
 
+func (r *recordHooks) oversized(h frameHeader) {
+	r.events = append(r.events, fmt.Sprintf("oversized op=%d len=%d", h.opcode, h.length))
+}
+
+func (r *recordHooks) malformed(h frameHeader) {
+	r.events = append(r.events, fmt.Sprintf("malformed op=%d", h.opcode))
+}
+
 // scanChunks scans stream cut at cuts and returns the forwarded bytes and
 // the events.
 func scanChunks(t *testing.T, stream []byte, cuts []int) ([]byte, []string) {
@@ -138,9 +146,85 @@ func TestScannerConsumes(t *testing.T) {
 type consumePong struct{}
 
 func (consumePong) data(frameHeader, uint64) bool { return true }
+func (consumePong) oversized(frameHeader)         {}
+func (consumePong) malformed(frameHeader)         {}
 func (consumePong) control(h frameHeader, frame []byte) bool {
 	return !(h.opcode == opPong && string(controlPayload(nil, h, frame)) == "wssproxy-1")
 }
+
+// limitHooks refuses data past a message length, as max_message_size does,
+// and records the control frames and protocol errors it sees.
+type limitHooks struct {
+	limit  uint64
+	events []string
+}
+
+func (l *limitHooks) data(h frameHeader, msgLen uint64) bool {
+	if msgLen > l.limit {
+		l.events = append(l.events, fmt.Sprintf("refused msg=%d", msgLen))
+		return false
+	}
+	return true
+}
+
+func (l *limitHooks) control(h frameHeader, frame []byte) bool {
+	l.events = append(l.events, fmt.Sprintf("control op=%d %q", h.opcode, controlPayload(nil, h, frame)))
+	return true
+}
+func (l *limitHooks) oversized(h frameHeader) {
+	l.events = append(l.events, fmt.Sprintf("oversized op=%d", h.opcode))
+}
+func (l *limitHooks) malformed(h frameHeader) { l.events = append(l.events, "malformed") }
+
+// TestScannerLimits guards the scanner's part in max_message_size and in
+// frames that break the protocol, for every place a read may be cut:
+//   - a continuation whose 64-bit length has the top bit set is malformed
+//     (RFC 6455 §5.2), not a length to add: the sum cannot wrap below the
+//     limit, and nothing of that frame or after it is passed on;
+//   - after a refused frame nothing more is passed on, but the frames that
+//     follow are still followed, so the peer's close reply is seen;
+//   - a close frame over 125 bytes is still recognised as a control frame.
+func TestScannerLimits(t *testing.T) {
+	mask := &[4]byte{9, 8, 7, 6}
+	start := appendFrame(nil, opText, make([]byte, 100), mask)
+	start[0] &^= 0x80 // not FIN: a continuation follows
+	huge := []byte{0x80 | opContinuation, 0x80 | 127, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xce, 1, 2, 3, 4}
+	tooBig := appendFrame(nil, opBinary, make([]byte, 2000), mask)
+	tooBig[0] = tooBig[0]&0xf0 | opContinuation
+	closeReply := appendFrame(nil, opClose, []byte{0x03, 0xf1}, mask)
+	longClose := appendFrame(nil, opClose, append([]byte{0x03, 0xe8}, bytes.Repeat([]byte("r"), 198)...), mask)
+	for _, c := range []struct {
+		name       string
+		stream     []byte
+		wantOut    []byte
+		wantEvents string
+	}{
+		{"top-bit length after 100 bytes", cat(start, huge, closeReply), start, "[malformed]"},
+		{"refused frame, then the peer's close reply", cat(start, tooBig, closeReply), start,
+			`[refused msg=2100 control op=8 "\x03\xf1"]`},
+		{"close frame of 200 bytes", cat(longClose, closeReply), cat(longClose, closeReply),
+			`[oversized op=8 control op=8 "\x03\xf1"]`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			for cut := 0; cut <= len(c.stream); cut++ {
+				var s frameScanner
+				hooks := &limitHooks{limit: 1000}
+				var out bytes.Buffer
+				fwd := func(b []byte) error { out.Write(b); return nil }
+				s.scan(c.stream[:cut], hooks, fwd)
+				s.scan(c.stream[cut:], hooks, fwd)
+				if !bytes.Equal(out.Bytes(), c.wantOut) {
+					t.Fatalf("cut %d: passed on %d bytes, want %d", cut, out.Len(), len(c.wantOut))
+				}
+				if got := fmt.Sprint(hooks.events); got != c.wantEvents {
+					t.Fatalf("cut %d: events %s, want %s", cut, got, c.wantEvents)
+				}
+			}
+		})
+	}
+}
+
+func cat(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
 
 // FuzzScanner guards that no byte stream panics the scanner or changes as
 // it passes, and that chunking never changes what the hooks see.
@@ -171,6 +255,8 @@ type nopHooks struct{}
 
 func (nopHooks) data(frameHeader, uint64) bool    { return true }
 func (nopHooks) control(frameHeader, []byte) bool { return true }
+func (nopHooks) oversized(frameHeader)            {}
+func (nopHooks) malformed(frameHeader)            {}
 func forwardNothing([]byte) error                 { return nil }
 
 // BenchmarkScanner measures the frame scanner alone: a read holding 100

@@ -54,20 +54,22 @@ func (t *tunnel) keepalive(s *side, every, timeout time.Duration) {
 }
 
 // fire runs on the timer; runs never overlap, as each schedules the next.
+// Each schedules the next before it writes a ping: a write into a full
+// socket waits (up to send_timeout), and the ping timeout must run anyway.
 func (k *keeper) fire() {
 	now := int64(time.Since(k.t.start))
 	last := k.s.lastFrame.Load()
+	if k.t.other(k.s).busy() {
+		// s's pump is blocked writing to the other side, so nothing of s
+		// is being read: its silence says nothing. A stuck other side is
+		// send_timeout's to find.
+		k.waiting = false
+		k.timer(k.every)
+		return
+	}
 	if k.waiting {
 		if last == k.mark {
-			other := closeGoingAway
-			if k.s == k.t.backend {
-				other = closeBadGateway
-			}
-			toClient, toBackend := 0, other // drop the dead side, tell the other
-			if k.s == k.t.backend {
-				toClient, toBackend = other, 0
-			}
-			k.t.shut(k.s.name+" unresponsive", toClient, toBackend, k.s.name+" unresponsive")
+			k.t.deadPeer(k.s, k.s.name+" unresponsive")
 			return
 		}
 		k.waiting = false
@@ -77,8 +79,18 @@ func (k *keeper) fire() {
 		return
 	}
 	k.waiting, k.mark = true, last
-	k.s.send(k.s.ping(), false)
 	k.timer(k.limit)
+	k.s.send(k.s.ping(), false)
+}
+
+// busy reports whether a write to s is under way: the pump that writes to
+// s is then not reading its own side.
+func (s *side) busy() bool {
+	if !s.mu.TryLock() {
+		return true
+	}
+	s.mu.Unlock()
+	return false
 }
 
 // ping is the proxy's ping to s: its token, so the answer can be told

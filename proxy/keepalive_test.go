@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/wssproxy/wssproxy/internal/testutil"
 	"github.com/wssproxy/wssproxy/proxy"
@@ -259,6 +261,140 @@ func TestMaxMessageSize(t *testing.T) {
 			cr.wantClose(t, ctx, websocket.StatusMessageTooBig)
 		})
 	}
+}
+
+// TestBackendNotReading guards send_timeout: a backend that accepts the
+// upgrade and then never reads, while the client keeps sending and
+// answering pings. The client is not the one at fault: while the proxy
+// waits to write to the backend it reads nothing of the client, so the
+// client's silence is no sign of death. The write that makes no progress
+// for send_timeout names the backend: the client gets a 1014 close frame,
+// the backend is dropped, and the log and the metric say so.
+func TestBackendNotReading(t *testing.T) {
+	testutil.CheckLeaks(t)
+	ctx := testutil.Context(t, 30*time.Second)
+	release := make(chan struct{})
+	backend := testutil.Serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.CloseNow()
+		select { // never reads
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer close(release)
+	e := startProxy(t, proxy.Config{Routes: []proxy.Route{{
+		Path: "/wss", Backend: "ws://" + backend,
+		PingInterval: dur(50 * time.Millisecond), PingTimeout: 50 * time.Millisecond, SendTimeout: time.Second,
+	}}})
+	reg := prometheus.NewRegistry()
+	if err := e.srv.RegisterMetrics(reg); err != nil {
+		t.Fatal(err)
+	}
+	c := e.mustDial(ctx, "/wss", nil)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() { // sends until the socket buffers are full, and on
+		msg := make([]byte, 64<<10)
+		for range 4000 {
+			if c.Write(ctx, websocket.MessageBinary, msg) != nil {
+				return
+			}
+		}
+	})
+	if code, reason := readClose(ctx, c); code != 1014 || reason != "backend not reading" {
+		t.Fatalf("client got %d %q, want 1014 \"backend not reading\"", code, reason)
+	}
+	waitTunnels(t, ctx, e, 0)
+	if n := len(e.logs.Lines("tunnel closed", "level=WARN", `reason="backend not reading"`)); n != 1 {
+		t.Errorf("want one warning naming the backend; log:\n%s", e.logs)
+	}
+	if v := counter(t, reg, "wssproxy_tunnels_ended_total", "reason", "dead_peer"); v != 1 {
+		t.Errorf("wssproxy_tunnels_ended_total{reason=\"dead_peer\"} = %v, want 1", v)
+	}
+}
+
+// counter is the sum of the counters called name whose label has value.
+func counter(t *testing.T, reg *prometheus.Registry, name, label, value string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if lp.GetName() == label && lp.GetValue() == value {
+					sum += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return sum
+}
+
+// TestMaxMessageSizeCloseReply guards that after a message over
+// max_message_size the proxy still follows the sender's frames: the
+// sender's reply to the proxy's 1009 ends its connection at once. (The
+// close grace is made longer than the test waits, so only a reply seen
+// ends it.)
+func TestMaxMessageSizeCloseReply(t *testing.T) {
+	testutil.CheckLeaks(t)
+	proxy.SetCloseGrace(t, time.Hour)
+	ctx := testutil.Context(t, 10*time.Second)
+	cr := newCloseRecorder(1)
+	e := startProxy(t, proxy.Config{Routes: []proxy.Route{{
+		Path: "/wss", Backend: "ws://" + testutil.Serve(t, cr), MaxMessageSize: 1000,
+	}}})
+	conn, br := rawClient(t, e.addr, e.tls)
+	defer conn.Close()
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	conn.Write(frame(true, 0, 0x2, make([]byte, 2000), false))
+	got := make([]byte, 2+len("message too big")+2)
+	if _, err := io.ReadFull(br, got); err != nil || !bytes.Equal(got[:4], []byte{0x88, 17, 0x03, 0xf1}) {
+		t.Fatalf("client got %q, %v; want a 1009 close frame", got, err)
+	}
+	conn.Write(closeWith(1009, ""))
+	if rest, err := io.ReadAll(br); err != nil || len(rest) != 0 || ctx.Err() != nil {
+		t.Fatalf("after the close reply: %q, %v (context: %v); want the connection closed", rest, err, ctx.Err())
+	}
+	cr.wantClose(t, ctx, websocket.StatusMessageTooBig)
+	waitTunnels(t, ctx, e, 0)
+}
+
+// TestMaxMessageSizeTopBitLength guards max_message_size against a length
+// that wraps it: 100 bytes, then a continuation claiming 2^64-50 (its top
+// bit set, which RFC 6455 §5.2 forbids), used to sum to 50 and pass. It is
+// a protocol error: 1002 to both sides, and the sender's connection closed
+// after its close frame.
+func TestMaxMessageSizeTopBitLength(t *testing.T) {
+	testutil.CheckLeaks(t)
+	ctx := testutil.Context(t, 10*time.Second)
+	cr := newCloseRecorder(1)
+	e := startProxy(t, proxy.Config{Routes: []proxy.Route{{
+		Path: "/wss", Backend: "ws://" + testutil.Serve(t, cr), MaxMessageSize: 1000,
+	}}})
+	conn, br := rawClient(t, e.addr, e.tls)
+	defer conn.Close()
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	start := frame(false, 0, 0x1, bytes.Repeat([]byte("a"), 100), false)
+	wrap := []byte{0x80, 0x80 | 127, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xce, 1, 2, 3, 4}
+	conn.Write(cat(start, wrap, bytes.Repeat([]byte("x"), 64)))
+	got, err := io.ReadAll(br)
+	if want := append([]byte{0x88, 22, 0x03, 0xea}, "invalid frame length"...); !bytes.Equal(got, want) || err != nil || ctx.Err() != nil {
+		t.Fatalf("client got %q, %v (context: %v); want %q, then the connection closed", got, err, ctx.Err(), want)
+	}
+	cr.wantClose(t, ctx, websocket.StatusProtocolError)
+	waitTunnels(t, ctx, e, 0)
 }
 
 // TestIdleTimeoutAndMaxLifetime guards the two optional limits: each ends

@@ -92,7 +92,7 @@ func (t *tunnel) endReason() string {
 	case "":
 	case "shutdown":
 		return "shutdown"
-	case "client unresponsive", "backend unresponsive":
+	case "client unresponsive", "backend unresponsive", "client not reading", "backend not reading":
 		return "dead_peer"
 	case "idle timeout", "max lifetime":
 		return "timeout"

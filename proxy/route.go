@@ -32,6 +32,7 @@ type route struct {
 	pingInterval        time.Duration // 0: off
 	pingTimeout         time.Duration
 	backendPingInterval time.Duration
+	sendTimeout         time.Duration
 	idleTimeout         time.Duration
 	maxLifetime         time.Duration
 	maxMessageSize      int64
@@ -56,6 +57,7 @@ func compileRoute(i int, r Route) *route {
 
 		pingTimeout:         r.PingTimeout,
 		backendPingInterval: r.BackendPingInterval,
+		sendTimeout:         r.SendTimeout,
 		idleTimeout:         r.IdleTimeout,
 		maxLifetime:         r.MaxLifetime,
 		maxMessageSize:      r.MaxMessageSize,

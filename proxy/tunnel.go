@@ -10,6 +10,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,14 +23,16 @@ import (
 // IANA registry).
 const (
 	closeGoingAway  = 1001
+	closeProtocol   = 1002
 	closeTooBig     = 1009
 	closeBadGateway = 1014
 	closeNoStatus   = 1005 // a close frame without a code (never sent)
 )
 
 // closeGrace is how long the proxy waits for a peer's close frame (or TCP
-// close) after sending its own, before dropping the connection.
-const closeGrace = 5 * time.Second
+// close) after sending its own, before dropping the connection. A variable
+// only so that tests can make it longer than they wait.
+var closeGrace = 5 * time.Second
 
 // tunnel is one upgraded WebSocket connection: the client's side, hijacked
 // from the http.Server, and the backend's. Bytes pass unchanged; the tunnel
@@ -66,11 +70,16 @@ type side struct {
 	name string
 	conn net.Conn
 	mask bool // frames written to it are masked (it is a server: the backend)
+	t    *tunnel
 
 	// Written by the opposite pump and by the proxy's own frames.
 	mu        sync.Mutex
-	midFrame  bool // the output has stopped inside a frame
-	closeSent bool // a close frame was written to it: nothing may follow
+	midFrame  bool          // the output has stopped inside a frame
+	closeSent bool          // a close frame was written to it: nothing may follow
+	deadline  time.Duration // the write deadline set, as time since t.start
+
+	dropped atomic.Bool // the proxy closed its connection: writes to it are moot
+	hangUp  atomic.Bool // close its connection once the pending close frame is out
 
 	pmu        sync.Mutex // guards pending
 	pending    []byte     // the proxy's frames, waiting for a frame boundary
@@ -85,10 +94,56 @@ type side struct {
 	pings       atomic.Uint32
 }
 
-func newSide(name string, conn net.Conn, mask bool) *side {
-	s := &side{name: name, conn: conn, mask: mask}
+func newSide(t *tunnel, name string, conn net.Conn, mask bool) *side {
+	s := &side{name: name, conn: conn, mask: mask, t: t}
 	rand.Read(s.pingToken[:])
 	return s
+}
+
+// newTunnel is the tunnel between a hijacked client connection and a
+// backend connection that answered 101.
+func newTunnel(rt *route, up *upstream, client, backend net.Conn, start time.Time) *tunnel {
+	t := &tunnel{rt: rt, up: up, start: start}
+	t.client = newSide(t, "client", client, false)
+	t.backend = newSide(t, "backend", backend, true)
+	return t
+}
+
+// other is the side of the tunnel that is not s.
+func (t *tunnel) other(s *side) *side {
+	if s == t.client {
+		return t.backend
+	}
+	return t.client
+}
+
+// write writes b to s within send_timeout (s.mu held): a peer that takes
+// nothing for that long is not reading. The deadline is moved only when
+// less than 7/8 of it is left, so a busy tunnel sets it about once per
+// send_timeout/8, not per write; a write that makes no progress fails
+// between 7/8 of send_timeout and all of it.
+func (s *side) write(b []byte) (int, error) {
+	if limit := s.t.rt.sendTimeout; limit > 0 {
+		if now := time.Since(s.t.start); s.deadline-now < limit-limit/8 {
+			s.deadline = now + limit
+			s.conn.SetWriteDeadline(s.t.start.Add(s.deadline))
+		}
+	}
+	n, err := s.conn.Write(b)
+	if err != nil && s.dropped.Load() {
+		err = nil // the proxy closed it on purpose
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		s.t.deadPeer(s, s.name+" not reading")
+		err = nil // s is dropped; the tunnel goes on with the other side
+	}
+	return n, err
+}
+
+// drop closes s's connection on purpose: its writes fail quietly.
+func (s *side) drop() {
+	s.dropped.Store(true)
+	s.conn.Close()
 }
 
 // direction is how one side's pump ended.
@@ -152,7 +207,10 @@ func (t *tunnel) pump(src, dst *side, pending []byte) direction {
 	h := &hooks{t: t, src: src, dst: dst}
 	var n int64
 	forward := func(b []byte) error {
-		w, err := dst.conn.Write(b)
+		if dst.dropped.Load() {
+			return nil // src's frames are read on, for its close reply
+		}
+		w, err := dst.write(b)
 		n += int64(w)
 		return err
 	}
@@ -218,7 +276,12 @@ func (t *tunnel) pump(src, dst *side, pending []byte) direction {
 		case src.proxyClosed.Load() || isClosed(rerr):
 			// The proxy ended it, or the other pump closed everything.
 		case src.sawClose.Load():
-			closeWrite(dst.conn)
+			dst.closeWrite()
+		case dst.sawClose.Load():
+			// dst has sent its close frame and src answered by dropping
+			// TCP, as an endpoint may after a protocol error (RFC 6455
+			// §7.1.1): dst sees the drop, as it would directly.
+			t.close()
 		default:
 			code, reason := closeGoingAway, "client went away"
 			if src == t.backend {
@@ -226,8 +289,8 @@ func (t *tunnel) pump(src, dst *side, pending []byte) direction {
 			}
 			t.setReason(src.name + " vanished")
 			t.noteClose(code, "proxy")
+			t.after(closeGrace, t.close) // armed before a write that may wait
 			dst.send(closeFrame(code, reason, dst.mask), true)
-			t.after(closeGrace, t.close)
 		}
 		if rerr == io.EOF {
 			rerr = nil
@@ -288,6 +351,26 @@ func (h *hooks) control(f frameHeader, frame []byte) bool {
 	return true
 }
 
+// oversized: a close frame over 125 bytes is invalid (RFC 6455 §5.5) and
+// passed on for dst to refuse, but it is src's close all the same: src's
+// end of stream after it is no vanishing.
+func (h *hooks) oversized(f frameHeader) {
+	if f.opcode == opClose {
+		h.src.sawClose.Store(true)
+		h.t.noteClose(closeNoStatus, h.src.name)
+	}
+}
+
+// malformed: a length with the top bit set (RFC 6455 §5.2) leaves the
+// stream impossible to follow. Both peers get 1002; src's connection is
+// closed once its close frame is out (§7.1.7), dst's close handshake runs
+// as usual.
+func (h *hooks) malformed(frameHeader) {
+	h.src.hangUp.Store(true)
+	h.t.setReason("protocol error")
+	h.t.shut("protocol error", closeProtocol, closeProtocol, "invalid frame length")
+}
+
 // send queues one of the proxy's own frames for s, to be written at the
 // next frame boundary of s's output.
 func (s *side) send(frame []byte, isClose bool) {
@@ -320,12 +403,26 @@ func (s *side) flushPending() {
 		s.pending, s.pendClose = nil, false
 		s.hasPending.Store(false)
 		s.pmu.Unlock()
-		if !s.closeSent {
-			s.conn.Write(p)
+		if !s.closeSent && !s.dropped.Load() {
+			s.write(p)
 			s.closeSent = isClose
+			if isClose && s.hangUp.Load() {
+				s.drop()
+			}
 		}
 		s.mu.Unlock()
 	}
+}
+
+// closeWrite half-closes s after its peer's close frame has passed: for TLS
+// a close_notify alert, then the TCP FIN.
+func (s *side) closeWrite() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if limit := s.t.rt.sendTimeout; limit > 0 {
+		s.conn.SetWriteDeadline(time.Now().Add(limit))
+	}
+	closeWrite(s.conn)
 }
 
 // closeFrame is a close frame with code and reason, masked if mask.
@@ -359,18 +456,34 @@ func (t *tunnel) shut(reason string, toClient, toBackend int, text string) {
 	}
 	t.mu.Unlock()
 	t.noteClose(max(toClient, toBackend), "proxy")
+	t.after(closeGrace, t.close) // armed before any write that may wait
 	for _, x := range []struct {
 		s    *side
 		code int
 	}{{t.client, toClient}, {t.backend, toBackend}} {
 		if x.code == 0 {
 			x.s.proxyClosed.Store(true)
-			x.s.conn.Close()
+			x.s.drop()
 			continue
 		}
 		x.s.send(closeFrame(x.code, text, x.s.mask), true)
 	}
-	t.after(closeGrace, t.close)
+}
+
+// deadPeer ends the tunnel for a side found dead (why says how): it is
+// dropped, and the other side gets a close frame: 1014 to the client when
+// the backend died, 1001 to the backend when the client did.
+func (t *tunnel) deadPeer(s *side, why string) {
+	toClient, toBackend := 0, closeGoingAway
+	if s == t.backend {
+		toClient, toBackend = closeBadGateway, 0
+	}
+	t.setReason(why)
+	t.shut(why, toClient, toBackend, why)
+	// Already shutting (its close frame is what could not be written):
+	// drop it all the same.
+	s.proxyClosed.Store(true)
+	s.drop()
 }
 
 func (t *tunnel) setReason(r string) {
@@ -433,7 +546,7 @@ func (t *tunnel) logEnd(in, out direction) {
 	switch {
 	case reason != "":
 		attrs = append(attrs, "ended_by", "proxy", "reason", reason)
-		if reason == "backend vanished" || reason == "backend unresponsive" {
+		if strings.HasPrefix(reason, "backend ") {
 			level = slog.LevelWarn
 		}
 	case out.err != nil && !isClosed(out.err):

@@ -88,7 +88,7 @@ func readFrame(br *bufio.Reader, buf []byte) (int, error) {
 }
 
 // rawClient connects over TLS and upgrades /wss by hand.
-func rawClient(b *testing.B, addr string, cfg *tls.Config) (net.Conn, *bufio.Reader) {
+func rawClient(b testing.TB, addr string, cfg *tls.Config) (net.Conn, *bufio.Reader) {
 	conn, err := tls.Dial("tcp", addr, cfg)
 	if err != nil {
 		b.Fatal(err)

@@ -101,18 +101,8 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, st *stat
 			rt.metrics.handshake.Observe(time.Since(at).Seconds())
 		}
 	}
-	t := &tunnel{
-		rt:        rt,
-		up:        up,
-		client:    newSide("client", client, false),
-		backend:   newSide("backend", backend, true),
-		clientIP:  clientIP(r),
-		start:     start,
-		log:       s.log,
-		host:      r.Host,
-		path:      r.URL.Path,
-		handshake: time.Since(start),
-	}
+	t := newTunnel(rt, up, client, backend, start)
+	t.clientIP, t.log, t.host, t.path, t.handshake = clientIP(r), s.log, r.Host, r.URL.Path, time.Since(start)
 	if m := s.metrics.Load(); m != nil {
 		t.ended = m.tunnelsEnded
 	}
