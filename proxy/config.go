@@ -226,6 +226,13 @@ type Route struct {
 	// Forwarded also sends an RFC 7239 Forwarded header (for, proto, host).
 	Forwarded bool `toml:"forwarded,omitempty,omitzero"`
 
+	// UnderscoresInHeaders passes request headers whose names contain "_"
+	// on to the backend. By default they are dropped, as nginx does
+	// (underscores_in_headers off): backends that fold "_" into "-" (PHP's
+	// $_SERVER, Workerman, WSGI) would otherwise take a client's
+	// "X_Real_IP" or "X_Forwarded_For" for the proxy's own header.
+	UnderscoresInHeaders bool `toml:"underscores_in_headers,omitempty,omitzero"`
+
 	// SendProxyProtocol starts each backend connection with a PROXY
 	// protocol header carrying the client's address: "v1" or "v2".
 	SendProxyProtocol string `toml:"send_proxy_protocol,omitempty,omitzero"`
