@@ -127,6 +127,18 @@ func dropUnderscored(h http.Header) {
 	}
 }
 
+// stsHeader is HSTS's response header (RFC 6797).
+const stsHeader = "Strict-Transport-Security"
+
+// setHSTS puts the configured Strict-Transport-Security header on the
+// response to r, when r came over TLS: a host must not send it over plain
+// HTTP (RFC 6797 §7.2), and browsers ignore it there.
+func (s *Server) setHSTS(w http.ResponseWriter, r *http.Request) {
+	if v := s.state.Load().cfg.HSTS; v != "" && r.TLS != nil {
+		w.Header().Set(stsHeader, v)
+	}
+}
+
 // hasToken reports whether a comma-separated header contains token,
 // compared case-insensitively (RFC 9110 §5.6.1).
 func hasToken(h http.Header, name, token string) bool {
