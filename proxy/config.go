@@ -73,7 +73,9 @@ type Config struct {
 
 	// RealIPHeader names the header a trusted proxy puts the client in:
 	// "X-Forwarded-For" (the default; walked from the right past trusted
-	// hops), or a single-address header such as "CF-Connecting-IP".
+	// hops), or a single-address header such as "CF-Connecting-IP", which
+	// the backend then gets set to the address believed, and never as an
+	// untrusted peer wrote it.
 	RealIPHeader string `toml:"real_ip_header,omitempty,omitzero"`
 
 	// ProxyProtocol reads a PROXY protocol header (v1 or v2) on the TLS
@@ -88,6 +90,14 @@ type Config struct {
 
 	// Routes map request paths (and optionally hosts) to backends.
 	Routes []Route `toml:"route,omitempty,omitzero"`
+
+	// HSTS, when set, is the Strict-Transport-Security value sent on every
+	// response to a request that came over TLS: the proxy's own, static
+	// files, and backends' (whose own header it replaces), but not a
+	// WebSocket's 101, which is the backend's. Never over plain HTTP (RFC
+	// 6797 §7.2). Checked by tlsconf.CheckHSTS. It is not a key of its own:
+	// wssproxy takes it from [tls] hsts.
+	HSTS string `toml:"-"`
 }
 
 func (c *Config) realIPHeader() string {
@@ -234,6 +244,13 @@ type Route struct {
 	// Forwarded also sends an RFC 7239 Forwarded header (for, proto, host).
 	Forwarded bool `toml:"forwarded,omitempty,omitzero"`
 
+	// UnderscoresInHeaders passes request headers whose names contain "_"
+	// on to the backend. By default they are dropped, as nginx does
+	// (underscores_in_headers off): backends that fold "_" into "-" (PHP's
+	// $_SERVER, Workerman, WSGI) would otherwise take a client's
+	// "X_Real_IP" or "X_Forwarded_For" for the proxy's own header.
+	UnderscoresInHeaders bool `toml:"underscores_in_headers,omitempty,omitzero"`
+
 	// SendProxyProtocol starts each backend connection with a PROXY
 	// protocol header carrying the client's address: "v1" or "v2".
 	SendProxyProtocol string `toml:"send_proxy_protocol,omitempty,omitzero"`
@@ -288,6 +305,11 @@ func (c *Config) Validate() error {
 	if c.RealIPHeader != "" {
 		if err := checkHeaderName(c.RealIPHeader); err != nil {
 			errs = append(errs, fieldErr("real_ip_header", "%v", err))
+		}
+	}
+	if c.HSTS != "" {
+		if err := tlsconf.CheckHSTS(c.HSTS); err != nil {
+			errs = append(errs, fieldErr("tls.hsts", "%v", err))
 		}
 	}
 	if c.HandshakeRatePerIP < 0 {

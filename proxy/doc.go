@@ -14,9 +14,10 @@
 //     trusted_proxies; then real_ip_header, with X-Forwarded-For walked
 //     from the right past trusted hops. It feeds X-Real-IP, the logs, the
 //     limits and ip_hash.
-//  3. Route: Server.ServeHTTP cleans the path (dot segments and repeated
-//     slashes resolved, so "/wss/../admin" cannot reach /wss's backend) and
-//     the router picks the most specific route: exact host, then wildcard
+//  3. Route: Server.ServeHTTP sets Strict-Transport-Security (Config.HSTS,
+//     over TLS only; a backend's own is replaced), cleans the path (dot
+//     segments and repeated slashes resolved, so "/wss/../admin" cannot
+//     reach /wss's backend) and the router picks the most specific route: exact host, then wildcard
 //     host, then any host; an exact path before the longest prefix, which
 //     matches at segment boundaries only (route.go). No route: 404.
 //  4. Plain HTTP (no "Upgrade: websocket"): the route's handler, a
@@ -33,9 +34,11 @@
 //     dialed in that order until one connects (DialTimeout each; failures
 //     count towards max_fails; none left: 502). The backend is sent the
 //     client's handshake over HTTP/1.1 with the client's end-to-end
-//     headers intact, hop-by-hop headers removed (RFC 9110 §7.6.1),
-//     incoming forwarding headers replaced by the proxy's own from step 2
-//     (headers.go), then the route's remove_headers and set_headers. The client is not touched until the
+//     headers intact, hop-by-hop headers removed (RFC 9110 §7.6.1), names
+//     with "_" dropped (unless underscores_in_headers), incoming forwarding
+//     headers and a single-address real_ip_header replaced by the proxy's
+//     own from step 2 (headers.go), then the route's remove_headers and
+//     set_headers. The client is not touched until the
 //     backend answers: within HandshakeTimeout (else 504). Any answer but
 //     101 is relayed as it is; a 101 without "Upgrade: websocket" is 502.
 //     Errors the proxy makes itself carry an X-Wssproxy-Error header; their

@@ -57,15 +57,40 @@ func removeHopByHop(h http.Header) {
 	}
 }
 
+// isForwarding reports whether canonical is one of the forwarding headers
+// the proxy always writes itself.
+func isForwarding(canonical string) bool {
+	for _, h := range forwarding {
+		if h == canonical {
+			return true
+		}
+	}
+	return false
+}
+
 // forwardHeaders rewrites h, a copy of the client's headers bound for the
-// backend: incoming forwarding headers are dropped, the proxy's own are set
-// from the client as withClient found it (the TCP peer unless a trusted
+// backend: header names with an underscore are dropped (unless the route
+// keeps them), incoming forwarding headers are dropped, the proxy's own are
+// set from the client as withClient found it (the TCP peer unless a trusted
 // proxy says otherwise), then the route's remove_headers and set_headers.
 func (rt *route) forwardHeaders(h http.Header, r *http.Request) {
+	if !rt.underscores {
+		dropUnderscored(h)
+	}
 	for _, name := range forwarding {
 		h.Del(name)
 	}
 	client := clientOf(r)
+	if client.realIPHeader != "" {
+		// A single-address real_ip_header (CF-Connecting-IP, True-Client-IP)
+		// is as forgeable as X-Real-IP: a backend reading it gets the
+		// address the proxy believed, or nothing when the peer is not
+		// trusted to say.
+		h.Del(client.realIPHeader)
+		if client.trusted {
+			h.Set(client.realIPHeader, client.ip)
+		}
+	}
 	h.Set("X-Real-Ip", client.ip)
 	h.Set("X-Forwarded-For", client.xff)
 	if rt.forwarded {
@@ -84,6 +109,33 @@ func (rt *route) forwardHeaders(h http.Header, r *http.Request) {
 	}
 	for name, v := range rt.setHeaders {
 		h[name] = v
+	}
+}
+
+// dropUnderscored deletes every header whose name contains "_", as nginx
+// does by default (underscores_in_headers off). CGI-style backends (PHP's
+// $_SERVER, Workerman, Python's WSGI environ) fold "-" and "_" into one, so a
+// client's "X_Real_IP" would otherwise arrive beside the proxy's "X-Real-IP"
+// and, read after it, win. net/http keeps such names apart from their
+// dashed forms ("X_Real_IP" is canonicalised to "X_real_ip"), so deleting
+// the canonical forwarding names alone does not catch them.
+func dropUnderscored(h http.Header) {
+	for name := range h {
+		if strings.IndexByte(name, '_') >= 0 {
+			delete(h, name)
+		}
+	}
+}
+
+// stsHeader is HSTS's response header (RFC 6797).
+const stsHeader = "Strict-Transport-Security"
+
+// setHSTS puts the configured Strict-Transport-Security header on the
+// response to r, when r came over TLS: a host must not send it over plain
+// HTTP (RFC 6797 §7.2), and browsers ignore it there.
+func (s *Server) setHSTS(w http.ResponseWriter, r *http.Request) {
+	if v := s.state.Load().cfg.HSTS; v != "" && r.TLS != nil {
+		w.Header().Set(stsHeader, v)
 	}
 }
 

@@ -74,6 +74,12 @@ func (s *Server) reverseProxy(st *state, rt *route) http.Handler {
 				pr.Out.Header.Del("Host")
 			}
 		},
+		ModifyResponse: func(resp *http.Response) error {
+			if st.cfg.HSTS != "" {
+				resp.Header.Del(stsHeader) // the proxy's own (setHSTS) stands
+			}
+			return nil
+		},
 		Transport:     &poolTransport{s: s, rt: rt, base: transport},
 		FlushInterval: -1,
 		ErrorLog:      s.errorLog,

@@ -51,6 +51,12 @@ func (ps prefixes) contains(a netip.Addr) bool {
 type clientInfo struct {
 	ip  string // for X-Real-IP, logs, limits
 	xff string // X-Forwarded-For to send
+
+	// realIPHeader is real_ip_header (canonical) when it is not one of the
+	// forwarding headers the proxy always writes: it is removed from the
+	// backend's request and, when the peer is trusted, set to ip.
+	realIPHeader string
+	trusted      bool // the TCP peer is in trusted_proxies
 }
 
 type clientKey struct{}
@@ -64,6 +70,10 @@ func (st *state) withClient(r *http.Request) *http.Request {
 func (st *state) client(r *http.Request) *clientInfo {
 	peer := peerAddr(r.RemoteAddr)
 	info := &clientInfo{ip: peer.String(), xff: peer.String()}
+	header := st.cfg.realIPHeader()
+	if canonical := http.CanonicalHeaderKey(header); !isForwarding(canonical) {
+		info.realIPHeader = canonical
+	}
 	if !peer.IsValid() {
 		info.ip, info.xff = r.RemoteAddr, r.RemoteAddr
 		return info
@@ -71,7 +81,7 @@ func (st *state) client(r *http.Request) *clientInfo {
 	if !st.trusted.contains(peer) {
 		return info // incoming forwarding headers are ignored (and dropped)
 	}
-	header := st.cfg.realIPHeader()
+	info.trusted = true
 	values := r.Header.Values(header)
 	if len(values) == 0 {
 		return info

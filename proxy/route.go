@@ -40,6 +40,7 @@ type route struct {
 	origins       []originPattern
 	requireOrigin bool
 	forwarded     bool
+	underscores   bool // underscores_in_headers: keep header names with "_"
 	sendProxy     byte // PROXY protocol version to backends, 0: none
 
 	http http.Handler // plain HTTP: reverse proxy, files or Handler
@@ -67,6 +68,7 @@ func compileRoute(i int, r Route) *route {
 	}
 	rt.requireOrigin = r.RequireOrigin
 	rt.forwarded = r.Forwarded
+	rt.underscores = r.UnderscoresInHeaders
 	switch r.SendProxyProtocol {
 	case "v1":
 		rt.sendProxy = 1

@@ -237,6 +237,7 @@ func (s *Server) endTunnel() {
 // ServeHTTP routes a request: WebSocket handshakes to the tunnel, anything
 // else to the route's plain HTTP handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.setHSTS(w, r)
 	if r.Method == http.MethodConnect {
 		r = s.state.Load().withClient(r)
 		// Not a forward proxy; and extended CONNECT (RFC 8441) is off.

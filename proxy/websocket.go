@@ -241,6 +241,9 @@ func (s *Server) relayResponse(w http.ResponseWriter, r *http.Request, rt *route
 	removeHopByHop(resp.Header)
 	h := w.Header()
 	for k, v := range resp.Header {
+		if k == stsHeader && h[k] != nil {
+			continue // the proxy's own (setHSTS) stands
+		}
 		h[k] = v
 	}
 	w.WriteHeader(resp.StatusCode)

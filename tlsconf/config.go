@@ -24,6 +24,15 @@ type Config struct {
 	// MinVersion is "1.2" (the default) or "1.3". Nothing older is offered.
 	MinVersion string `toml:"min_version,omitempty,omitzero"`
 
+	// HSTS, when set, is the Strict-Transport-Security header value sent on
+	// the TLS listener's responses (all but a WebSocket's 101):
+	// "max-age=31536000; includeSubDomains", as written after nginx's
+	// add_header or Caddy's header directive (CheckHSTS says what is
+	// accepted). Browsers that see it use only https for the host for
+	// max-age seconds. Empty: no header. tlsconf checks it; the HTTP server
+	// (package proxy) sends it.
+	HSTS string `toml:"hsts,omitempty,omitzero"`
+
 	// ACME obtains and renews certificates for ACME.Hosts.
 	ACME ACME `toml:"acme,omitempty,omitzero"`
 }
@@ -145,6 +154,11 @@ func (c *Config) Validate() error {
 		errs = append(errs, fieldErr("min_version", "TLS %s is not offered: browsers and WeChat mini programs need 1.2 or newer; use \"1.2\" or \"1.3\"", c.MinVersion))
 	default:
 		errs = append(errs, fieldErr("min_version", `must be "1.2" or "1.3", got %q`, c.MinVersion))
+	}
+	if c.HSTS != "" {
+		if err := CheckHSTS(c.HSTS); err != nil {
+			errs = append(errs, &FieldError{Key: "hsts", Err: err})
+		}
 	}
 	if c.ACME.enabled() {
 		errs = append(errs, c.ACME.validate()...)

@@ -86,9 +86,11 @@ func (m *Manager) TLSConfig() *tls.Config { return m.tlsConfig }
 
 func (m *Manager) buildTLSConfig() *tls.Config {
 	c := &tls.Config{
-		MinVersion:     tls.VersionTLS12,
-		NextProtos:     []string{"h2", "http/1.1"},
-		GetCertificate: m.GetCertificate,
+		MinVersion:       tls.VersionTLS12,
+		CipherSuites:     cipherSuites(),
+		CurvePreferences: curves(),
+		NextProtos:       []string{"h2", "http/1.1"},
+		GetCertificate:   m.GetCertificate,
 	}
 	if m.cfg.MinVersion == "1.3" {
 		c.MinVersion = tls.VersionTLS13
@@ -98,6 +100,31 @@ func (m *Manager) buildTLSConfig() *tls.Config {
 		c.NextProtos = append(c.NextProtos, acme.ALPNProto)
 	}
 	return c
+}
+
+// cipherSuites are the TLS 1.2 suites offered: forward secret (ECDHE) and
+// AEAD only. Go's default list adds the ECDHE CBC-SHA1 suites, which
+// scanners flag (obsolete CBC, LUCKY13). TLS 1.3's suites are all AEAD and
+// not configurable. Go orders them itself (AES-GCM first where the CPU has
+// AES instructions, ChaCha20-Poly1305 first where it does not).
+func cipherSuites() []uint16 {
+	return []uint16{
+		tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+		tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+		tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+		tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+		tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+		tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+	}
+}
+
+// curves are the key exchanges offered, in TLS 1.2 and 1.3: the
+// post-quantum X25519MLKEM768 hybrid (what current browsers and Go clients
+// send first), X25519, P-256 and P-384. P-521 is left out (slow, and no
+// client needs it). Setting the list freezes it: key exchanges a later Go
+// adds to its defaults are not offered until they are added here.
+func curves() []tls.CurveID {
+	return []tls.CurveID{tls.X25519MLKEM768, tls.X25519, tls.CurveP256, tls.CurveP384}
 }
 
 // GetCertificate chooses the certificate for a handshake: an ACME

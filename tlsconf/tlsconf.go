@@ -3,14 +3,23 @@
 // golang.org/x/crypto/acme/autocert, the self-signed default, and the
 // server's tls.Config. Package proxy never touches a key.
 //
-// The policy needs no configuration: TLS 1.2 minimum (browsers and WeChat
-// mini programs require at least that; "1.3" may be required instead),
-// cipher suites and curves left nil so Go's modern defaults apply (with the
-// X25519MLKEM768 hybrid; setting them would freeze the list), session
-// tickets on, ALPN h2 and http/1.1 (and acme-tls/1 with ACME). WebSocket
-// upgrades are served on HTTP/1.1 connections only: extended CONNECT
-// (RFC 8441) is not advertised, so browsers open an HTTP/1.1 connection for a
-// WebSocket even when the page came over HTTP/2.
+// The policy needs no configuration:
+//   - TLS 1.2 minimum (browsers and WeChat mini programs require at least
+//     that; min_version "1.3" may be required instead).
+//   - TLS 1.2 suites: ECDHE with an AEAD cipher only (AES-128-GCM,
+//     AES-256-GCM, ChaCha20-Poly1305; ECDSA and RSA certificates). Go's
+//     default list would add ECDHE CBC-SHA1 suites, which scanners flag
+//     (obsolete CBC, LUCKY13). TLS 1.3's suites are all AEAD and not
+//     configurable.
+//   - Key exchanges: X25519MLKEM768 (the post-quantum hybrid current
+//     browsers and Go clients send first), X25519, P-256, P-384; no P-521.
+//   - Session tickets on; ALPN h2 and http/1.1 (and acme-tls/1 with ACME).
+//
+// Both lists are fixed here, so what a later Go adds to its defaults is not
+// offered until it is added here too. WebSocket upgrades are served on
+// HTTP/1.1 connections only: extended CONNECT (RFC 8441) is not advertised,
+// so browsers open an HTTP/1.1 connection for a WebSocket even when the page
+// came over HTTP/2.
 package tlsconf
 
 import (

@@ -4,6 +4,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/tls"
+	"fmt"
 	"regexp"
 	"strings"
 	"testing"
@@ -31,17 +32,29 @@ func TestSelfSigned(t *testing.T) {
 	}
 }
 
-// TestServerConfig guards the TLS policy: 1.2 minimum, Go's default suites
-// and curves (nil), h2 and http/1.1, and no acme-tls/1 without ACME.
+// TestServerConfig guards the TLS policy's settings: 1.2 minimum, ECDHE
+// AEAD suites only, the four key exchanges, h2 and http/1.1, and no
+// acme-tls/1 without ACME (TestTLSPolicy shakes hands with it).
 func TestServerConfig(t *testing.T) {
 	m, err := NewManager(Config{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	c := m.TLSConfig()
-	if c.MinVersion != tls.VersionTLS12 || c.CipherSuites != nil || c.CurvePreferences != nil ||
-		strings.Join(c.NextProtos, ",") != "h2,http/1.1" {
-		t.Errorf("config: min %x suites %v curves %v alpn %v", c.MinVersion, c.CipherSuites, c.CurvePreferences, c.NextProtos)
+	if c.MinVersion != tls.VersionTLS12 || strings.Join(c.NextProtos, ",") != "h2,http/1.1" {
+		t.Errorf("config: min %x alpn %v", c.MinVersion, c.NextProtos)
+	}
+	if len(c.CipherSuites) != 6 {
+		t.Errorf("suites %v, want the 6 ECDHE AEAD suites", c.CipherSuites)
+	}
+	for _, id := range c.CipherSuites {
+		name := tls.CipherSuiteName(id)
+		if !strings.HasPrefix(name, "TLS_ECDHE_") || !(strings.Contains(name, "_GCM_") || strings.Contains(name, "CHACHA20_POLY1305")) {
+			t.Errorf("suite %s offered", name)
+		}
+	}
+	if got := fmt.Sprint(c.CurvePreferences); got != fmt.Sprint([]tls.CurveID{tls.X25519MLKEM768, tls.X25519, tls.CurveP256, tls.CurveP384}) {
+		t.Errorf("curves %s", got)
 	}
 }
 

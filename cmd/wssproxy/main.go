@@ -268,6 +268,8 @@ func (o *options) load() (*fileConfig, error) {
 	if fc.Listen == "" {
 		fc.Listen = defaultListen
 	}
+	// [tls] hsts is the TLS listener's, and the proxy writes the responses.
+	fc.Config.HSTS = fc.TLS.HSTS
 	return fc, nil
 }
 
