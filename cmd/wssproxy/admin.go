@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"regexp"
 	"strings"
 	"time"
 
@@ -60,7 +61,10 @@ func (r *runner) newRegistry() (*prometheus.Registry, error) {
 	expiry := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "wssproxy_certificate_expiry_timestamp_seconds",
 		Help: "When each certificate file's certificate expires, per name it covers (Unix seconds)."}, []string{"host"})
 	for _, c := range []prometheus.Collector{
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		// go_gc_heap_live_bytes, the heap the last GC kept: what a leak grows.
+		collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(
+			collectors.GoRuntimeMetricsRule{Matcher: regexp.MustCompile(`^/gc/heap/live:bytes$`)})),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		r.metrics.reloads, certCollector{r, expiry},
 	} {
 		if err := reg.Register(c); err != nil {

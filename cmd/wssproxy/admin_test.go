@@ -141,6 +141,9 @@ backend = "ws://%s"
 			t.Errorf("%s = %q, want %q", k, m[k], want)
 		}
 	}
+	if m["go_gc_heap_live_bytes"] == "" {
+		t.Error("no go_gc_heap_live_bytes (the heap after the last GC)")
+	}
 	var expiry float64
 	fmt.Sscan(m[`wssproxy_certificate_expiry_timestamp_seconds{host="localhost"}`], &expiry)
 	if int64(expiry) != cert.Leaf.NotAfter.Unix() {
