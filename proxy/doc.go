@@ -108,11 +108,19 @@
 // # Backends
 //
 // Backends are TCP or unix sockets, plain or TLS (backend_ca,
-// backend_server_name), optionally sent a PROXY header. Passive health
-// (max_fails within fail_timeout) and active checks (health.go: a goroutine
-// per checked route, owned by its configuration generation, so a reload
-// stops the old ones) take backends out of rotation; open tunnels are never
-// moved or cut. Plain requests use the same pool through poolTransport,
+// backend_server_name), optionally sent a PROXY header. A route's pool
+// (upstream.go) holds its backends' weights and balancing state, and is
+// rebuilt at every reload; the backends themselves live in the Server's
+// registry (registry.go), one per address, TLS name, roots and PROXY
+// version, shared by every route and configuration that names them. So
+// open connection counts (least_conn), passive health (max_fails within
+// fail_timeout), active check results and the plain-HTTP keep-alive
+// connections survive a reload; a reload drops the backends it no longer
+// names and closes their idle connections. Active checks (health.go) run
+// on goroutines owned by a configuration, so a reload stops the old ones,
+// and the new ones go on from what they found. Health takes backends out
+// of rotation; open tunnels are never moved or cut. Plain requests use the
+// same pool through poolTransport, and each backend's one http.Transport,
 // retrying the next backend on a dial failure when there is no body.
 //
 // # Admission
@@ -121,7 +129,8 @@
 // handshake rate per client IP (golang.org/x/time/rate, 429), and
 // max_connections and max_connections_per_ip (503), counted from the
 // check until the tunnel ends (limits.go). Server.Reload swaps the routes
-// and limits atomically; tunnels keep the route they started with.
+// and limits atomically; tunnels keep the route they started with, and
+// count towards the open tunnels of the route of the same name after it.
 //
 // # The hot path
 //

@@ -13,7 +13,9 @@ import (
 // the route gets a WebSocket handshake on the route's backend path, or an
 // HTTP GET of health_path expecting 2xx. unhealthy_threshold failures in a
 // row take it out of rotation, healthy_threshold passes bring it back.
-// Open tunnels are never touched either way.
+// Open tunnels are never touched either way. The checkers belong to a
+// configuration; what they found belongs to the backend (registry.go), so
+// the next configuration's checkers go on from it.
 
 // startHealth runs the checks of st's routes until st.ctx ends (a reload
 // replaced st, or the server stopped).
@@ -98,18 +100,21 @@ func (s *Server) checkOne(ctx context.Context, client *http.Client, rt *route, r
 	if ctx.Err() != nil && err != nil && context.Cause(ctx) == context.Canceled {
 		return // stopping
 	}
+	cs := u.check
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
 	if err != nil {
-		u.okRun, u.failRun = 0, u.failRun+1
-		if u.failRun == r.UnhealthyThreshold && !u.activeDown.Load() {
-			u.activeDown.Store(true)
-			s.log.Warn("backend unhealthy: out of rotation", "route", rt.name, "backend", u.name, "failed_checks", u.failRun, "error", err)
+		cs.okRun, cs.failRun = 0, cs.failRun+1
+		if cs.failRun >= r.UnhealthyThreshold && !cs.down.Load() {
+			cs.down.Store(true)
+			s.log.Warn("backend unhealthy: out of rotation", "route", rt.name, "backend", u.name, "failed_checks", cs.failRun, "error", err)
 		}
 		return
 	}
-	u.failRun, u.okRun = 0, u.okRun+1
-	if u.okRun == r.HealthyThreshold && u.activeDown.Load() {
-		u.activeDown.Store(false)
-		s.log.Info("backend healthy: back in rotation", "route", rt.name, "backend", u.name, "passed_checks", u.okRun)
+	cs.failRun, cs.okRun = 0, cs.okRun+1
+	if cs.okRun >= r.HealthyThreshold && cs.down.Load() {
+		cs.down.Store(false)
+		s.log.Info("backend healthy: back in rotation", "route", rt.name, "backend", u.name, "passed_checks", cs.okRun)
 	}
 }
 

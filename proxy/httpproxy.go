@@ -3,58 +3,20 @@ package proxy
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io/fs"
 	"net"
 	"net/http"
 	"net/http/httputil"
 	"os"
 	"path"
-	"time"
 )
 
 // reverseProxy is the plain-HTTP side of a backend route: requests that are
 // not WebSocket handshakes (long-polling fallbacks such as socket.io's and
 // SockJS's, health URLs, a whole site). Responses are flushed as they come,
 // so streaming works. The forwarding headers are the tunnel's.
-func (s *Server) reverseProxy(st *state, rt *route) http.Handler {
-	byAddr := make(map[string]*upstream, len(rt.pool.ups))
-	for _, u := range rt.pool.ups {
-		byAddr[u.transport] = u
-	}
-	transport := &http.Transport{
-		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
-			u := byAddr[addr]
-			if u == nil {
-				return nil, fmt.Errorf("no backend %s", addr)
-			}
-			conn, err := st.dialer.DialContext(ctx, u.network, u.addr)
-			if err == nil && rt.sendProxy != 0 {
-				if err = writeProxyHeader(conn, rt.sendProxy, clientIPFrom(ctx)); err != nil {
-					conn.Close()
-					return nil, err
-				}
-			}
-			return conn, err
-		},
-		// A connection that began with one client's PROXY header must not
-		// carry another client's request.
-		DisableKeepAlives:     rt.sendProxy != 0,
-		TLSHandshakeTimeout:   st.cfg.DialTimeout,
-		MaxIdleConnsPerHost:   64,
-		IdleConnTimeout:       90 * time.Second,
-		ExpectContinueTimeout: time.Second,
-	}
-	if u := rt.pool.ups[0]; u.tls != nil {
-		transport.TLSClientConfig = u.tls.Clone()
-		transport.TLSClientConfig.NextProtos = nil
-		if u.tls.ServerName == u.url.Hostname() {
-			transport.TLSClientConfig.ServerName = "" // each backend's own name
-		}
-	}
-	s.tmu.Lock()
-	s.transports = append(s.transports, transport)
-	s.tmu.Unlock()
+// With hsts, a backend's Strict-Transport-Security gives way to the proxy's.
+func (s *Server) reverseProxy(rt *route, hsts bool) http.Handler {
 	return &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			// Hop-by-hop and X-Forwarded-* headers are already gone. Only
@@ -75,12 +37,12 @@ func (s *Server) reverseProxy(st *state, rt *route) http.Handler {
 			}
 		},
 		ModifyResponse: func(resp *http.Response) error {
-			if st.cfg.HSTS != "" {
+			if hsts {
 				resp.Header.Del(stsHeader) // the proxy's own (setHSTS) stands
 			}
 			return nil
 		},
-		Transport:     &poolTransport{s: s, rt: rt, base: transport},
+		Transport:     &poolTransport{s: s, rt: rt},
 		FlushInterval: -1,
 		ErrorLog:      s.errorLog,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
@@ -102,9 +64,8 @@ func (s *Server) reverseProxy(st *state, rt *route) http.Handler {
 // pool's order, moving on when a dial fails (nothing was sent). Requests
 // with a body are tried once: it cannot be read twice.
 type poolTransport struct {
-	s    *Server
-	rt   *route
-	base *http.Transport
+	s  *Server
+	rt *route
 }
 
 func (p *poolTransport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -121,7 +82,7 @@ func (p *poolTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		u.conns.Add(1)
 		var resp *http.Response
-		resp, err = p.base.RoundTrip(out)
+		resp, err = u.plainHTTP.RoundTrip(out)
 		u.conns.Add(-1)
 		var op *net.OpError
 		if err == nil || !errors.As(err, &op) || op.Op != "dial" || req.Context().Err() != nil {

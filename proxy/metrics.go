@@ -2,9 +2,12 @@ package proxy
 
 import (
 	"bytes"
+	"context"
 	"net"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -165,23 +168,40 @@ func tlsErrorReason(line string) string {
 }
 
 // Ready reports, for /readyz, each backend route that has no backend
-// accepting connections now (one TCP or unix dial per backend, until one
-// answers). Nil means ready.
-func (s *Server) Ready(timeout time.Duration) []string {
-	var problems []string
-	for _, rt := range s.state.Load().router.routes {
+// accepting connections now (a TCP or unix dial, no TLS). Every backend is
+// dialed at once and ctx bounds the wait, so with a deadline in ctx the
+// answer comes in time for a probe however many backends hang. Nil means
+// ready.
+func (s *Server) Ready(ctx context.Context) []string {
+	routes := s.state.Load().router.routes
+	ok := make(map[*backend]*atomic.Bool)
+	var wg sync.WaitGroup
+	for _, rt := range routes {
 		if rt.pool == nil {
 			continue
 		}
-		ok := false
 		for _, u := range rt.pool.ups {
-			if c, err := (&net.Dialer{Timeout: timeout}).Dial(u.network, u.addr); err == nil {
-				c.Close()
-				ok = true
-				break
+			if ok[u.backend] != nil {
+				continue
 			}
+			answered := new(atomic.Bool)
+			ok[u.backend] = answered
+			wg.Go(func() {
+				var d net.Dialer
+				if c, err := d.DialContext(ctx, u.network, u.addr); err == nil {
+					c.Close()
+					answered.Store(true)
+				}
+			})
 		}
-		if !ok {
+	}
+	wg.Wait()
+	var problems []string
+	for _, rt := range routes {
+		if rt.pool == nil {
+			continue
+		}
+		if !slices.ContainsFunc(rt.pool.ups, func(u *upstream) bool { return ok[u.backend].Load() }) {
 			problems = append(problems, rt.name+": no backend accepts connections ("+rt.pool.String()+")")
 		}
 	}
@@ -192,7 +212,7 @@ func (s *Server) Ready(timeout time.Duration) []string {
 type RouteStatus struct {
 	Name     string
 	Host     string
-	Open     int64 // tunnels open now
+	Open     int64 // tunnels open now on routes of this name, before reloads too
 	Backends []BackendStatus
 }
 
@@ -200,7 +220,7 @@ type RouteStatus struct {
 type BackendStatus struct {
 	Name  string
 	Up    bool  // in rotation
-	Conns int64 // tunnels and requests open to it
+	Conns int64 // tunnels and requests open to it, from any route
 }
 
 // Status describes the routes now served.

@@ -26,6 +26,7 @@ type tagged struct {
 	addr    string
 	ln      net.Listener
 	healthy atomic.Bool // what /health and the WebSocket handshake say
+	hang    atomic.Bool // /health answers only when the request ends
 }
 
 func newTagged(t *testing.T, name string) *tagged {
@@ -33,6 +34,10 @@ func newTagged(t *testing.T, name string) *tagged {
 	b.addr = b.ln.Addr().String()
 	b.healthy.Store(true)
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/health" && b.hang.Load() {
+			<-r.Context().Done()
+			return
+		}
 		if !b.healthy.Load() {
 			http.Error(w, "down", http.StatusServiceUnavailable)
 			return

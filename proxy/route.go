@@ -23,7 +23,7 @@ type route struct {
 	pool        *pool // nil for static and Handler routes
 	backendPath string
 	metrics     *routeMetrics // nil without metrics
-	open        atomic.Int64  // tunnels open now, for the status page
+	open        *atomic.Int64 // tunnels open now on routes of this name, for the status page
 
 	setHeaders       http.Header
 	removeHeaders    []string

@@ -40,9 +40,9 @@ type Server struct {
 
 	bg sync.WaitGroup // health checkers
 
-	tmu        sync.Mutex
-	transports []*http.Transport // plain-HTTP backends' pools, every generation
-	errorLog   *log.Logger       // net/http's own messages, at debug level
+	reloading sync.Mutex  // one Reload at a time
+	reg       registry    // backends and tunnel counts, across reloads
+	errorLog  *log.Logger // net/http's own messages, at debug level
 }
 
 // state is one generation of configuration: what new requests are served
@@ -100,8 +100,9 @@ func (s *Server) compile(cfg Config) *state {
 	st.proxyFrom, _ = parsePrefixes(st.cfg.ProxyProtocolFrom)
 	for i, r := range st.cfg.Routes {
 		rt := compileRoute(i, r)
+		rt.open = s.routeOpen(rt.name)
 		if r.Backend != "" || len(r.Backends) > 0 {
-			rt.pool = newPool(&st.cfg.Routes[i], s.log)
+			rt.pool = s.newPool(&st.cfg.Routes[i], rt)
 		}
 		switch {
 		case r.Handler != nil:
@@ -109,7 +110,7 @@ func (s *Server) compile(cfg Config) *state {
 		case r.Static != "":
 			rt.http = staticHandler(rt, r.Static)
 		default:
-			rt.http = s.reverseProxy(st, rt)
+			rt.http = s.reverseProxy(rt, st.cfg.HSTS != "")
 		}
 		st.router.routes = append(st.router.routes, rt)
 	}
@@ -123,18 +124,36 @@ type acceptedKey struct{}
 
 // Reload validates cfg and serves new requests with it: new routes,
 // backends, timeouts and limits apply to connections from now on; open
-// tunnels keep running with what they started with. An invalid cfg changes
-// nothing. read_header_timeout and max_header_bytes belong to the listener
-// and apply at the next start.
+// tunnels keep running with what they started with. Backends the new
+// configuration names again keep their open connection counts, health and
+// idle connections (registry.go). An invalid cfg changes nothing, and so
+// does a Reload once Shutdown or Close has begun (ErrShuttingDown).
+// read_header_timeout and max_header_bytes belong to the listener and apply
+// at the next start.
 func (s *Server) Reload(cfg Config) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
+	s.reloading.Lock()
+	defer s.reloading.Unlock()
+	if s.isClosing() {
+		return ErrShuttingDown
+	}
 	old := s.state.Load()
 	st := s.compile(cfg)
+	// Under mu, so that Shutdown either waits for the new health checks
+	// or comes first and none start.
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		st.cancel()
+		return ErrShuttingDown
+	}
 	s.state.Store(st)
-	old.cancel() // its health checks stop; its tunnels go on
 	s.startHealth(st)
+	s.mu.Unlock()
+	old.cancel() // its health checks stop; its tunnels go on
+	s.sweep(st)
 	if st.cfg.ReadHeaderTimeout != old.cfg.ReadHeaderTimeout || st.cfg.MaxHeaderBytes != old.cfg.MaxHeaderBytes {
 		s.log.Warn("read_header_timeout and max_header_bytes changes apply at the next start")
 	}
@@ -209,12 +228,10 @@ func (s *Server) Close() error {
 	return err
 }
 
-func (s *Server) closeIdle() {
-	s.tmu.Lock()
-	defer s.tmu.Unlock()
-	for _, t := range s.transports {
-		t.CloseIdleConnections()
-	}
+func (s *Server) isClosing() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closing
 }
 
 // startTunnel registers a tunnel; it returns false once Shutdown has begun.

@@ -1,23 +1,20 @@
 package proxy
 
 import (
-	"context"
-	"crypto/tls"
-	"crypto/x509"
+	"cmp"
+	"crypto/sha256"
 	"fmt"
 	"hash/fnv"
 	"log/slog"
 	"math"
 	"net"
 	"net/url"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
-
-	"github.com/wssproxy/wssproxy/tlsconf"
 )
 
 // Pools: a route's backends, the order they are tried in, and their health.
@@ -30,26 +27,16 @@ const (
 	balanceIPHash     = "ip_hash"
 )
 
-// upstream is one backend of a pool.
+// upstream is one backend of a pool: the shared backend (registry.go) as
+// this route of this configuration names and weighs it.
 type upstream struct {
+	*backend
 	name      string // as configured, for logs
 	url       *url.URL
-	network   string // "tcp" or "unix"
-	addr      string // host:port, or the socket's path
-	tls       *tls.Config
 	weight    int
 	hashKey   uint64
-	conns     atomic.Int64 // open tunnels and requests, for least_conn
-	transport string       // the Host the plain-HTTP transport is given
-
-	mu        sync.Mutex // passive health
-	fails     int
-	failStart time.Time
-	downUntil time.Time
-
-	activeDown atomic.Bool // active health
-	okRun      int         // owned by the health checker
-	failRun    int
+	transport string      // the host of plain-HTTP request URLs
+	check     *checkState // active health; nil when the route runs no checks
 
 	current int // smooth weighted round robin, guarded by pool.mu
 }
@@ -86,9 +73,10 @@ func parseUpstream(s string) (*url.URL, int, error) {
 	return u, weight, err
 }
 
-// newPool builds the pool of a valid route.
-func newPool(r *Route, log *slog.Logger) *pool {
-	p := &pool{balance: r.Balance, failTimeout: r.FailTimeout, log: log}
+// newPool builds the pool of a valid route, rt compiled from r, with the
+// Server's backends.
+func (s *Server) newPool(r *Route, rt *route) *pool {
+	p := &pool{balance: r.Balance, failTimeout: r.FailTimeout, log: s.log}
 	if p.balance == "" {
 		p.balance = balanceRoundRobin
 	}
@@ -96,38 +84,49 @@ func newPool(r *Route, log *slog.Logger) *pool {
 	if r.Backend != "" {
 		entries = []string{r.Backend}
 	}
-	var roots *x509.CertPool
+	var roots []byte
 	if r.BackendCA != "" {
-		roots, _ = tlsconf.LoadCertPool(r.BackendCA) // checked by Validate
+		roots, _ = os.ReadFile(r.BackendCA) // checked by Validate
+	}
+	check := ""
+	switch {
+	case r.HealthInterval == 0:
+	case r.HealthPath != "":
+		check = "GET " + r.HealthPath
+	default:
+		check = "WebSocket " + rt.targetPath(rt.prefix)
 	}
 	for i, e := range entries {
 		u, weight, _ := parseUpstream(e) // checked by Validate
-		up := &upstream{name: strings.Fields(e)[0], url: u, weight: weight, network: "tcp", addr: u.Host}
+		up := &upstream{name: strings.Fields(e)[0], url: u, weight: weight}
 		h := fnv.New64a()
 		h.Write([]byte(up.name))
 		up.hashKey = h.Sum64()
+		key := backendKey{network: "tcp", addr: u.Host, sendProxy: rt.sendProxy}
 		switch {
 		case strings.HasSuffix(u.Scheme, "+unix"):
-			up.network, up.addr = "unix", u.Path
+			key.network, key.addr = "unix", u.Path
 		case r.Socket != "":
-			up.network, up.addr = "unix", r.Socket
+			key.network, key.addr = "unix", r.Socket
 		case u.Port() == "":
 			port := "80"
 			if isTLSScheme(u.Scheme) {
 				port = "443"
 			}
-			up.addr = net.JoinHostPort(u.Hostname(), port)
+			key.addr = net.JoinHostPort(u.Hostname(), port)
 		}
-		up.transport = up.addr
-		if up.network == "unix" {
+		up.transport = key.addr
+		if key.network == "unix" {
 			up.transport = fmt.Sprintf("upstream-%d.invalid:80", i)
 		}
+		var ca []byte
 		if isTLSScheme(u.Scheme) {
-			up.tls = &tls.Config{ServerName: u.Hostname(), RootCAs: roots, NextProtos: []string{"http/1.1"}}
-			if r.BackendServerName != "" {
-				up.tls.ServerName = r.BackendServerName
+			key.tls, key.serverName = true, cmp.Or(r.BackendServerName, u.Hostname())
+			if roots != nil {
+				key.roots, ca = sha256.Sum256(roots), roots
 			}
 		}
+		up.backend, up.check = s.backend(key, ca, check)
 		p.ups = append(p.ups, up)
 	}
 	p.maxFails = 1
@@ -156,12 +155,10 @@ func (p *pool) String() string {
 
 // down reports whether u is out of rotation now.
 func (u *upstream) down(now time.Time) bool {
-	if u.activeDown.Load() {
+	if u.check != nil && u.check.down.Load() {
 		return true
 	}
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	return now.Before(u.downUntil)
+	return u.passiveDown(now)
 }
 
 // order returns the backends to try for a client, best first, at most
@@ -266,30 +263,4 @@ func (p *pool) succeeded(u *upstream) {
 	u.mu.Lock()
 	u.fails = 0
 	u.mu.Unlock()
-}
-
-// dial connects to u: TCP or a unix socket, the PROXY header if the route
-// sends one, then TLS for wss.
-func (st *state) dial(ctx context.Context, rt *route, u *upstream, client string) (net.Conn, error) {
-	ctx, cancel := context.WithTimeout(ctx, st.cfg.DialTimeout)
-	defer cancel()
-	conn, err := st.dialer.DialContext(ctx, u.network, u.addr)
-	if err != nil {
-		return nil, err
-	}
-	if rt.sendProxy != 0 {
-		if err := writeProxyHeader(conn, rt.sendProxy, client); err != nil {
-			conn.Close()
-			return nil, fmt.Errorf("PROXY header: %w", err)
-		}
-	}
-	if u.tls == nil {
-		return conn, nil
-	}
-	tc := tls.Client(conn, u.tls)
-	if err := tc.HandshakeContext(ctx); err != nil {
-		conn.Close()
-		return nil, err
-	}
-	return tc, nil
 }

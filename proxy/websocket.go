@@ -150,7 +150,7 @@ func (s *Server) backendHandshake(r *http.Request, st *state, rt *route) (net.Co
 	var up *upstream
 	var errs []error
 	for _, u := range rt.pool.order(clientIP(r)) {
-		c, err := st.dial(r.Context(), rt, u, clientIP(r))
+		c, err := u.dial(r.Context(), st.cfg.DialTimeout, clientIP(r))
 		if err == nil {
 			rt.pool.succeeded(u)
 			conn, up = c, u

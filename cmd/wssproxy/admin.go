@@ -1,10 +1,13 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"html/template"
 	"net"
 	"net/http"
+	"net/netip"
+	"regexp"
 	"strings"
 	"time"
 
@@ -58,7 +61,10 @@ func (r *runner) newRegistry() (*prometheus.Registry, error) {
 	expiry := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "wssproxy_certificate_expiry_timestamp_seconds",
 		Help: "When each certificate file's certificate expires, per name it covers (Unix seconds)."}, []string{"host"})
 	for _, c := range []prometheus.Collector{
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		// go_gc_heap_live_bytes, the heap the last GC kept: what a leak grows.
+		collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(
+			collectors.GoRuntimeMetricsRule{Matcher: regexp.MustCompile(`^/gc/heap/live:bytes$`)})),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		r.metrics.reloads, certCollector{r, expiry},
 	} {
 		if err := reg.Register(c); err != nil {
@@ -85,6 +91,32 @@ func (c certCollector) Collect(ch chan<- prometheus.Metric) {
 	c.expiry.Collect(ch)
 }
 
+// readyTimeout bounds /readyz: under the 1 s a kubelet's probe waits by
+// default, however many backends hang.
+const readyTimeout = 800 * time.Millisecond
+
+// adminHosts passes on requests whose Host is an IP address, localhost, or
+// the host of the admin listen address, and answers others 421 Misdirected
+// Request. A web page whose name an attacker re-points at 127.0.0.1 (DNS
+// rebinding) would otherwise read the admin endpoints through the browser
+// of anyone on this machine; its requests carry its own name. An IP
+// address cannot be re-pointed. HTTP/1.0 requests without a Host pass.
+func adminHosts(listen string, next http.Handler) http.Handler {
+	own, _, _ := net.SplitHostPort(listen)
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		host := req.Host
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			host = h
+		}
+		host = strings.TrimSuffix(strings.ToLower(strings.Trim(host, "[]")), ".")
+		if _, err := netip.ParseAddr(host); err != nil && host != "" && host != "localhost" && host != strings.ToLower(own) {
+			http.Error(w, "admin: this listener does not answer for that Host", http.StatusMisdirectedRequest)
+			return
+		}
+		next.ServeHTTP(w, req)
+	})
+}
+
 // startAdmin serves the admin endpoints. A busy port is logged, not fatal:
 // the proxy matters more than its dashboard.
 func (r *runner) startAdmin(reg *prometheus.Registry) {
@@ -97,19 +129,22 @@ func (r *runner) startAdmin(reg *prometheus.Registry) {
 		r.log.Error("admin listener not started; the proxy runs without /metrics and health endpoints", "error", err)
 		return
 	}
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+	routes := http.NewServeMux()
+	routes.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	routes.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok") // the process is serving
 	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if problems := r.srv.Ready(time.Second); len(problems) > 0 {
+	routes.HandleFunc("GET /readyz", func(w http.ResponseWriter, req *http.Request) {
+		ctx, cancel := context.WithTimeout(req.Context(), readyTimeout)
+		defer cancel()
+		if problems := r.srv.Ready(ctx); len(problems) > 0 {
 			http.Error(w, "not ready:\n"+strings.Join(problems, "\n"), http.StatusServiceUnavailable)
 			return
 		}
 		fmt.Fprintln(w, "ready")
 	})
-	mux.HandleFunc("GET /{$}", r.statusPage)
+	routes.HandleFunc("GET /{$}", r.statusPage)
+	mux := adminHosts(addr, routes)
 	r.admin = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	srv, l := r.admin, &listener{Listener: ln}
 	r.bg.Go(func() { r.fail(l, srv.Serve(l)) })
@@ -137,10 +172,7 @@ var statusTmpl = template.Must(template.New("status").Funcs(template.FuncMap{
 
 func (r *runner) statusPage(w http.ResponseWriter, _ *http.Request) {
 	routes := r.srv.Status()
-	var open int64
-	for _, rt := range routes {
-		open += rt.Open
-	}
+	open := r.srv.OpenTunnels() // routes a reload removed may still have some
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	statusTmpl.Execute(w, struct {
 		Listen  string

@@ -6,11 +6,13 @@ import (
 	"crypto/tls"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -139,6 +141,9 @@ backend = "ws://%s"
 			t.Errorf("%s = %q, want %q", k, m[k], want)
 		}
 	}
+	if m["go_gc_heap_live_bytes"] == "" {
+		t.Error("no go_gc_heap_live_bytes (the heap after the last GC)")
+	}
 	var expiry float64
 	fmt.Sscan(m[`wssproxy_certificate_expiry_timestamp_seconds{host="localhost"}`], &expiry)
 	if int64(expiry) != cert.Leaf.NotAfter.Unix() {
@@ -193,5 +198,112 @@ func TestAdminLoopbackOnly(t *testing.T) {
 		if (err == nil) != tc.ok || (!tc.ok && !strings.Contains(err.Error(), "admin.listen: ")) {
 			t.Errorf("%s: %v", tc.admin, err)
 		}
+	}
+}
+
+// hangingAddr returns a loopback address whose listener never accepts and
+// whose backlog is full: a dial to it hangs until its deadline.
+func hangingAddr(t *testing.T) string {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Listen(fd, 0); err != nil { // a queue of one
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
+	for range 8 { // fill the queue: until a connection is not completed
+		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if err != nil {
+			return addr
+		}
+		t.Cleanup(func() { c.Close() })
+	}
+	t.Fatalf("the backlog of %s never filled", addr)
+	return ""
+}
+
+// TestReadyzBounded guards /readyz against backends that never answer: with
+// two routes whose backends hang, a client that gives up after 1 s (a
+// kubelet's default probe timeout) still gets its 503 naming both.
+func TestReadyzBounded(t *testing.T) {
+	testutil.CheckLeaks(t)
+	ctx := testutil.Context(t, 20*time.Second)
+	cfg := filepath.Join(t.TempDir(), "c.toml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`listen = "127.0.0.1:0"
+[admin]
+listen = "127.0.0.1:0"
+[[route]]
+path = "/a"
+backend = "ws://%s"
+[[route]]
+path = "/b"
+backend = "ws://%s"
+`, hangingAddr(t), hangingAddr(t))), 0o600)
+	logs, _ := startRun(t, "-config", cfg)
+	admin := logs.Wait(t, ctx, `msg="admin listening" addr=(\S+)`)
+	client := &http.Client{Timeout: time.Second}
+	defer client.CloseIdleConnections()
+	resp, err := client.Get("http://" + admin + "/readyz")
+	if err != nil {
+		t.Fatalf("/readyz did not answer within a probe's 1 s: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "route[1] /a") || !strings.Contains(string(body), "route[2] /b") {
+		t.Errorf("/readyz: %d %q, want 503 naming both routes", resp.StatusCode, body)
+	}
+}
+
+// TestAdminHost guards the admin listener against DNS rebinding: requests
+// whose Host is an IP address or localhost are served, any other name gets
+// 421 Misdirected Request.
+func TestAdminHost(t *testing.T) {
+	testutil.CheckLeaks(t)
+	ctx := testutil.Context(t, 10*time.Second)
+	cfg := filepath.Join(t.TempDir(), "c.toml")
+	os.WriteFile(cfg, []byte("listen = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[[route]]\npath = \"/wss\"\nbackend = \"ws://127.0.0.1:8282\"\n"), 0o600)
+	logs, _ := startRun(t, "-config", cfg)
+	admin := logs.Wait(t, ctx, `msg="admin listening" addr=(\S+)`)
+	_, port, _ := net.SplitHostPort(admin)
+	client := &http.Client{Transport: &http.Transport{}}
+	defer client.CloseIdleConnections()
+	for _, tc := range []struct {
+		name, host string
+		want       int
+	}{
+		{"listen address", admin, http.StatusOK},
+		{"localhost", "localhost:" + port, http.StatusOK},
+		{"localhost without port", "localhost", http.StatusOK},
+		{"localhost with a dot", "LOCALHOST.:" + port, http.StatusOK},
+		{"IPv6 loopback", "[::1]:" + port, http.StatusOK},
+		{"another IP address", "192.0.2.7:" + port, http.StatusOK},
+		{"rebound name", "evil.example", http.StatusMisdirectedRequest},
+		{"rebound name with port", "evil.example:" + port, http.StatusMisdirectedRequest},
+		{"name under localhost's IP", "127.0.0.1.nip.io:" + port, http.StatusMisdirectedRequest},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, path := range []string{"/healthz", "/metrics", "/"} {
+				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+admin+path, nil)
+				req.Host = tc.host
+				resp, err := client.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				if resp.StatusCode != tc.want {
+					t.Errorf("GET %s with Host %q: %d, want %d", path, tc.host, resp.StatusCode, tc.want)
+				}
+			}
+		})
 	}
 }

@@ -2,10 +2,13 @@ package main
 
 import (
 	"fmt"
+	"io"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -13,9 +16,12 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/wssproxy/wssproxy/internal/echo"
 	"github.com/wssproxy/wssproxy/internal/testutil"
+	"github.com/wssproxy/wssproxy/proxy"
+	"github.com/wssproxy/wssproxy/tlsconf"
 )
 
 // TestReloadUnderLoad guards reload in a real process, with 500 open
@@ -160,4 +166,118 @@ func TestReloadUnderLoad(t *testing.T) {
 		t.Errorf("reload metrics: %v %v", m[`wssproxy_config_reloads_total{result="success"}`], m[`wssproxy_config_reloads_total{result="failure"}`])
 	}
 	t.Logf("%d new connections during reloads, none failed; %d tunnels kept", made.Load(), n)
+}
+
+// newRunner sets up a runner for the configuration file cfg as serve does,
+// without serving it or handling signals, so that a test can call reload
+// itself. It returns the runner, its log and its metrics.
+func newRunner(t *testing.T, cfg string) (*runner, *testutil.Logs, *prometheus.Registry) {
+	t.Helper()
+	o, err := parseFlags([]string{"-config", cfg}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fc, err := o.load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &testutil.Logs{}
+	r := &runner{o: o, errc: make(chan error, 1), log: slog.New(slog.NewTextHandler(logs, nil)), fc: fc}
+	certs, err := tlsconf.NewManager(fc.TLS, r.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.certs.Store(certs)
+	if r.srv, err = proxy.New(fc.Config, r.log); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.srv.Close(); r.bg.Wait() })
+	reg, err := r.newRegistry()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r, logs, reg
+}
+
+// reloads is wssproxy_config_reloads_total{result} in reg.
+func reloads(t *testing.T, reg *prometheus.Registry, result string) float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != "wssproxy_config_reloads_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "result" && l.GetValue() == result {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
+}
+
+// TestRefusedReloadClosesListeners guards a reload refused after it has
+// opened its new listeners (here the proxy refuses it, being closed; in
+// production a backend_ca or static directory that changed since the file
+// was checked): both new listeners are closed again, so their ports are
+// free, and the reload counts as a failure.
+func TestRefusedReloadClosesListeners(t *testing.T) {
+	testutil.CheckLeaks(t)
+	ctx := testutil.Context(t, 10*time.Second)
+	cfg := filepath.Join(t.TempDir(), "c.toml")
+	write := func(listen, redirect string) {
+		os.WriteFile(cfg, []byte(fmt.Sprintf("listen = %q\n[redirect]\nlisten = %q\n[admin]\nlisten = \"\"\n[[route]]\npath = \"/wss\"\nbackend = \"ws://127.0.0.1:8282\"\n", listen, redirect)), 0o600)
+	}
+	write("127.0.0.1:0", "")
+	r, logs, reg := newRunner(t, cfg)
+	r.srv.Close()
+	listen, redirect := testutil.ClosedPort(t), testutil.ClosedPort(t)
+	write(listen, redirect)
+	r.reload(ctx)
+	logs.Wait(t, ctx, `msg="reload refused" error="proxy: shutting down"`)
+	for _, addr := range []string{listen, redirect} {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			t.Errorf("after the refused reload: %v", err)
+			continue
+		}
+		ln.Close()
+	}
+	if got := reloads(t, reg, "failure"); got != 1 {
+		t.Errorf(`wssproxy_config_reloads_total{result="failure"} = %v, want 1`, got)
+	}
+	if got := reloads(t, reg, "success"); got != 0 {
+		t.Errorf(`wssproxy_config_reloads_total{result="success"} = %v, want 0`, got)
+	}
+}
+
+// TestReloadAdminChangeWarns guards the warning that [admin] changes need a
+// restart: a reload that changes [admin] listen logs it, one that does not
+// stays quiet.
+func TestReloadAdminChangeWarns(t *testing.T) {
+	testutil.CheckLeaks(t)
+	ctx := testutil.Context(t, 10*time.Second)
+	cfg := filepath.Join(t.TempDir(), "c.toml")
+	write := func(admin string) {
+		os.WriteFile(cfg, []byte(fmt.Sprintf("listen = \"127.0.0.1:0\"\n[admin]\nlisten = %q\n[[route]]\npath = \"/wss\"\nbackend = \"ws://127.0.0.1:8282\"\n", admin)), 0o600)
+	}
+	write("127.0.0.1:0")
+	r, logs, _ := newRunner(t, cfg)
+	const warning = "[admin] changes apply at the next start"
+	r.reload(ctx)
+	logs.Wait(t, ctx, `configuration reloaded`)
+	if strings.Contains(logs.String(), warning) {
+		t.Errorf("warned with [admin] unchanged:\n%s", logs)
+	}
+	write(testutil.ClosedPort(t))
+	r.reload(ctx)
+	logs.Wait(t, ctx, `(?s)configuration reloaded.*configuration reloaded`)
+	if !strings.Contains(logs.String(), warning) {
+		t.Errorf("no warning with [admin] changed:\n%s", logs)
+	}
 }

@@ -237,21 +237,30 @@ func (r *runner) reload(ctx context.Context) {
 		}
 		return
 	}
+	var tlsLn, redirectLn *listener
+	// refuse ends a reload that cannot go ahead: the listeners it opened
+	// are closed, and it counts as a failure.
+	refuse := func(msg string, err error) {
+		for _, l := range []*listener{tlsLn, redirectLn} {
+			if l != nil {
+				l.Close()
+			}
+		}
+		r.metrics.reloads.WithLabelValues("failure").Inc()
+		r.log.Error(msg, "error", err)
+	}
 	certs := r.certs.Load()
 	newCerts := !reflect.DeepEqual(fc.TLS, r.fc.TLS)
 	if newCerts {
 		if certs, err = tlsconf.NewManager(fc.TLS, r.log); err != nil {
-			r.metrics.reloads.WithLabelValues("failure").Inc()
-			r.log.Error("reload refused: certificates", "error", err)
+			refuse("reload refused: certificates", err)
 			return
 		}
 	}
-	var tlsLn, redirectLn *listener
 	if fc.Listen != r.fc.Listen {
 		ln, err := net.Listen("tcp", fc.Listen)
 		if err != nil {
-			r.metrics.reloads.WithLabelValues("failure").Inc()
-			r.log.Error("reload refused: listen", "error", err)
+			refuse("reload refused: listen", err)
 			return
 		}
 		tlsLn = &listener{Listener: ln}
@@ -259,20 +268,18 @@ func (r *runner) reload(ctx context.Context) {
 	if fc.Redirect.Listen != r.fc.Redirect.Listen && fc.Redirect.Listen != "" {
 		ln, err := net.Listen("tcp", fc.Redirect.Listen)
 		if err != nil {
-			if tlsLn != nil {
-				tlsLn.Close()
-			}
-			r.metrics.reloads.WithLabelValues("failure").Inc()
-			r.log.Error("reload refused: redirect listen", "error", err)
+			refuse("reload refused: redirect listen", err)
 			return
 		}
 		redirectLn = &listener{Listener: ln}
 	}
-	// Nothing below fails: commit.
-	if err := r.srv.Reload(fc.Config); err != nil { // validated by load
-		r.log.Error("reload refused", "error", err)
+	// Validated by load, but a backend_ca or static directory may have
+	// changed since, and a proxy that is shutting down refuses.
+	if err := r.srv.Reload(fc.Config); err != nil {
+		refuse("reload refused", err)
 		return
 	}
+	// Nothing below fails: commit.
 	if newCerts {
 		r.stopWatch()
 		r.certs.Store(certs)
@@ -306,11 +313,11 @@ func (r *runner) reload(ctx context.Context) {
 		removePidFile(r.fc)
 		writePidFile(fc.PidFile)
 	}
-	r.fc = fc
-	r.describe(ctx, fc)
 	if fc.Admin != r.fc.Admin {
 		r.log.Warn("[admin] changes apply at the next start")
 	}
+	r.fc = fc
+	r.describe(ctx, fc)
 	r.metrics.reloads.WithLabelValues("success").Inc()
 	r.log.Info("configuration reloaded", "routes", len(fc.Routes), "open_tunnels", r.srv.OpenTunnels())
 }
