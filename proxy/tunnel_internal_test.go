@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -58,7 +59,7 @@ func TestPingIntoFullSocket(t *testing.T) {
 	backendEnd, backendPeer := tcpPair(t)
 	clientPeer.(*net.TCPConn).SetReadBuffer(4096)
 	fill(t, clientEnd)
-	rt := &route{name: "test", pingInterval: 20 * time.Millisecond, pingTimeout: 20 * time.Millisecond, sendTimeout: time.Hour}
+	rt := &route{name: "test", open: new(atomic.Int64), pingInterval: 20 * time.Millisecond, pingTimeout: 20 * time.Millisecond, sendTimeout: time.Hour}
 	tun := newTunnel(rt, &upstream{name: "backend"}, clientEnd, backendEnd, time.Now())
 	tun.log = slog.New(slog.DiscardHandler)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
