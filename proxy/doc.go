@@ -8,13 +8,21 @@
 //     listener (ServeTLS reads a PROXY protocol header first, from
 //     proxy_protocol_from peers only: realip.go). ReadHeaderTimeout bounds
 //     the TLS handshake and the request headers; MaxHeaderBytes caps the
-//     headers (server.go).
+//     headers (server.go). Above TLS each connection is a clientConn
+//     (conn.go): it follows the HTTP/1 request stream's framing
+//     (framing.go) and logs and counts the answers net/http gives by
+//     itself (431, 400, 501, a header timeout). A hijacked connection
+//     leaves it: the tunnel has the *tls.Conn.
 //  2. Client address (realip.go), worked out once per request: the TCP
 //     peer (or the PROXY header's address), unless the peer is in
 //     trusted_proxies; then real_ip_header, with X-Forwarded-For walked
 //     from the right past trusted hops. It feeds X-Real-IP, the logs, the
 //     limits and ip_hash.
-//  3. Route: Server.ServeHTTP cleans the path (dot segments and repeated
+//  3. Route: Server.ServeHTTP first claims the request's head from its
+//     connection's framing: with both Content-Length and
+//     Transfer-Encoding, 400 and the connection closed (RFC 9112 §6.1);
+//     a head the framing could not follow is served and the connection
+//     closed after it. Then it cleans the path (dot segments and repeated
 //     slashes resolved, so "/wss/../admin" cannot reach /wss's backend) and
 //     the router picks the most specific route: exact host, then wildcard
 //     host, then any host; an exact path before the longest prefix, which

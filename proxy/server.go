@@ -79,10 +79,14 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 		MaxHeaderBytes:    cfg.MaxHeaderBytes,
 		IdleTimeout:       2 * time.Minute,
 		BaseContext:       func(net.Listener) context.Context { return s.ctx },
-		ConnContext: func(ctx context.Context, _ net.Conn) context.Context {
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			if cc := clientConnOf(c); cc != nil {
+				ctx = context.WithValue(ctx, connKey{}, cc)
+			}
 			return context.WithValue(ctx, acceptedKey{}, time.Now())
 		},
-		ErrorLog: s.errorLog,
+		ConnState: s.connState,
+		ErrorLog:  s.errorLog,
 	}
 	// Runs once Shutdown has closed the listeners.
 	s.http.RegisterOnShutdown(func() {
@@ -144,13 +148,17 @@ func (s *Server) Reload(cfg Config) error {
 // ServeTLS serves ln with TLS from config, reading PROXY protocol headers
 // first when the configuration says so. It returns as Serve does.
 func (s *Server) ServeTLS(ln net.Listener, config *tls.Config) error {
-	return s.Serve(tls.NewListener(s.proxyListener(ln), config))
+	return s.serve(tls.NewListener(s.proxyListener(ln), config))
 }
 
 // Serve accepts connections on ln until Shutdown. It returns
 // ErrShuttingDown after Shutdown, and other errors from ln.
 func (s *Server) Serve(ln net.Listener) error {
-	err := s.http.Serve(ln)
+	return s.serve(ln)
+}
+
+func (s *Server) serve(ln net.Listener) error {
+	err := s.http.Serve(&trackListener{Listener: ln, s: s})
 	if errors.Is(err, http.ErrServerClosed) {
 		return ErrShuttingDown
 	}
@@ -237,6 +245,9 @@ func (s *Server) endTunnel() {
 // ServeHTTP routes a request: WebSocket handshakes to the tunnel, anything
 // else to the route's plain HTTP handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !s.checkFraming(w, r) {
+		return
+	}
 	if r.Method == http.MethodConnect {
 		r = s.state.Load().withClient(r)
 		// Not a forward proxy; and extended CONNECT (RFC 8441) is off.
