@@ -43,6 +43,10 @@ type Server struct {
 	tmu        sync.Mutex
 	transports []*http.Transport // plain-HTTP backends' pools, every generation
 	errorLog   *log.Logger       // net/http's own messages, at debug level
+
+	clients  connBudget // max_client_connections (connlimit.go)
+	cmu      sync.Mutex
+	rateLogs []*rateLog // of every bounded listener, flushed at shutdown
 }
 
 // state is one generation of configuration: what new requests are served
@@ -72,6 +76,8 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 	st := s.compile(cfg)
 	s.state.Store(st)
 	s.startHealth(st)
+	s.clients.max = func() int { return s.state.Load().cfg.MaxClientConnections }
+	s.warnFileLimit(st.cfg.MaxClientConnections)
 	cfg = st.cfg
 	s.http = &http.Server{
 		Handler:           s,
@@ -146,15 +152,17 @@ func (s *Server) Reload(cfg Config) error {
 }
 
 // ServeTLS serves ln with TLS from config, reading PROXY protocol headers
-// first when the configuration says so. It returns as Serve does.
+// first when the configuration says so. Its connections count against
+// max_client_connections. It returns as Serve does.
 func (s *Server) ServeTLS(ln net.Listener, config *tls.Config) error {
-	return s.serve(tls.NewListener(s.proxyListener(ln), config))
+	return s.serve(tls.NewListener(s.proxyListener(s.limitListener(ln, "tls", nil)), config))
 }
 
-// Serve accepts connections on ln until Shutdown. It returns
-// ErrShuttingDown after Shutdown, and other errors from ln.
+// Serve accepts connections on ln until Shutdown, within
+// max_client_connections. It returns ErrShuttingDown after Shutdown, and
+// other errors from ln.
 func (s *Server) Serve(ln net.Listener) error {
-	return s.serve(ln)
+	return s.serve(s.limitListener(ln, "http", nil))
 }
 
 func (s *Server) serve(ln net.Listener) error {
@@ -201,6 +209,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	<-done
 	s.bg.Wait()
 	s.closeIdle()
+	s.flushRateLogs()
 	return err
 }
 
@@ -214,6 +223,7 @@ func (s *Server) Close() error {
 	s.tunnels.Wait()
 	s.bg.Wait()
 	s.closeIdle()
+	s.flushRateLogs()
 	return err
 }
 
