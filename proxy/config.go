@@ -58,6 +58,14 @@ type Config struct {
 	// MaxConnectionsPerIP caps them per client address (503). 0: no limit.
 	MaxConnectionsPerIP int `toml:"max_connections_per_ip,omitempty,omitzero"`
 
+	// MaxClientConnections caps the client connections open at once on
+	// the TLS listener and [redirect] together, every accepted socket
+	// counted (TLS handshakes, keep-alive connections, tunnels); over it a
+	// new connection is closed at once, counted and logged, and open ones
+	// go on. It keeps the process below its open file limit. Default: (the
+	// open file limit − 256) / 2, as a tunnel holds two descriptors.
+	MaxClientConnections int `toml:"max_client_connections,omitempty,omitzero"`
+
 	// HandshakeRatePerIP is the sustained WebSocket handshakes per second
 	// one client address may make (429 beyond it). 0: no limit.
 	HandshakeRatePerIP float64 `toml:"handshake_rate_per_ip,omitempty,omitzero"`
@@ -288,7 +296,8 @@ func (c *Config) Validate() error {
 	for _, x := range []struct {
 		key string
 		n   int
-	}{{"max_connections", c.MaxConnections}, {"max_connections_per_ip", c.MaxConnectionsPerIP}, {"handshake_burst_per_ip", c.HandshakeBurstPerIP}} {
+	}{{"max_connections", c.MaxConnections}, {"max_connections_per_ip", c.MaxConnectionsPerIP},
+		{"max_client_connections", c.MaxClientConnections}, {"handshake_burst_per_ip", c.HandshakeBurstPerIP}} {
 		if x.n < 0 {
 			errs = append(errs, fieldErr(x.key, "must not be negative, got %d", x.n))
 		}
@@ -551,6 +560,9 @@ func (c Config) withDefaults() Config {
 	def(&c.ShutdownTimeout, DefaultShutdownTimeout)
 	if c.MaxHeaderBytes == 0 {
 		c.MaxHeaderBytes = DefaultMaxHeaderBytes
+	}
+	if c.MaxClientConnections == 0 {
+		c.MaxClientConnections = defaultMaxClientConnections()
 	}
 	c.Routes = append([]Route(nil), c.Routes...)
 	for i := range c.Routes {

@@ -5,16 +5,26 @@
 // # A request, step by step
 //
 //  1. Accept and TLS handshake: net/http's server, on the caller's
-//     listener (ServeTLS reads a PROXY protocol header first, from
-//     proxy_protocol_from peers only: realip.go). ReadHeaderTimeout bounds
-//     the TLS handshake and the request headers; MaxHeaderBytes caps the
-//     headers (server.go).
+//     listener. Every accepted socket counts against
+//     max_client_connections until it is closed; over it a new one is
+//     closed at once (connlimit.go). ServeTLS reads a PROXY protocol
+//     header next, from proxy_protocol_from peers only (realip.go).
+//     ReadHeaderTimeout bounds the TLS handshake and the request headers;
+//     MaxHeaderBytes caps the headers (server.go). Above TLS each
+//     connection is a clientConn (conn.go): it follows the HTTP/1 request
+//     stream's framing (framing.go) and logs and counts the answers
+//     net/http gives by itself (431, 400, 501, a header timeout). A
+//     hijacked connection leaves it: the tunnel has the *tls.Conn.
 //  2. Client address (realip.go), worked out once per request: the TCP
 //     peer (or the PROXY header's address), unless the peer is in
 //     trusted_proxies; then real_ip_header, with X-Forwarded-For walked
 //     from the right past trusted hops. It feeds X-Real-IP, the logs, the
 //     limits and ip_hash.
-//  3. Route: Server.ServeHTTP sets Strict-Transport-Security (Config.HSTS,
+//  3. Route: Server.ServeHTTP first claims the request's head from its
+//     connection's framing: with both Content-Length and
+//     Transfer-Encoding, 400 and the connection closed (RFC 9112 §6.1);
+//     a head the framing could not follow is served and the connection
+//     closed after it. It sets Strict-Transport-Security (Config.HSTS,
 //     over TLS only; a backend's own is replaced), cleans the path (dot
 //     segments and repeated slashes resolved, so "/wss/../admin" cannot
 //     reach /wss's backend) and the router picks the most specific route: exact host, then wildcard
@@ -125,12 +135,15 @@
 //
 // # Admission
 //
-// Before any backend is dialed: the route's allowed_origins (403), the
-// handshake rate per client IP (golang.org/x/time/rate, 429), and
-// max_connections and max_connections_per_ip (503), counted from the
-// check until the tunnel ends (limits.go). Server.Reload swaps the routes
-// and limits atomically; tunnels keep the route they started with, and
-// count towards the open tunnels of the route of the same name after it.
+// At accept: max_client_connections, every client connection on the TLS
+// listener and the process's other public listeners; the admin listener
+// has its own small bound (connlimit.go). Before any backend is dialed:
+// the route's allowed_origins (403), the handshake rate per client IP
+// (golang.org/x/time/rate, 429), and max_connections and
+// max_connections_per_ip (503), counted from the check until the tunnel
+// ends (limits.go). Server.Reload swaps the routes and limits atomically;
+// tunnels keep the route they started with, and count towards the open
+// tunnels of the route of the same name after it.
 //
 // # The hot path
 //

@@ -3,12 +3,14 @@ package proxy
 import (
 	"context"
 	"errors"
+	"io"
 	"io/fs"
 	"net"
 	"net/http"
 	"net/http/httputil"
 	"os"
 	"path"
+	"sync"
 )
 
 // reverseProxy is the plain-HTTP side of a backend route: requests that are
@@ -17,7 +19,7 @@ import (
 // so streaming works. The forwarding headers are the tunnel's.
 // With hsts, a backend's Strict-Transport-Security gives way to the proxy's.
 func (s *Server) reverseProxy(rt *route, hsts bool) http.Handler {
-	return &httputil.ReverseProxy{
+	rp := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			// Hop-by-hop and X-Forwarded-* headers are already gone. Only
 			// WebSocket upgrades are tunnelled; other Upgrade requests
@@ -50,6 +52,14 @@ func (s *Server) reverseProxy(rt *route, hsts bool) http.Handler {
 				s.log.Debug("client gone during request", "route", rt.name, "client_ip", clientIP(r), "error", err)
 				return
 			}
+			if b, ok := r.Body.(*clientBody); ok && b.failed() != nil {
+				// A bad chunk size, a body cut short: the client's fault.
+				if r.ProtoMajor == 1 {
+					w.Header().Set("Connection", "close") // its framing is broken
+				}
+				s.refuse(w, r, rt, http.StatusBadRequest, "bad-body", "malformed request body", b.failed())
+				return
+			}
 			status, kind, public := http.StatusBadGateway, "backend-http", "backend unavailable"
 			var ne net.Error
 			if errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {
@@ -58,6 +68,36 @@ func (s *Server) reverseProxy(rt *route, hsts bool) http.Handler {
 			s.refuse(w, r, rt, status, kind, public, err)
 		},
 	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Body != nil && r.Body != http.NoBody {
+			r.Body = &clientBody{ReadCloser: r.Body}
+		}
+		rp.ServeHTTP(w, r)
+	})
+}
+
+// clientBody remembers why reading a client's request body failed, so
+// that the error is told from a backend's.
+type clientBody struct {
+	io.ReadCloser
+	mu  sync.Mutex // the Transport reads on its own goroutine
+	err error
+}
+
+func (b *clientBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF {
+		b.mu.Lock()
+		b.err = err
+		b.mu.Unlock()
+	}
+	return n, err
+}
+
+func (b *clientBody) failed() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.err
 }
 
 // poolTransport sends a plain request to the route's backends in the

@@ -317,29 +317,6 @@ func TestBackendNotReading(t *testing.T) {
 	}
 }
 
-// counter is the sum of the counters called name whose label has value.
-func counter(t *testing.T, reg *prometheus.Registry, name, label, value string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sum float64
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, lp := range m.GetLabel() {
-				if lp.GetName() == label && lp.GetValue() == value {
-					sum += m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	return sum
-}
-
 // TestMaxMessageSizeCloseReply guards that after a message over
 // max_message_size the proxy still follows the sender's frames: the
 // sender's reply to the proxy's 1009 ends its connection at once. (The

@@ -25,6 +25,7 @@ type metrics struct {
 	tlsErrors    *prometheus.CounterVec
 	backendUp    *prometheus.GaugeVec
 	refused      *prometheus.CounterVec
+	connRefused  *prometheus.CounterVec
 }
 
 // RegisterMetrics creates the proxy's metrics in reg. Call it before
@@ -47,9 +48,14 @@ func (s *Server) RegisterMetrics(reg prometheus.Registerer) error {
 		backendUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "wssproxy_backend_up",
 			Help: "1 while a backend is in rotation, 0 while health checks or failed dials keep it out."}, []string{"route", "backend"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wssproxy_requests_refused_total",
-			Help: "Requests the proxy answered with its own error, by kind (no-route, bad-handshake, origin, limit-..., backend-...)."}, []string{"kind"}),
+			Help: "Requests the proxy answered with its own error, by kind (no-route, bad-handshake, origin, limit-..., backend-..., and net/http's own: header-too-large, bad-request, not-implemented, header-timeout)."}, []string{"kind"}),
+		connRefused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wssproxy_connections_refused_total",
+			Help: "Client connections closed at accept, by listener: over max_client_connections (tls, http, redirect) or the admin listener's own bound (admin)."}, []string{"listener"}),
 	}
-	for _, c := range []prometheus.Collector{m.tunnelsOpen, m.tunnelsEnded, m.bytes, m.handshake, m.dialErrors, m.tlsErrors, m.refused,
+	for _, c := range []prometheus.Collector{m.tunnelsOpen, m.tunnelsEnded, m.bytes, m.handshake, m.dialErrors, m.tlsErrors, m.refused, m.connRefused,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "wssproxy_client_connections",
+			Help: "Client connections open now that count against max_client_connections."},
+			func() float64 { return float64(s.clients.open.Load()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "wssproxy_connections_admitted",
 			Help: "WebSocket connections counted against max_connections (handshakes in progress included)."},
 			func() float64 { s.limit.mu.Lock(); defer s.limit.mu.Unlock(); return float64(s.limit.total) }),

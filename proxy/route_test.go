@@ -102,7 +102,8 @@ func TestCleanPath(t *testing.T) {
 // TestValidate guards that every bad value is reported, each naming its key.
 func TestValidate(t *testing.T) {
 	cfg := Config{
-		DialTimeout: -1,
+		DialTimeout:          -1,
+		MaxClientConnections: -1,
 		Routes: []Route{
 			{Path: "/ok", Backend: "ws://127.0.0.1:8282"},
 			{Path: "wss", Backend: "htp://x:1"},
@@ -119,6 +120,7 @@ func TestValidate(t *testing.T) {
 	}
 	for _, want := range []string{
 		"dial_timeout: must not be negative",
+		"max_client_connections: must not be negative",
 		"route[2].path: must start with /",
 		`route[2].backend: scheme must be ws, wss, http or https, got "htp"`,
 		"route[3].host: must be a host name",

@@ -43,6 +43,10 @@ type Server struct {
 	reloading sync.Mutex  // one Reload at a time
 	reg       registry    // backends and tunnel counts, across reloads
 	errorLog  *log.Logger // net/http's own messages, at debug level
+
+	clients  connBudget // max_client_connections (connlimit.go)
+	cmu      sync.Mutex
+	rateLogs []*rateLog // of every bounded listener, flushed at shutdown
 }
 
 // state is one generation of configuration: what new requests are served
@@ -72,6 +76,8 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 	st := s.compile(cfg)
 	s.state.Store(st)
 	s.startHealth(st)
+	s.clients.max = func() int { return s.state.Load().cfg.MaxClientConnections }
+	s.warnFileLimit(st.cfg.MaxClientConnections)
 	cfg = st.cfg
 	s.http = &http.Server{
 		Handler:           s,
@@ -79,10 +85,14 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 		MaxHeaderBytes:    cfg.MaxHeaderBytes,
 		IdleTimeout:       2 * time.Minute,
 		BaseContext:       func(net.Listener) context.Context { return s.ctx },
-		ConnContext: func(ctx context.Context, _ net.Conn) context.Context {
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			if cc := clientConnOf(c); cc != nil {
+				ctx = context.WithValue(ctx, connKey{}, cc)
+			}
 			return context.WithValue(ctx, acceptedKey{}, time.Now())
 		},
-		ErrorLog: s.errorLog,
+		ConnState: s.connState,
+		ErrorLog:  s.errorLog,
 	}
 	// Runs once Shutdown has closed the listeners.
 	s.http.RegisterOnShutdown(func() {
@@ -161,15 +171,21 @@ func (s *Server) Reload(cfg Config) error {
 }
 
 // ServeTLS serves ln with TLS from config, reading PROXY protocol headers
-// first when the configuration says so. It returns as Serve does.
+// first when the configuration says so. Its connections count against
+// max_client_connections. It returns as Serve does.
 func (s *Server) ServeTLS(ln net.Listener, config *tls.Config) error {
-	return s.Serve(tls.NewListener(s.proxyListener(ln), config))
+	return s.serve(tls.NewListener(s.proxyListener(s.limitListener(ln, "tls", nil)), config))
 }
 
-// Serve accepts connections on ln until Shutdown. It returns
-// ErrShuttingDown after Shutdown, and other errors from ln.
+// Serve accepts connections on ln until Shutdown, within
+// max_client_connections. It returns ErrShuttingDown after Shutdown, and
+// other errors from ln.
 func (s *Server) Serve(ln net.Listener) error {
-	err := s.http.Serve(ln)
+	return s.serve(s.limitListener(ln, "http", nil))
+}
+
+func (s *Server) serve(ln net.Listener) error {
+	err := s.http.Serve(&trackListener{Listener: ln, s: s})
 	if errors.Is(err, http.ErrServerClosed) {
 		return ErrShuttingDown
 	}
@@ -212,6 +228,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	<-done
 	s.bg.Wait()
 	s.closeIdle()
+	s.flushRateLogs()
 	return err
 }
 
@@ -225,6 +242,7 @@ func (s *Server) Close() error {
 	s.tunnels.Wait()
 	s.bg.Wait()
 	s.closeIdle()
+	s.flushRateLogs()
 	return err
 }
 
@@ -254,6 +272,9 @@ func (s *Server) endTunnel() {
 // ServeHTTP routes a request: WebSocket handshakes to the tunnel, anything
 // else to the route's plain HTTP handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !s.checkFraming(w, r) {
+		return
+	}
 	s.setHSTS(w, r)
 	if r.Method == http.MethodConnect {
 		r = s.state.Load().withClient(r)

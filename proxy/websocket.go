@@ -84,6 +84,7 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, st *stat
 		s.log.Error("hijack client connection", "route", rt.name, "client_ip", clientIP(r), "error", err)
 		return
 	}
+	client = unwrapConn(client) // the *tls.Conn itself: nothing between the tunnel and it
 	// The 101 carries the backend's headers: Sec-WebSocket-Accept, the
 	// chosen subprotocol and extensions, cookies.
 	removeHopByHop(resp.Header)

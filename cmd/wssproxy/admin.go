@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"html/template"
@@ -21,6 +22,30 @@ import (
 // defaultAdmin is the admin listener's address unless [admin] says
 // otherwise: loopback only, so nothing but this machine sees it.
 const defaultAdmin = "127.0.0.1:9090"
+
+// adminConnections bounds the admin listener's connections (scrapers,
+// probes, a status page or two), apart from max_client_connections.
+const adminConnections = 32
+
+// sideTimeouts bound the connections of the plain-HTTP servers beside the
+// proxy (redirect, admin). Nothing hijacks them, so every phase has a
+// limit and an idle keep-alive connection an end. Zero fields: defaults.
+type sideTimeouts struct {
+	readHeader, read, write, idle time.Duration
+}
+
+// sideServer is an http.Server for h with every timeout set; write is its
+// default WriteTimeout (the longest a response may take).
+func (r *runner) sideServer(h http.Handler, write time.Duration) *http.Server {
+	t := r.timeouts
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: cmp.Or(t.readHeader, 10*time.Second),
+		ReadTimeout:       cmp.Or(t.read, 30*time.Second),
+		WriteTimeout:      cmp.Or(t.write, write),
+		IdleTimeout:       cmp.Or(t.idle, time.Minute),
+	}
+}
 
 type adminSection struct {
 	// Listen is the admin address: /metrics, /healthz, /readyz and a
@@ -145,9 +170,12 @@ func (r *runner) startAdmin(reg *prometheus.Registry) {
 	})
 	routes.HandleFunc("GET /{$}", r.statusPage)
 	mux := adminHosts(addr, routes)
-	r.admin = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	r.admin = r.sideServer(mux, time.Minute) // /readyz dials every route's backends
 	srv, l := r.admin, &listener{Listener: ln}
-	r.bg.Go(func() { r.fail(l, srv.Serve(l)) })
+	// A bound of its own, outside max_client_connections: /metrics and
+	// /healthz answer while the public listeners are full.
+	bounded := r.srv.LimitListener(l, "admin", adminConnections)
+	r.bg.Go(func() { r.fail(l, srv.Serve(bounded)) })
 	r.log.Info("admin listening", "addr", ln.Addr().String())
 }
 

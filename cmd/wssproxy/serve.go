@@ -46,6 +46,7 @@ type runner struct {
 	admin      *http.Server
 	metrics    *adminMetrics
 	started    time.Time
+	timeouts   sideTimeouts // of the redirect and admin servers; zero: the defaults
 }
 
 // listener is one open listener; retired is set before the runner closes
@@ -184,14 +185,14 @@ func (r *runner) startRedirect() {
 	}
 	_, port, _ := net.SplitHostPort(r.tlsLn.Addr().String())
 	fallback := proxy.RedirectHandler(port)
-	r.redirect = &http.Server{
-		Handler: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-			r.certs.Load().HTTPHandler(fallback).ServeHTTP(w, req)
-		}),
-		ReadHeaderTimeout: 10 * time.Second,
-	}
+	r.redirect = r.sideServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		r.certs.Load().HTTPHandler(fallback).ServeHTTP(w, req)
+	}), 30*time.Second)
 	srv, l := r.redirect, r.redirectLn
-	r.bg.Go(func() { r.fail(l, srv.Serve(l)) })
+	// Its connections count against max_client_connections with the TLS
+	// listener's.
+	bounded := r.srv.LimitListener(l, "redirect", 0)
+	r.bg.Go(func() { r.fail(l, srv.Serve(bounded)) })
 	r.log.Info("redirecting to https", "addr", l.Addr().String())
 }
 

@@ -1,0 +1,223 @@
+package proxy
+
+import (
+	"errors"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// Client connections are bounded where they are accepted, so that the
+// process never runs out of file descriptors: every accepted socket counts
+// (a TLS handshake in progress, an idle keep-alive connection, a tunnel)
+// until it is closed. Over the bound a new connection is closed at once;
+// the ones already open (tunnels among them) go on. The TLS listener and
+// the process's other public listeners ([redirect]) share
+// max_client_connections; the admin listener has a small bound of its own
+// outside it, so /metrics and /healthz answer while the public listeners
+// are full. A refusal is counted in wssproxy_connections_refused_total and
+// logged at warn, at most once a second per listener with the number
+// refused since the line before.
+
+// fdReserve is what the default max_client_connections leaves of the open
+// file limit for everything that is not a client connection: listeners,
+// the admin reserve, log file, backends' idle connections and health
+// checks, the runtime's poller.
+const fdReserve = 256
+
+// defaultMaxClientConnections derives max_client_connections from the
+// open file limit (which Go raises to the hard limit at start): a tunnel
+// holds two descriptors, the client's and the backend's.
+func defaultMaxClientConnections() int {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil || lim.Cur > 1<<30 {
+		return 1 << 20 // no meaningful limit
+	}
+	return max(16, (int(lim.Cur)-fdReserve)/2)
+}
+
+// warnFileLimit warns when max_client_connections leaves the process too
+// few descriptors: then accept fails with EMFILE before the bound refuses.
+func (s *Server) warnFileLimit(max int) {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil || lim.Cur > 1<<30 {
+		return
+	}
+	if need := 2*max + fdReserve; need > int(lim.Cur) {
+		s.log.Warn("max_client_connections is above what the open file limit allows: tunnels hold two descriptors each",
+			"max_client_connections", max, "open_file_limit", lim.Cur, "suggested", defaultMaxClientConnections())
+	}
+}
+
+// connBudget counts the connections of the listeners that share it.
+type connBudget struct {
+	open atomic.Int64
+	max  func() int
+}
+
+func (b *connBudget) acquire() bool {
+	if b.open.Add(1) > int64(b.max()) {
+		b.open.Add(-1)
+		return false
+	}
+	return true
+}
+
+// boundListener admits connections within its budget.
+type boundListener struct {
+	net.Listener
+	s       *Server
+	name    string
+	budget  *connBudget
+	refused *rateLog
+	noFDs   *rateLog
+}
+
+// limitListener bounds ln's connections; budget nil: the Server's shared
+// one (max_client_connections).
+func (s *Server) limitListener(ln net.Listener, name string, budget *connBudget) net.Listener {
+	if budget == nil {
+		budget = &s.clients
+	}
+	l := &boundListener{Listener: ln, s: s, name: name, budget: budget}
+	l.refused = &rateLog{emit: func(n int) {
+		s.log.Warn("connections refused: over the connection bound", "listener", name, "refused", n,
+			"open", budget.open.Load(), "limit", budget.max())
+	}}
+	l.noFDs = &rateLog{emit: func(n int) {
+		s.log.Error("accept failed: out of file descriptors; lower max_client_connections or raise the open file limit",
+			"listener", name, "failures", n, "open", budget.open.Load())
+	}}
+	s.cmu.Lock()
+	s.rateLogs = append(s.rateLogs, l.refused, l.noFDs)
+	s.cmu.Unlock()
+	return l
+}
+
+// LimitListener bounds the connections of a listener the process serves
+// besides Serve's: with reserve 0 they count against
+// max_client_connections together with Serve's and ServeTLS's; with
+// reserve > 0 the listener has a bound of its own, outside that budget,
+// so that it answers while the others are full (the admin listener).
+// name labels its refusals in logs and metrics.
+func (s *Server) LimitListener(ln net.Listener, name string, reserve int) net.Listener {
+	var b *connBudget
+	if reserve > 0 {
+		b = &connBudget{max: func() int { return reserve }}
+	}
+	return s.limitListener(ln, name, b)
+}
+
+func (l *boundListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			// net/http waits and tries again; a bound that leaves enough
+			// descriptors keeps this from happening.
+			if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+				l.noFDs.add()
+			}
+			return nil, err
+		}
+		if l.budget.acquire() {
+			return &boundConn{Conn: c, budget: l.budget}, nil
+		}
+		c.Close()
+		l.refused.add()
+		if m := l.s.metrics.Load(); m != nil {
+			m.connRefused.WithLabelValues(l.name).Inc()
+		}
+	}
+}
+
+// boundConn gives its place back when it is closed, once.
+type boundConn struct {
+	net.Conn
+	budget *connBudget
+	closed atomic.Bool
+}
+
+func (c *boundConn) Close() error {
+	err := c.Conn.Close()
+	if c.closed.CompareAndSwap(false, true) {
+		c.budget.open.Add(-1)
+	}
+	return err
+}
+
+// CloseWrite keeps the tunnel's half-close (a FIN after TLS close_notify).
+func (c *boundConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return errors.ErrUnsupported
+}
+
+// SyscallConn keeps a plain connection's socket reachable for the
+// tunnel's reads (reader.go).
+func (c *boundConn) SyscallConn() (syscall.RawConn, error) {
+	if sc, ok := c.Conn.(syscall.Conn); ok {
+		return sc.SyscallConn()
+	}
+	return nil, errors.ErrUnsupported
+}
+
+// rateLog writes a line for a burst of events at most once a second: the
+// first event starts the second, and the line counts every event in it.
+type rateLog struct {
+	emit    func(n int)
+	mu      sync.Mutex
+	pending int
+	timer   *time.Timer
+	stopped bool
+}
+
+func (r *rateLog) add() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.pending++
+	if r.timer == nil && !r.stopped {
+		r.timer = time.AfterFunc(time.Second, r.tick)
+	}
+}
+
+func (r *rateLog) tick() {
+	r.mu.Lock()
+	n := r.pending
+	r.pending = 0
+	if n == 0 || r.stopped {
+		r.timer = nil // quiet for a second: the next event starts anew
+	} else {
+		r.timer.Reset(time.Second)
+	}
+	r.mu.Unlock()
+	if n > 0 {
+		r.emit(n)
+	}
+}
+
+// flush writes what is pending and stops the timer (at shutdown).
+func (r *rateLog) flush() {
+	r.mu.Lock()
+	n := r.pending
+	r.pending, r.stopped = 0, true
+	if r.timer != nil {
+		r.timer.Stop()
+		r.timer = nil
+	}
+	r.mu.Unlock()
+	if n > 0 {
+		r.emit(n)
+	}
+}
+
+func (s *Server) flushRateLogs() {
+	s.cmu.Lock()
+	logs := s.rateLogs
+	s.cmu.Unlock()
+	for _, r := range logs {
+		r.flush()
+	}
+}
