@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net"
@@ -23,6 +24,7 @@ const (
 	DefaultPingInterval      = 30 * time.Second
 	DefaultPingTimeout       = 10 * time.Second
 	DefaultSendTimeout       = 60 * time.Second
+	DefaultUpgradeDrain      = 10 * time.Minute
 )
 
 // Config is what the proxy does: its timeouts and its routes. A zero duration
@@ -46,6 +48,18 @@ type Config struct {
 	// ShutdownTimeout is how long open tunnels get to finish after SIGTERM
 	// or SIGINT before they are closed. Default 30s.
 	ShutdownTimeout time.Duration `toml:"shutdown_timeout,omitempty,omitzero"`
+
+	// CloseSpread spreads the 1001 close frames of a shutdown over this
+	// window, each tunnel at a random moment in it, so that clients do not
+	// all reconnect in the same second. It must be shorter than
+	// ShutdownTimeout. nil: a third of ShutdownTimeout; 0: all at once.
+	CloseSpread *time.Duration `toml:"close_spread,omitempty,omitzero"`
+
+	// UpgradeDrain is how long a process replaced by a binary upgrade
+	// keeps its tunnels: their 1012 Service Restart close frames are
+	// spread over it, and the process exits when the last has ended.
+	// Default 10m.
+	UpgradeDrain time.Duration `toml:"upgrade_drain,omitempty,omitzero"`
 
 	// MaxHeaderBytes caps a client's request headers. Default 64 KiB.
 	MaxHeaderBytes int `toml:"max_header_bytes,omitempty,omitzero"`
@@ -290,6 +304,14 @@ func (c *Config) Validate() error {
 	errs = append(errs, checkDuration("dial_timeout", c.DialTimeout))
 	errs = append(errs, checkDuration("read_header_timeout", c.ReadHeaderTimeout))
 	errs = append(errs, checkDuration("shutdown_timeout", c.ShutdownTimeout))
+	errs = append(errs, checkDuration("upgrade_drain", c.UpgradeDrain))
+	if c.CloseSpread != nil {
+		if err := checkDuration("close_spread", *c.CloseSpread); err != nil {
+			errs = append(errs, err)
+		} else if limit := cmp.Or(c.ShutdownTimeout, DefaultShutdownTimeout); *c.CloseSpread >= limit {
+			errs = append(errs, fieldErr("close_spread", "%v is not shorter than shutdown_timeout (%v): the last tunnels would be cut off, not closed", *c.CloseSpread, limit))
+		}
+	}
 	if c.MaxHeaderBytes < 0 || (c.MaxHeaderBytes > 0 && c.MaxHeaderBytes < 1024) {
 		errs = append(errs, fieldErr("max_header_bytes", "must be at least 1024, got %d", c.MaxHeaderBytes))
 	}
@@ -558,6 +580,11 @@ func (c Config) withDefaults() Config {
 	def(&c.DialTimeout, DefaultDialTimeout)
 	def(&c.ReadHeaderTimeout, DefaultReadHeaderTimeout)
 	def(&c.ShutdownTimeout, DefaultShutdownTimeout)
+	def(&c.UpgradeDrain, DefaultUpgradeDrain)
+	if c.CloseSpread == nil {
+		d := c.ShutdownTimeout / 3
+		c.CloseSpread = &d
+	}
 	if c.MaxHeaderBytes == 0 {
 		c.MaxHeaderBytes = DefaultMaxHeaderBytes
 	}

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // clientConn is a client connection as net/http serves it: above TLS, so
@@ -30,6 +31,7 @@ type clientConn struct {
 	h2       bool        // HTTP/2 (set at the handshake, before any read): not followed
 	notHTTP  bool        // another ALPN protocol (acme-tls/1): no request is read
 	off      atomic.Bool // hijacked or closed
+	pending  atomic.Bool // counted in Server.pending: HTTP/1 and not yet hijacked or closed
 	handling atomic.Bool // a handler has the request now (until StateIdle)
 
 	mu        sync.Mutex // net/http's reads (its background read too) and a handler's claim
@@ -56,6 +58,7 @@ func (c *tlsClientConn) HandshakeContext(ctx context.Context) error {
 	switch tc.ConnectionState().NegotiatedProtocol {
 	case "h2":
 		c.h2 = true
+		c.s.settle(&c.clientConn) // HTTP/2 has its own graceful end (GOAWAY)
 	case "", "http/1.1", "http/1.0":
 	default:
 		// On a *tls.Conn net/http ends such a connection after the
@@ -212,6 +215,8 @@ func (s *Server) connState(nc net.Conn, st http.ConnState) {
 		return
 	}
 	switch st {
+	case http.StateNew:
+		s.pendingConn(c)
 	case http.StateIdle:
 		c.mu.Lock()
 		c.sinceIdle = 0
@@ -219,6 +224,54 @@ func (s *Server) connState(nc net.Conn, st http.ConnState) {
 		c.handling.Store(false)
 	case http.StateHijacked, http.StateClosed:
 		c.off.Store(true)
+		s.settle(c)
+	}
+}
+
+// pendingConn counts an HTTP/1 connection that may still bring a request:
+// a drain waits for it to get its answer (see waitAnswered).
+func (s *Server) pendingConn(c *clientConn) {
+	s.pmu.Lock()
+	defer s.pmu.Unlock()
+	c.pending.Store(true)
+	s.pending++
+}
+
+// settle stops counting c.
+func (s *Server) settle(c *clientConn) {
+	if !c.pending.CompareAndSwap(true, false) {
+		return
+	}
+	s.pmu.Lock()
+	defer s.pmu.Unlock()
+	if s.pending--; s.pending == 0 && s.answered != nil {
+		close(s.answered)
+		s.answered = nil
+	}
+}
+
+// waitAnswered waits, at most d or until ctx ends, for every HTTP/1
+// connection already accepted to get its answer and close (keep-alives
+// are off by then). net/http drops a request that arrives after its
+// Shutdown has begun, without an answer; a connection accepted just before
+// the listeners closed would see only EOF.
+func (s *Server) waitAnswered(ctx context.Context, d time.Duration) {
+	s.pmu.Lock()
+	if s.pending == 0 {
+		s.pmu.Unlock()
+		return
+	}
+	if s.answered == nil {
+		s.answered = make(chan struct{})
+	}
+	ch := s.answered
+	s.pmu.Unlock()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ch:
+	case <-t.C:
+	case <-ctx.Done():
 	}
 }
 

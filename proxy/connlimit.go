@@ -124,11 +124,13 @@ func (l *boundListener) Accept() (net.Conn, error) {
 		if l.budget.acquire() {
 			return &boundConn{Conn: c, budget: l.budget}, nil
 		}
-		c.Close()
+		// Counted before the close, so that whoever sees the close sees
+		// the count.
 		l.refused.add()
 		if m := l.s.metrics.Load(); m != nil {
 			m.connRefused.WithLabelValues(l.name).Inc()
 		}
+		c.Close()
 	}
 }
 

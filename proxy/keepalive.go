@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"encoding/binary"
+	"math/rand/v2"
 	"time"
 )
 
@@ -22,7 +23,7 @@ func (t *tunnel) startTimers() {
 		t.watchIdle(rt.idleTimeout)
 	}
 	if rt.maxLifetime > 0 {
-		t.after(rt.maxLifetime, func() {
+		t.after(jitter(rt.maxLifetime), func() {
 			t.shut("max lifetime", closeGoingAway, closeGoingAway, "connection lifetime reached")
 		})
 	}
@@ -119,4 +120,10 @@ func (t *tunnel) watchIdle(d time.Duration) {
 	tm.Stop()
 	t.timers = append(t.timers, tm)
 	tm.Reset(d)
+}
+
+// jitter is d give or take up to 10%, at random: tunnels opened together
+// (after a deploy, say) do not all reach max_lifetime together.
+func jitter(d time.Duration) time.Duration {
+	return d - d/10 + rand.N(d/5+1)
 }

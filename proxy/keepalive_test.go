@@ -450,6 +450,42 @@ func TestShutdownSends1001(t *testing.T) {
 	}
 }
 
+// TestHandoverSends1012 guards the close of a process being replaced by a
+// binary upgrade: every tunnel's client and backend get 1012 Service
+// Restart (spread over upgrade_drain), and Handover returns once the last
+// tunnel has ended.
+func TestHandoverSends1012(t *testing.T) {
+	testutil.CheckLeaks(t)
+	const n = 20
+	ctx := testutil.Context(t, 30*time.Second)
+	cr := newCloseRecorder(n)
+	cfg := route("/wss", "ws://"+testutil.Serve(t, cr))
+	cfg.UpgradeDrain = 200 * time.Millisecond
+	e := startProxy(t, cfg)
+	codes := make(chan websocket.StatusCode, n)
+	var wg sync.WaitGroup
+	for range n {
+		c := e.mustDial(ctx, "/wss", nil)
+		wg.Go(func() { code, _ := readClose(ctx, c); codes <- code })
+	}
+	if err := e.srv.Handover(ctx); err != nil {
+		t.Fatalf("handover: %v (open tunnels %d)", err, e.srv.OpenTunnels())
+	}
+	if open := e.srv.OpenTunnels(); open != 0 {
+		t.Errorf("Handover returned with %d tunnels open", open)
+	}
+	wg.Wait()
+	close(codes)
+	for code := range codes {
+		if code != websocket.StatusServiceRestart {
+			t.Fatalf("a client got %d, want 1012", code)
+		}
+	}
+	for range n {
+		cr.wantClose(t, ctx, websocket.StatusServiceRestart)
+	}
+}
+
 // TestDeadBackendDetected guards backend_ping_interval: a backend that stops
 // answering (it never reads again) is found dead after ping_timeout, its
 // connection dropped, and the client gets 1014.

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"sync"
@@ -29,9 +30,11 @@ type Server struct {
 	// ctx is the parent of every request and tunnel; cancel closes them all.
 	ctx    context.Context
 	cancel context.CancelFunc
-	// drain ends when shutdown begins: every tunnel then sends 1001.
+	// drain ends when shutdown (or a handover) begins: every tunnel then
+	// closes as plan says.
 	drain     context.Context
 	stopDrain context.CancelFunc
+	plan      atomic.Pointer[drainPlan] // set before drain ends
 
 	mu      sync.Mutex // guards closing and tunnels.Add against Shutdown's Wait
 	closing bool
@@ -44,9 +47,14 @@ type Server struct {
 	reg       registry    // backends and tunnel counts, across reloads
 	errorLog  *log.Logger // net/http's own messages, at debug level
 
-	clients  connBudget // max_client_connections (connlimit.go)
-	cmu      sync.Mutex
-	rateLogs []*rateLog // of every bounded listener, flushed at shutdown
+	clients connBudget // max_client_connections (connlimit.go)
+
+	pmu       sync.Mutex
+	pending   int                   // HTTP/1 connections that may bring a request (conn.go)
+	answered  chan struct{}         // closed when pending reaches 0, while a drain waits
+	listeners map[net.Listener]bool // being served, guarded by pmu
+	cmu       sync.Mutex
+	rateLogs  []*rateLog // of every bounded listener, flushed at shutdown
 }
 
 // state is one generation of configuration: what new requests are served
@@ -185,8 +193,20 @@ func (s *Server) Serve(ln net.Listener) error {
 }
 
 func (s *Server) serve(ln net.Listener) error {
-	err := s.http.Serve(&trackListener{Listener: ln, s: s})
-	if errors.Is(err, http.ErrServerClosed) {
+	tl := &trackListener{Listener: ln, s: s}
+	s.pmu.Lock()
+	if s.listeners == nil {
+		s.listeners = make(map[net.Listener]bool)
+	}
+	s.listeners[tl] = true
+	s.pmu.Unlock()
+	defer func() {
+		s.pmu.Lock()
+		delete(s.listeners, tl)
+		s.pmu.Unlock()
+	}()
+	err := s.http.Serve(tl)
+	if errors.Is(err, http.ErrServerClosed) || s.Draining() { // stop closed the listener
 		return ErrShuttingDown
 	}
 	return err
@@ -204,15 +224,71 @@ func (s *Server) dialFailed(p *pool, u *upstream) {
 	}
 }
 
+// drainPlan is how the tunnels close when the server stops: the close code
+// and reason both peers get, and the window the close frames are spread
+// over (each tunnel's at a random moment in it).
+type drainPlan struct {
+	code   int
+	text   string
+	spread time.Duration
+}
+
+// delay is when, after the drain began, one tunnel's close frames go out.
+func (p *drainPlan) delay() time.Duration {
+	if p.spread <= 0 {
+		return 0
+	}
+	return rand.N(p.spread)
+}
+
+// Draining reports whether Shutdown or Handover has begun: /readyz then
+// answers 503, so that balancers stop sending new clients.
+func (s *Server) Draining() bool { return s.drain.Err() != nil }
+
+// UpgradeDrain is the configured upgrade_drain.
+func (s *Server) UpgradeDrain() time.Duration { return s.state.Load().cfg.UpgradeDrain }
+
+// Handover is Shutdown for a process being replaced by a new one that
+// serves the same listeners (a binary upgrade): it stops accepting, closes
+// every tunnel with 1012 Service Restart spread over upgrade_drain, and
+// returns when the last tunnel has ended or ctx is done.
+func (s *Server) Handover(ctx context.Context) error {
+	cfg := s.state.Load().cfg
+	return s.stop(ctx, &drainPlan{code: closeServiceRestart, text: "server restarting", spread: cfg.UpgradeDrain})
+}
+
 // Shutdown stops accepting connections, sends every tunnel's client and
-// backend a 1001 Going Away close frame, waits for the tunnels to end or ctx
-// to be done, then closes what is left and waits for it. Hijacked
-// connections are out of http.Server's reach, so tunnels are counted here.
+// backend a 1001 Going Away close frame (spread over close_spread), waits
+// for the tunnels to end or ctx to be done, then closes what is left and
+// waits for it. Hijacked connections are out of http.Server's reach, so
+// tunnels are counted here.
 func (s *Server) Shutdown(ctx context.Context) error {
+	cfg := s.state.Load().cfg
+	return s.stop(ctx, &drainPlan{code: closeGoingAway, text: "server shutting down", spread: *cfg.CloseSpread})
+}
+
+// stop drains the server: the listeners close, the tunnels close as plan
+// says, and connections already accepted still get their answer (a new
+// tunnel too, on a handover: "nothing new is refused" while the new
+// process takes over; it is then closed like the rest) before net/http's
+// Shutdown, which would drop a request that arrives after it began.
+func (s *Server) stop(ctx context.Context, plan *drainPlan) error {
+	handover := plan.code == closeServiceRestart
+	s.mu.Lock()
+	s.closing = s.closing || !handover
+	s.mu.Unlock()
+	s.plan.CompareAndSwap(nil, plan) // the first stop's plan holds
+	s.stopDrain()
+	s.pmu.Lock()
+	for ln := range s.listeners {
+		ln.Close()
+	}
+	s.pmu.Unlock()
+	s.http.SetKeepAlivesEnabled(false) // idle connections close now, the others after their answer
+	s.waitAnswered(ctx, s.state.Load().cfg.ReadHeaderTimeout)
 	s.mu.Lock()
 	s.closing = true
 	s.mu.Unlock()
-	s.stopDrain()
 	err := s.http.Shutdown(ctx)
 	done := make(chan struct{})
 	go func() {

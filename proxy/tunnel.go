@@ -22,11 +22,12 @@ import (
 // WebSocket close codes the proxy sends (RFC 6455 §7.4.1; 1014 is from the
 // IANA registry).
 const (
-	closeGoingAway  = 1001
-	closeProtocol   = 1002
-	closeTooBig     = 1009
-	closeBadGateway = 1014
-	closeNoStatus   = 1005 // a close frame without a code (never sent)
+	closeGoingAway      = 1001
+	closeProtocol       = 1002
+	closeTooBig         = 1009
+	closeServiceRestart = 1012
+	closeBadGateway     = 1014
+	closeNoStatus       = 1005 // a close frame without a code (never sent)
 )
 
 // closeGrace is how long the proxy waits for a peer's close frame (or TCP
@@ -55,7 +56,8 @@ type tunnel struct {
 	firstClose atomic.Pointer[closeInfo]
 	host, path string // of the handshake, for the access log
 	handshake  time.Duration
-	ended      *prometheus.CounterVec // nil without metrics
+	ended      *prometheus.CounterVec     // nil without metrics
+	plan       *atomic.Pointer[drainPlan] // the server's: how to close at drain
 
 	mu      sync.Mutex // guards the fields below
 	timers  []*time.Timer
@@ -158,7 +160,16 @@ type direction struct {
 // deadline: then both connections are closed.
 func (t *tunnel) run(drain, kill context.Context, fromClient, fromBackend []byte) {
 	stopDrain := context.AfterFunc(drain, func() {
-		t.shut("shutdown", closeGoingAway, closeGoingAway, "server shutting down")
+		p := &drainPlan{code: closeGoingAway, text: "server shutting down"}
+		if t.plan != nil && t.plan.Load() != nil {
+			p = t.plan.Load()
+		}
+		shut := func() { t.shut("shutdown", p.code, p.code, p.text) }
+		if d := p.delay(); d > 0 {
+			t.after(d, shut)
+		} else {
+			shut()
+		}
 	})
 	defer stopDrain()
 	stopKill := context.AfterFunc(kill, t.close)

@@ -91,3 +91,20 @@ func TestPingIntoFullSocket(t *testing.T) {
 		t.Errorf("reason %q, want client unresponsive", tun.reason)
 	}
 }
+
+// TestJitter guards max_lifetime's jitter: within 10% either side, and not
+// one value for every tunnel.
+func TestJitter(t *testing.T) {
+	const d = time.Hour
+	seen := map[time.Duration]bool{}
+	for range 1000 {
+		j := jitter(d)
+		if j < d-d/10 || j > d+d/10 {
+			t.Fatalf("jitter(%v) = %v, want within 10%%", d, j)
+		}
+		seen[j] = true
+	}
+	if len(seen) < 900 {
+		t.Errorf("%d distinct values in 1000, want them spread", len(seen))
+	}
+}

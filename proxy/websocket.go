@@ -104,6 +104,7 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, st *stat
 	}
 	t := newTunnel(rt, up, client, backend, start)
 	t.clientIP, t.log, t.host, t.path, t.handshake = clientIP(r), s.log, r.Host, r.URL.Path, time.Since(start)
+	t.plan = &s.plan
 	if m := s.metrics.Load(); m != nil {
 		t.ended = m.tunnelsEnded
 	}

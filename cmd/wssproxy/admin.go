@@ -149,7 +149,7 @@ func (r *runner) startAdmin(reg *prometheus.Registry) {
 	if addr == "" {
 		return
 	}
-	ln, err := net.Listen("tcp", addr)
+	ln, err := r.listen("admin", addr)
 	if err != nil {
 		r.log.Error("admin listener not started; the proxy runs without /metrics and health endpoints", "error", err)
 		return
@@ -160,6 +160,10 @@ func (r *runner) startAdmin(reg *prometheus.Registry) {
 		fmt.Fprintln(w, "ok") // the process is serving
 	})
 	routes.HandleFunc("GET /readyz", func(w http.ResponseWriter, req *http.Request) {
+		if r.srv.Draining() { // from the drain's first moment: balancers stop sending
+			http.Error(w, "not ready: draining", http.StatusServiceUnavailable)
+			return
+		}
 		ctx, cancel := context.WithTimeout(req.Context(), readyTimeout)
 		defer cancel()
 		if problems := r.srv.Ready(ctx); len(problems) > 0 {
@@ -172,6 +176,7 @@ func (r *runner) startAdmin(reg *prometheus.Registry) {
 	mux := adminHosts(addr, routes)
 	r.admin = r.sideServer(mux, time.Minute) // /readyz dials every route's backends
 	srv, l := r.admin, &listener{Listener: ln}
+	r.adminLn = l
 	// A bound of its own, outside max_client_connections: /metrics and
 	// /healthz answer while the public listeners are full.
 	bounded := r.srv.LimitListener(l, "admin", adminConnections)

@@ -89,7 +89,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.BoolVar(&o.demo, "demo", false, "run the embedded default with a demo echo backend and a test page at https://localhost:8443/")
 	fs.StringVar(&o.listen, "listen", "", "TLS listen `address`, overriding the configuration's listen")
 	fs.StringVar(&o.demoBackend, "demo-backend", defaultBackend, "`address` of the -demo echo backend")
-	fs.StringVar(&o.signal, "s", "", "send `signal` to the running wssproxy named by the configuration's pid_file:\nreload (re-read configuration and certificates) or stop (graceful shutdown)")
+	fs.StringVar(&o.signal, "s", "", "send `signal` to the running wssproxy named by the configuration's pid_file:\nreload (re-read configuration and certificates), stop (graceful shutdown),\nor upgrade (start the binary at its path on the same sockets, then drain)")
 	fs.StringVar(&o.pidFile, "pid-file", "", "pid `file` (overrides pid_file): written while running; read by -s")
 	fs.BoolVar(&o.printConfig, "print-config", false, "print the effective configuration (file, flags and environment) as TOML and exit")
 	fs.Var(&o.routes, "route", "a route `PATH=BACKEND`, like /wss=ws://127.0.0.1:8282 (repeatable; replaces the file's routes)")
@@ -153,8 +153,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		return nil, errors.New("-demo runs the embedded default; it does not take -config")
 	case o.check && o.config == "" && !o.set["route"]:
 		return nil, errors.New("-t needs -config FILE (or -route flags) to check")
-	case o.signal != "" && o.signal != "reload" && o.signal != "stop":
-		return nil, fmt.Errorf("-s %s: the signals are reload and stop", o.signal)
+	case o.signal != "" && o.signal != "reload" && o.signal != "stop" && o.signal != "upgrade":
+		return nil, fmt.Errorf("-s %s: the signals are reload, stop and upgrade", o.signal)
 	case o.signal != "" && o.config == "" && o.pidFile == "":
 		return nil, errors.New("-s needs -pid-file FILE, or -config FILE whose pid_file names the running process")
 	}

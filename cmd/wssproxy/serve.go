@@ -44,6 +44,8 @@ type runner struct {
 	redirect   *http.Server
 	redirectLn *listener
 	admin      *http.Server
+	adminLn    *listener
+	inherit    *inherited // sockets handed over by the process this one replaces
 	metrics    *adminMetrics
 	started    time.Time
 	timeouts   sideTimeouts // of the redirect and admin servers; zero: the defaults
@@ -76,6 +78,10 @@ func (r *runner) serve(ctx context.Context, fc *fileConfig) error {
 	usr1 := make(chan os.Signal, 1)
 	signal.Notify(usr1, syscall.SIGUSR1)
 	defer signal.Stop(usr1)
+	usr2 := make(chan os.Signal, 1)
+	signal.Notify(usr2, syscall.SIGUSR2)
+	defer signal.Stop(usr2)
+	r.inherit = takeInherited()
 
 	level, _ := parseLevel(fc.LogLevel) // checked by validate
 	r.level.Set(level)
@@ -111,7 +117,7 @@ func (r *runner) serve(ctx context.Context, fc *fileConfig) error {
 		return err
 	}
 	if fc.Redirect.Listen != "" {
-		ln, err := net.Listen("tcp", fc.Redirect.Listen)
+		ln, err := r.listen("redirect", fc.Redirect.Listen)
 		if err != nil {
 			r.srv.Close()
 			return fmt.Errorf("redirect listen: %w", err)
@@ -126,13 +132,25 @@ func (r *runner) serve(ctx context.Context, fc *fileConfig) error {
 	if err := writePidFile(fc.PidFile); err != nil {
 		r.log.Error("pid_file not written; -s reload will not find this process", "error", err)
 	}
-	defer func() { removePidFile(r.fc) }() // the pid_file of the last configuration
+	r.ready()
+	handedOver := false
+	defer func() { // the pid_file of the last configuration, unless it names the new process
+		if !handedOver {
+			removePidFile(r.fc)
+		}
+	}()
 
-	shutdownTimeout := func() time.Duration { return cmp.Or(r.fc.ShutdownTimeout, proxy.DefaultShutdownTimeout) }
 	for running := true; running; {
 		select {
 		case <-hup:
 			r.reload(ctx)
+		case <-usr2:
+			r.log.Info("SIGUSR2: upgrading: starting the binary at this process's path")
+			if err := r.upgrade(); err != nil {
+				r.log.Error("upgrade failed; this process keeps serving", "error", err)
+				continue
+			}
+			handedOver, running = true, false
 		case <-usr1:
 			if r.logFile == nil {
 				r.log.Info("SIGUSR1: logs go to stderr; nothing to reopen")
@@ -142,32 +160,42 @@ func (r *runner) serve(ctx context.Context, fc *fileConfig) error {
 				r.log.Info("SIGUSR1: log file reopened", "path", r.logFile.path)
 			}
 		case <-ctx.Done():
-			r.log.Info("shutting down", "open_tunnels", r.srv.OpenTunnels(), "timeout", shutdownTimeout())
+			r.log.Info("shutting down", "open_tunnels", r.srv.OpenTunnels(), "timeout", r.shutdownTimeout())
 			running = false
 		case err = <-r.errc:
 			r.log.Error("server failed", "error", err)
 			running = false
 		}
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout())
+	if handedOver {
+		r.handOver(ctx)
+		r.stopWatch()
+		r.log.Info("stopped: handed over to the new process")
+		return nil
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), r.shutdownTimeout())
 	defer cancel()
 	if r.redirect != nil {
 		r.redirect.Shutdown(sctx)
 	}
-	if r.admin != nil {
-		r.admin.Shutdown(sctx)
-	}
 	if serr := r.srv.Shutdown(sctx); serr != nil {
 		r.log.Warn("shutdown timeout: closed remaining tunnels", "error", serr)
+	}
+	if r.admin != nil { // last: /readyz says "draining" while tunnels close
+		r.admin.Shutdown(sctx)
 	}
 	r.stopWatch()
 	r.log.Info("stopped")
 	return err
 }
 
+func (r *runner) shutdownTimeout() time.Duration {
+	return cmp.Or(r.fc.ShutdownTimeout, proxy.DefaultShutdownTimeout)
+}
+
 // listenTLS opens the TLS listener on addr and serves it.
 func (r *runner) listenTLS(addr string) (*listener, error) {
-	ln, err := net.Listen("tcp", addr)
+	ln, err := r.listen("tls", addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen: %w", err)
 	}
@@ -357,10 +385,7 @@ func signalRunning(o *options) error {
 	if err != nil || pid <= 0 {
 		return fmt.Errorf("-s %s: %s does not hold a process ID", o.signal, fc.PidFile)
 	}
-	sig := syscall.SIGHUP
-	if o.signal == "stop" {
-		sig = syscall.SIGTERM
-	}
+	sig := map[string]syscall.Signal{"reload": syscall.SIGHUP, "stop": syscall.SIGTERM, "upgrade": syscall.SIGUSR2}[o.signal]
 	if err := syscall.Kill(pid, sig); err != nil {
 		return fmt.Errorf("-s %s: process %d from %s: %w (stale pid_file?)", o.signal, pid, fc.PidFile, err)
 	}

@@ -1,0 +1,234 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/wssproxy/wssproxy/internal/echo"
+	"github.com/wssproxy/wssproxy/internal/testutil"
+)
+
+// startDetached runs bin like startProc, but with its stderr on a pipe of
+// its own rather than one exec copies from: a process it starts (an
+// upgrade's new process) inherits that pipe, and the old one's exit must
+// not wait for the new one's. exited is closed when bin itself exits.
+func startDetached(t *testing.T, ctx context.Context, bin string, args ...string) *proc {
+	t.Helper()
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &proc{cmd: exec.Command(bin, args...), logs: &testutil.Logs{}, exited: make(chan struct{})}
+	p.cmd.Stderr = pw
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pw.Close()
+	go io.Copy(p.logs, pr) // ends when every process holding pw has exited
+	go func() { p.err = p.cmd.Wait(); close(p.exited) }()
+	t.Cleanup(func() {
+		p.cmd.Process.Signal(syscall.SIGTERM)
+		<-p.exited
+		pr.Close()
+	})
+	p.addr = p.logs.Wait(t, ctx, `msg=listening addr=(\S+)`)
+	return p
+}
+
+// stopPID sends SIGTERM to a process this test did not start directly (an
+// upgrade's new process) and waits, within ctx, for its "stopped" line.
+func stopPID(t *testing.T, ctx context.Context, logs *testutil.Logs, pid int) {
+	t.Helper()
+	syscall.Kill(pid, syscall.SIGTERM)
+	logs.Wait(t, ctx, "msg=stopped\n")
+}
+
+// TestUpgrade guards binary upgrades in real processes:
+//   - a new binary that fails to start (here one that exits at once) is
+//     reported, and the old process keeps serving under its pid_file;
+//   - -s upgrade (SIGUSR2 through pid_file) under 1,000 tunnels echoing and a loop of new connections:
+//     the new process takes over the listeners, the pid_file names it, not
+//     one connection is refused and no tunnel fails; every old tunnel is
+//     closed with 1012 Service Restart and reconnects to the new process;
+//     the old process exits 0 once its last tunnel has ended.
+func TestUpgrade(t *testing.T) {
+	bin := buildBinary(t)
+	good, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := testutil.Context(t, 120*time.Second)
+	backend := "ws://" + testutil.Serve(t, echo.Handler(echo.Options{}))
+	dir := t.TempDir()
+	pidFile := filepath.Join(dir, "wssproxy.pid")
+	cfg := filepath.Join(dir, "c.toml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`listen = "127.0.0.1:0"
+pid_file = %q
+upgrade_drain = "2s"
+shutdown_timeout = "10s"
+[admin]
+listen = "127.0.0.1:0"
+[[route]]
+path = "/wss"
+backend = %q
+`, pidFile, backend)), 0o600)
+	p := startDetached(t, ctx, bin, "-config", cfg)
+	oldPID := p.cmd.Process.Pid
+	// Each dial on a connection of its own, as browsers open WebSockets: a
+	// pooled connection that a parallel dial left idle, to the old process,
+	// would be the client's race, not the proxy's.
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, DisableKeepAlives: true}}
+	url := "wss://" + p.addr + "/wss"
+	echoOnce := func(ctx context.Context, c *websocket.Conn, msg string) error {
+		if err := c.Write(ctx, websocket.MessageText, []byte(msg)); err != nil {
+			return err
+		}
+		_, got, err := c.Read(ctx)
+		if err == nil && string(got) != msg {
+			err = fmt.Errorf("echo %q, sent %q", got, msg)
+		}
+		return err
+	}
+	dialEcho := func(ctx context.Context) error {
+		c, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{HTTPClient: client})
+		if err != nil {
+			return err
+		}
+		defer c.CloseNow()
+		err = echoOnce(ctx, c, "tom")
+		if err == nil {
+			err = c.Close(websocket.StatusNormalClosure, "")
+		}
+		if websocket.CloseStatus(err) == websocket.StatusServiceRestart {
+			err = nil // accepted by the old process just before the switch, then moved on
+		}
+		return err
+	}
+
+	// A broken new binary, put in place the way a package manager does.
+	broken := filepath.Join(dir, "broken")
+	os.WriteFile(broken, []byte("#!/bin/sh\necho 'not wssproxy' >&2\nexit 3\n"), 0o755)
+	if err := os.Rename(broken, bin); err != nil {
+		t.Fatal(err)
+	}
+	p.cmd.Process.Signal(syscall.SIGUSR2)
+	p.logs.Wait(t, ctx, `msg="upgrade failed; this process keeps serving" error="new process \d+ exited before it was ready: exit status 3"`)
+	if err := dialEcho(ctx); err != nil {
+		t.Fatalf("after a failed upgrade: %v", err)
+	}
+	if got, _ := os.ReadFile(pidFile); strings.TrimSpace(string(got)) != strconv.Itoa(oldPID) {
+		t.Fatalf("pid_file holds %q after a failed upgrade, want %d", got, oldPID)
+	}
+	newBin := filepath.Join(dir, "new")
+	os.WriteFile(newBin, good, 0o755)
+	if err := os.Rename(newBin, bin); err != nil {
+		t.Fatal(err)
+	}
+
+	// 1,000 tunnels echoing, each reconnecting when closed with 1012.
+	const n = 1000
+	var restarts, failures, loopOK, loopFailed atomic.Int64
+	var firstFailure atomic.Value
+	fail := func(err error) {
+		failures.Add(1)
+		firstFailure.CompareAndSwap(nil, err.Error())
+	}
+	lctx, stopLoad := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	opened := make(chan struct{}, n)
+	for i := range n {
+		wg.Go(func() {
+			c, _, err := websocket.Dial(lctx, url, &websocket.DialOptions{HTTPClient: client})
+			opened <- struct{}{}
+			for reconnected := false; lctx.Err() == nil; {
+				if err != nil {
+					fail(fmt.Errorf("tunnel %d dial: %w", i, err))
+					return
+				}
+				err = echoOnce(lctx, c, "msg")
+				switch {
+				case lctx.Err() != nil:
+				case err == nil:
+					select {
+					case <-lctx.Done():
+					case <-time.After(200 * time.Millisecond): // busy, not flooding
+					}
+					continue
+				case websocket.CloseStatus(err) == websocket.StatusServiceRestart && !reconnected:
+					restarts.Add(1)
+					c.CloseNow()
+					reconnected = true
+					c, _, err = websocket.Dial(lctx, url, &websocket.DialOptions{HTTPClient: client})
+					continue
+				default:
+					fail(fmt.Errorf("tunnel %d: %w", i, err))
+				}
+				break
+			}
+			if c != nil {
+				c.CloseNow()
+			}
+		})
+	}
+	for range n {
+		<-opened
+	}
+	wg.Go(func() { // new connections all the while
+		for lctx.Err() == nil {
+			if err := dialEcho(lctx); err != nil && lctx.Err() == nil {
+				loopFailed.Add(1)
+				firstFailure.CompareAndSwap(nil, "connect loop: "+err.Error())
+			} else if err == nil {
+				loopOK.Add(1)
+			}
+		}
+	})
+
+	if out, err := exec.Command(bin, "-s", "upgrade", "-config", cfg).CombinedOutput(); err != nil {
+		t.Fatalf("-s upgrade: %v\n%s", err, out)
+	}
+	newPID, _ := strconv.Atoi(p.logs.Wait(t, ctx, `msg="upgrade: new process ready; this one stops accepting and drains" new_pid=(\d+)`))
+	defer stopPID(t, ctx, p.logs, newPID)
+	select {
+	case <-p.exited:
+		if p.err != nil {
+			t.Errorf("old process: %v", p.err)
+		}
+	case <-ctx.Done():
+		t.Fatalf("old process did not exit:\n%s", p.logs)
+	}
+	if got, _ := os.ReadFile(pidFile); strings.TrimSpace(string(got)) != strconv.Itoa(newPID) {
+		t.Errorf("pid_file holds %q, want the new process %d", bytes.TrimSpace(got), newPID)
+	}
+	if err := dialEcho(ctx); err != nil {
+		t.Errorf("through the new process: %v", err)
+	}
+	stopLoad()
+	wg.Wait()
+	if f := failures.Load() + loopFailed.Load(); f != 0 {
+		t.Errorf("%d tunnels and %d new connections failed, first: %v", failures.Load(), loopFailed.Load(), firstFailure.Load())
+	}
+	if got := restarts.Load(); got != n {
+		t.Errorf("%d of %d tunnels were closed with 1012 and reconnected", got, n)
+	}
+	if loopOK.Load() == 0 {
+		t.Error("the connect loop made no connection")
+	}
+	t.Logf("%d tunnels moved, %d new connections during the upgrade", restarts.Load(), loopOK.Load())
+}
