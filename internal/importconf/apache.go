@@ -1,0 +1,3 @@
+package importconf
+
+func (t *translation) apache(nodes []*node) {}
