@@ -49,9 +49,11 @@ func runImport(_ context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	switch {
 	case errors.Is(err, importconf.ErrNothingRoutable):
-		return fmt.Errorf("import %s: nothing routable: no server block (or virtual host) with a proxy_pass, ProxyPass, root or DocumentRoot", files[0])
+		fmt.Fprintf(stderr, "wssproxy import: nothing routable in %s: no TLS server block or virtual host with a proxy_pass, ProxyPass, root or DocumentRoot\n", files[0])
+		return &exitError{1}
 	case err != nil:
-		return fmt.Errorf("import: %w", err)
+		fmt.Fprintln(stderr, "wssproxy import:", err)
+		return &exitError{1}
 	}
 	if *out == "" {
 		_, err := stdout.Write(res.TOML)

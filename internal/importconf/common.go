@@ -95,6 +95,11 @@ func portOf(addr string) string {
 // tlsProtocols notes what a protocol list (enabled, in the order
 // written) changes: wssproxy offers TLS 1.2 and 1.3, or 1.3 alone.
 func (t *translation) tlsProtocols(n *node, enabled []string) {
+	t.tlsProtocolsAs(n, n.name, enabled)
+}
+
+// tlsProtocolsAs is tlsProtocols with the directive named as label.
+func (t *translation) tlsProtocolsAs(n *node, label string, enabled []string) {
 	var old []string
 	has12, has13 := false, false
 	for _, p := range enabled {
@@ -111,7 +116,7 @@ func (t *translation) tlsProtocols(n *node, enabled []string) {
 	case has13 && !has12 && len(old) == 0:
 		t.cfg.minVersion = "1.3"
 	case len(old) > 0:
-		t.noteOnce(n, "%s %s dropped: wssproxy offers TLS 1.2 and 1.3 only", n.name, strings.Join(old, " "))
+		t.noteOnce(n, "%s %s dropped: wssproxy offers TLS 1.2 and 1.3 only", label, strings.Join(old, " "))
 	case has12 && !has13:
 		t.noteOnce(n, "%s: wssproxy offers TLS 1.3 as well as 1.2 (min_version = \"1.3\" would refuse 1.2)", n.text())
 	default:

@@ -109,11 +109,11 @@ type listenDir struct {
 }
 
 type server struct {
-	n         *node
-	listens   []listenDir
-	names     []string
-	nameNode  *node
-	sc        scope
+	n           *node
+	listens     []listenDir
+	names       []string
+	nameNode    *node
+	sc          scope
 	redirect    *node   // return 301 https://…
 	ifRedirects []*node // certbot's if ($host = …) { return 301 https://…; }
 	drops       []*node // other returns
@@ -528,6 +528,9 @@ func (t *translation) ngxServers(servers []*server) {
 			}
 		}
 		t.ngxCerts(s)
+		for _, d := range s.drops {
+			t.dropped(d, "routes do not answer by themselves: a path no route matches gets 404")
+		}
 		before := len(t.cfg.routes)
 		hasRoot := false
 		for _, loc := range s.locations {
@@ -619,6 +622,10 @@ func (t *translation) ngxPlainServer(s *server) {
 	}
 	if len(s.locations) > 0 || s.sc.root != nil {
 		t.noteOnce(s.n, "server on %s dropped: plain HTTP; wssproxy serves routes over TLS only", s.listens[0].addr)
+		return
+	}
+	for _, d := range s.drops {
+		t.dropped(d, "plain HTTP on "+s.listens[0].addr+": wssproxy's only plain listener is [redirect], which redirects to https")
 	}
 }
 

@@ -66,9 +66,9 @@ func readFile(path string) ([]byte, error) {
 // '}' around a block, '#' to the end of the line outside quotes.
 
 type token struct {
-	text string // unquoted
-	raw  string // as written
-	line int
+	text  string // unquoted
+	raw   string // as written
+	line  int
 	punct byte // ';', '{', '}' or 0 for a word
 }
 
@@ -162,6 +162,12 @@ func parseNginx(file string, data []byte) ([]*node, error) {
 		n     *node
 		nodes []*node
 	}
+	lines := strings.Split(string(data), "\n")
+	indent := func(line int) string {
+		l := lines[line-1]
+		return l[:len(l)-len(strings.TrimLeft(l, " \t"))]
+	}
+	var misfit string // a "}" that lines up with another block than the one it closes
 	var stack []open
 	var nodes []*node
 	var words []token
@@ -206,17 +212,25 @@ func parseNginx(file string, data []byte) ([]*node, error) {
 			}
 			top := stack[len(stack)-1]
 			stack = stack[:len(stack)-1]
+			if misfit == "" && strings.TrimSpace(lines[t.line-1]) == "}" && indent(t.line) != indent(top.n.line) {
+				for _, o := range stack {
+					if indent(o.n.line) == indent(t.line) {
+						misfit = fmt.Sprintf(`; the "}" on line %d closes "%s {" (line %d) but lines up with "%s {" (line %d): is a "}" missing before it?`,
+							t.line, top.n.text(), top.n.line, o.n.text(), o.n.line)
+					}
+				}
+			}
 			top.n.block = nodes
 			nodes = append(top.nodes, top.n)
 		}
 	}
-	last := 1 + strings.Count(string(data), "\n")
+	last := strings.Count(strings.TrimSuffix(string(data), "\n"), "\n") + 1
 	if len(words) > 0 {
 		return nil, &SyntaxError{file, words[0].line, fmt.Sprintf(`missing ";" after %q (the file ends at line %d)`, pending(), last)}
 	}
 	if len(stack) > 0 {
 		n := stack[len(stack)-1].n
-		return nil, &SyntaxError{file, n.line, fmt.Sprintf(`unbalanced braces: "%s {" is never closed (the file ends at line %d with %d block(s) open)`, n.text(), last, len(stack))}
+		return nil, &SyntaxError{file, n.line, fmt.Sprintf(`unbalanced braces: "%s {" is never closed (the file ends at line %d)%s`, n.text(), last, misfit)}
 	}
 	return nodes, nil
 }
