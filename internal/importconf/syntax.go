@@ -353,7 +353,7 @@ func dialect(data []byte) string {
 			l = strings.TrimSpace(l[:i])
 		}
 		switch {
-		case strings.HasSuffix(l, ";") || strings.HasSuffix(l, "{") || l == "}":
+		case strings.HasSuffix(l, ";") || strings.HasSuffix(l, "{") || strings.HasSuffix(l, "}") && !strings.Contains(l, "%{"):
 			nginx++
 		case l[0] == '<':
 			apache++
