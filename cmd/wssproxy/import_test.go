@@ -305,3 +305,25 @@ func TestImportFullChain(t *testing.T) {
 		t.Errorf("full chain: %d certificates, %v; want leaf and intermediate", len(pair.Certificate), err)
 	}
 }
+
+// TestReadmeImport guards the README's migration section: it shows the
+// FAQ's nginx block and what `wssproxy import` prints for it, stdout and
+// stderr, exactly as the golden files (which TestImport checks against a
+// run) hold them.
+func TestReadmeImport(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []struct{ file, fence string }{
+		{"nginx.conf", "```nginx\n"}, {"want.toml", "```toml\n"}, {"want.stderr", "```\n"},
+	} {
+		data, err := os.ReadFile(filepath.Join("testdata/import/faq-nginx-ko", f.file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Contains(readme, []byte(f.fence+string(data)+"```\n")) {
+			t.Errorf("README's From nginx section lacks %s as a %q block", f.file, strings.TrimSpace(f.fence))
+		}
+	}
+}
