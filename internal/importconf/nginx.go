@@ -477,7 +477,7 @@ func (t *translation) ngxServers(servers []*server) {
 			}
 		}
 	}
-	ppFrom := false
+	var ppFrom *node // a TLS listen with proxy_protocol
 	for _, s := range servers {
 		if !s.tls {
 			t.ngxPlainServer(s)
@@ -493,8 +493,8 @@ func (t *translation) ngxServers(servers []*server) {
 			case l.addr != t.cfg.listen && !strings.HasPrefix(l.addr, "[::]") && !strings.HasPrefix(t.cfg.listen, ":"):
 				t.noteOnce(l.n, "%s dropped: wssproxy has one TLS listener (listen = %q)", l.n.text(), t.cfg.listen)
 			}
-			if l.pp && l.ssl {
-				ppFrom = true
+			if l.pp && l.ssl && ppFrom == nil {
+				ppFrom = l.n
 			}
 		}
 		var hosts []string
@@ -640,12 +640,12 @@ func returnsOf(s *server) []string {
 	return out
 }
 
-func (t *translation) ngxRealIP(pp bool) {
+func (t *translation) ngxRealIP(pp *node) {
 	h := t.realIPHeader
 	switch {
 	case h != nil && h.arg(0) == "proxy_protocol":
 		t.used[h] = true
-		if pp && len(t.cfg.trustedProxies) > 0 {
+		if pp != nil && len(t.cfg.trustedProxies) > 0 {
 			t.cfg.proxyProtocol, t.cfg.proxyProtocolFrom = true, t.cfg.trustedProxies
 			t.cfg.trustedProxies = nil
 			t.noteOnce(h, "%s → proxy_protocol = true, proxy_protocol_from = set_real_ip_from's addresses", h.text())
@@ -656,14 +656,13 @@ func (t *translation) ngxRealIP(pp bool) {
 			t.cfg.realIPHeader = h.arg(0)
 		}
 	}
-	if pp {
+	if pp != nil {
 		if len(t.cfg.trustedProxies) > 0 {
 			t.cfg.proxyProtocol, t.cfg.proxyProtocolFrom = true, t.cfg.trustedProxies
-			t.notes = append(t.notes, Note{t.realIPFrom[0].file, t.realIPFrom[0].line,
-				"listen … proxy_protocol → proxy_protocol = true, from set_real_ip_from's addresses (nginx took PROXY headers from anyone; wssproxy refuses them from others)"})
+			t.noteOnce(pp, "%s → proxy_protocol = true, proxy_protocol_from = set_real_ip_from's addresses (nginx took PROXY headers from anyone; wssproxy refuses them from others)", pp.text())
 		} else {
 			t.cfg.proxyProtocolTODO = true
-			t.notes = append(t.notes, Note{t.cfg.source, 0, "listen … proxy_protocol: nginx took PROXY headers from anyone; wssproxy needs proxy_protocol_from, the load balancers that send them: see the commented lines"})
+			t.noteOnce(pp, "%s: nginx took PROXY headers from anyone; wssproxy needs proxy_protocol_from, the load balancers that send them: see the commented lines", pp.text())
 		}
 	}
 }
