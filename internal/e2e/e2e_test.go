@@ -28,16 +28,7 @@ import (
 )
 
 // need reports a missing prerequisite: a failure in CI, a skip elsewhere.
-func need(t *testing.T, ok bool, what string) {
-	t.Helper()
-	if ok {
-		return
-	}
-	if os.Getenv("WSSPROXY_E2E") == "1" {
-		t.Fatalf("WSSPROXY_E2E=1 but %s", what)
-	}
-	t.Skipf("%s (set WSSPROXY_E2E=1 to make this a failure)", what)
-}
+var need = testutil.Need
 
 func exists(path string) bool {
 	_, err := os.Stat(path)
