@@ -3,8 +3,10 @@ package proxy_test
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -447,6 +449,47 @@ func TestShutdownSends1001(t *testing.T) {
 	}
 	for range n {
 		cr.wantClose(t, ctx, websocket.StatusGoingAway)
+	}
+}
+
+// TestShutdownServesAccepted guards the drain's promise to a balancer: a
+// connection the proxy accepted before Shutdown began (a balancer sent it
+// before it saw /readyz fail) whose handshake arrives during the drain
+// gets its tunnel, 101, and then 1001 like the others, not a 503.
+func TestShutdownServesAccepted(t *testing.T) {
+	testutil.CheckLeaks(t)
+	ctx := testutil.Context(t, 30*time.Second)
+	cr := newCloseRecorder(1)
+	cfg := route("/wss", "ws://"+testutil.Serve(t, cr))
+	cfg.CloseSpread = new(time.Duration)
+	e := startProxy(t, cfg)
+	// Accepted: the TLS handshake needs the proxy's side of it.
+	conn, err := tls.Dial("tcp", e.addr, e.tls)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	stopped := make(chan error, 1)
+	go func() { stopped <- e.srv.Shutdown(ctx) }()
+	for !e.srv.Draining() {
+		select {
+		case <-ctx.Done():
+			t.Fatal("Shutdown never began draining")
+		case <-time.After(time.Millisecond):
+		}
+	}
+	hc := &http.Client{Transport: &http.Transport{DialTLSContext: func(context.Context, string, string) (net.Conn, error) { return conn, nil }}}
+	c, _, err := websocket.Dial(ctx, e.url("wss", "/wss"), &websocket.DialOptions{HTTPClient: hc})
+	if err != nil {
+		t.Fatalf("a handshake on a connection accepted before the drain: %v", err)
+	}
+	defer c.CloseNow()
+	if code, _ := readClose(ctx, c); code != websocket.StatusGoingAway {
+		t.Errorf("client got %d, want 1001", code)
+	}
+	cr.wantClose(t, ctx, websocket.StatusGoingAway)
+	if err := <-stopped; err != nil {
+		t.Errorf("shutdown: %v", err)
 	}
 }
 

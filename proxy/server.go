@@ -268,15 +268,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 }
 
 // stop drains the server: the listeners close, the tunnels close as plan
-// says, and connections already accepted still get their answer (a new
-// tunnel too, on a handover: "nothing new is refused" while the new
-// process takes over; it is then closed like the rest) before net/http's
-// Shutdown, which would drop a request that arrives after it began.
+// says, and connections already accepted still get their answer before
+// net/http's Shutdown, which would drop a request that arrives after it
+// began. A handshake among them gets its tunnel, closed like the rest: a
+// balancer sent it before it saw /readyz fail (or, on a handover, the new
+// process is taking over), and a 503 would be a failed connection where a
+// close frame is a reconnect.
 func (s *Server) stop(ctx context.Context, plan *drainPlan) error {
-	handover := plan.code == closeServiceRestart
-	s.mu.Lock()
-	s.closing = s.closing || !handover
-	s.mu.Unlock()
 	s.plan.CompareAndSwap(nil, plan) // the first stop's plan holds
 	s.stopDrain()
 	s.pmu.Lock()
