@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"strings"
@@ -491,6 +492,61 @@ func TestShutdownServesAccepted(t *testing.T) {
 	if err := <-stopped; err != nil {
 		t.Errorf("shutdown: %v", err)
 	}
+}
+
+// TestShutdownListenerClosedTwice guards Shutdown's result: the drain
+// closes the listeners itself, so net/http's Shutdown, closing one that its
+// Serve has not let go of yet, gets "use of closed network connection".
+// That is no failure of the shutdown (wssproxy logged it as a shutdown
+// timeout).
+func TestShutdownListenerClosedTwice(t *testing.T) {
+	testutil.CheckLeaks(t)
+	ctx := testutil.Context(t, 10*time.Second)
+	srv, err := proxy.New(route("/wss", "ws://127.0.0.1:1"), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := &lingeringListener{Listener: testutil.Listen(t), accepting: make(chan struct{}), second: make(chan struct{})}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	select {
+	case <-ln.accepting:
+	case <-ctx.Done():
+		t.Fatal("Serve never accepted")
+	}
+	if err := srv.Shutdown(ctx); err != nil {
+		t.Errorf("Shutdown: %v", err)
+	}
+	if err := <-served; !errors.Is(err, proxy.ErrShuttingDown) {
+		t.Errorf("Serve: %v, want ErrShuttingDown", err)
+	}
+}
+
+// lingeringListener is a listener whose Accept, once it is closed, returns
+// only after a second Close: its Serve still holds it while Shutdown runs.
+type lingeringListener struct {
+	net.Listener
+	once      sync.Once
+	accepting chan struct{} // closed when Accept is first called
+	closes    atomic.Int32
+	second    chan struct{} // closed at the second Close
+}
+
+func (l *lingeringListener) Accept() (net.Conn, error) {
+	l.once.Do(func() { close(l.accepting) })
+	c, err := l.Listener.Accept()
+	if err != nil {
+		<-l.second
+	}
+	return c, err
+}
+
+func (l *lingeringListener) Close() error {
+	err := l.Listener.Close()
+	if l.closes.Add(1) == 2 {
+		close(l.second)
+	}
+	return err
 }
 
 // TestHandoverSends1012 guards the close of a process being replaced by a

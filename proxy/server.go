@@ -288,6 +288,9 @@ func (s *Server) stop(ctx context.Context, plan *drainPlan) error {
 	s.closing = true
 	s.mu.Unlock()
 	err := s.http.Shutdown(ctx)
+	if errors.Is(err, net.ErrClosed) {
+		err = nil // closed above: net/http closing it again is no failure
+	}
 	done := make(chan struct{})
 	go func() {
 		s.tunnels.Wait()
