@@ -19,8 +19,9 @@ import (
 // decodes strictly into Kubernetes' own API types (an unknown or misspelled
 // field, or a wrong type, fails), and what wssproxy reads from them is
 // valid: container args, the ConfigMap's configuration (as -t checks it),
-// exec probes and preStop hooks that are wssproxy commands, and a grace
-// period above shutdown_timeout.
+// exec probes that are wssproxy commands, preStop hooks that are a sleep
+// or a wssproxy command, and a grace period above the sleep plus
+// shutdown_timeout.
 func TestKubernetesManifests(t *testing.T) {
 	files, _ := filepath.Glob("../../examples/kubernetes/*.yaml")
 	if len(files) < 2 {
@@ -93,13 +94,16 @@ func TestKubernetesManifests(t *testing.T) {
 						t.Errorf("%s: probes must exec /wssproxy health (the admin listener is loopback-only): %+v", f, p)
 					}
 				}
-				if h := c.Lifecycle; h == nil || h.PreStop == nil || h.PreStop.Exec == nil {
-					t.Errorf("%s: no preStop drain", f)
+				var sleep time.Duration // before SIGTERM starts the drain
+				if h := c.Lifecycle; h != nil && h.PreStop != nil && h.PreStop.Sleep != nil {
+					sleep = time.Duration(h.PreStop.Sleep.Seconds) * time.Second
+				} else if h == nil || h.PreStop == nil || h.PreStop.Exec == nil {
+					t.Errorf("%s: no preStop: a sleep while balancers stop sending, or the drain", f)
 				} else if _, err := parseFlags(h.PreStop.Exec.Command[1:], io.Discard); err != nil {
 					t.Errorf("%s: preStop %v: %v", f, h.PreStop.Exec.Command, err)
 				}
-				if g := spec.TerminationGracePeriodSeconds; g == nil || time.Duration(*g)*time.Second <= shutdown {
-					t.Errorf("%s: terminationGracePeriodSeconds must exceed shutdown_timeout %v", f, shutdown)
+				if g := spec.TerminationGracePeriodSeconds; g == nil || time.Duration(*g)*time.Second <= sleep+shutdown {
+					t.Errorf("%s: terminationGracePeriodSeconds must exceed the preStop sleep %v plus shutdown_timeout %v", f, sleep, shutdown)
 				}
 			}
 		}
