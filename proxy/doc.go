@@ -111,9 +111,12 @@
 //     follow-up timer (ping timeout, close grace) is armed before the write
 //     it follows, which may wait.
 //   - Shutdown: the drain context ends first and every tunnel sends 1001 to
-//     both peers; the Server's context ends at the deadline and closes every
-//     connection through context.AfterFunc. http.Server.Shutdown cannot see
-//     hijacked connections, so tunnels are counted in a WaitGroup.
+//     both peers (1012 on a Handover), each at its moment in close_spread;
+//     a handshake on a connection accepted before the drain still gets its
+//     tunnel, closed the same way. The Server's context ends at the
+//     deadline and closes every connection through context.AfterFunc.
+//     http.Server.Shutdown cannot see hijacked connections, so tunnels are
+//     counted in a WaitGroup.
 //
 // # Backends
 //
