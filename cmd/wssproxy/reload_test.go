@@ -18,10 +18,9 @@ import (
 	"github.com/coder/websocket"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/wssproxy/wssproxy/internal/config"
 	"github.com/wssproxy/wssproxy/internal/echo"
 	"github.com/wssproxy/wssproxy/internal/testutil"
-	"github.com/wssproxy/wssproxy/proxy"
-	"github.com/wssproxy/wssproxy/tlsconf"
 )
 
 // TestReloadUnderLoad guards reload in a real process, with 500 open
@@ -177,26 +176,35 @@ func newRunner(t *testing.T, cfg string) (*runner, *testutil.Logs, *prometheus.R
 	if err != nil {
 		t.Fatal(err)
 	}
-	fc, err := o.load()
-	if err != nil {
-		t.Fatal(err)
-	}
+	fc := loadCompiled(t, o)
 	logs := &testutil.Logs{}
 	r := &runner{o: o, errc: make(chan error, 1), log: slog.New(slog.NewTextHandler(logs, nil)), fc: fc}
-	certs, err := tlsconf.NewManager(fc.TLS, r.log)
+	certs, err := fc.tls.Manager(r.log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	r.certs.Store(certs)
-	if r.srv, err = proxy.New(fc.Config, r.log); err != nil {
-		t.Fatal(err)
-	}
+	r.srv = fc.proxy.Server(r.log)
 	t.Cleanup(func() { r.srv.Close(); r.bg.Wait() })
 	reg, err := r.newRegistry()
 	if err != nil {
 		t.Fatal(err)
 	}
 	return r, logs, reg
+}
+
+// loadCompiled loads and compiles the configuration of o, as run does.
+func loadCompiled(t *testing.T, o *options) *compiled {
+	t.Helper()
+	l, err := config.Load(&o.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fc, err := compile(l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fc
 }
 
 // reloads is wssproxy_config_reloads_total{result} in reg.
