@@ -32,6 +32,8 @@ func TestOneLineFlags(t *testing.T) {
 			"listen = \":443\"\n\n[tls]\n  cert = \"" + certFile + "\"\n  key = \"" + keyFile + "\"", false},
 		{"environment", map[string]string{"WSSPROXY_ROUTE": "/a=ws://h:1 /b=ws://h:2", "WSSPROXY_LISTEN": ":9443"}, nil,
 			"path = \"/a\"\n  backend = \"ws://h:1\"\n\n[[route]]\n  path = \"/b\"", false},
+		{"several routes in one -route", nil, []string{"-route", "/a=ws://h:1 /b=ws://h:2"},
+			"path = \"/a\"\n  backend = \"ws://h:1\"\n\n[[route]]\n  path = \"/b\"", false},
 		{"the command line wins over the environment", map[string]string{"WSSPROXY_LISTEN": ":9443"}, []string{"-listen", ":7443"}, `listen = ":7443"`, false},
 		{"flags override the file", nil, []string{"-config", file, "-route", "/new=ws://h:1"}, "path = \"/new\"", false},
 		{"flags complete a file without routes", nil, []string{"-config", os.DevNull, "-route", "/wss=ws://h:1"}, "path = \"/wss\"", false},
@@ -64,5 +66,18 @@ func TestOneLineFlags(t *testing.T) {
 	var out bytes.Buffer
 	if err := run(context.Background(), []string{"-t", "-route", "/wss=ws://127.0.0.1:8282"}, &out, io.Discard); err != nil || !strings.Contains(out.String(), "test is successful") {
 		t.Errorf("-t with -route: %v %q", err, out.String())
+	}
+}
+
+// TestDemoPrintConfig guards that -demo -print-config shows what -demo
+// serves: the echo backend's WebSocket route and its test page at /.
+func TestDemoPrintConfig(t *testing.T) {
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"-demo", "-demo-backend", "127.0.0.1:9999", "-print-config"}, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	want := "[[route]]\n  path = \"/wss\"\n  backend = \"ws://127.0.0.1:9999\"\n\n[[route]]\n  path = \"/\"\n  backend = \"http://127.0.0.1:9999\"\n"
+	if !strings.HasSuffix(out.String(), want) {
+		t.Errorf("got:\n%s\nwant it to end with:\n%s", out.String(), want)
 	}
 }
