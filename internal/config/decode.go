@@ -173,8 +173,10 @@ func (d *decoder) tables(key string, v any, dst reflect.Value) {
 		}
 	case map[string]any:
 		// [route] for [[route]]: say so, and check the table as the one
-		// element it was meant to be.
-		d.fail(key, "[%s] is a single table; write [[%s]] (double brackets), once for each", key, key)
+		// element it was meant to be (so what is in it is checked too: it
+		// is not a failed value).
+		d.errs = append(d.errs, &FieldError{Key: key,
+			Msg: fmt.Sprintf("[%s] is a single table; write [[%s]] (double brackets), once for each", key, key)})
 		d.singles = append(d.singles, key)
 		list = []map[string]any{v}
 	default:
