@@ -321,3 +321,33 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestDecodeOtherKinds guards the decoding of kinds no key has yet, for
+// the keys to come: unsigned integers, arrays and tables of numbers.
+func TestDecodeOtherKinds(t *testing.T) {
+	var v struct {
+		U  uint16           `toml:"u"`
+		N  []int            `toml:"n"`
+		M  map[string]int64 `toml:"m"`
+		OK bool             `toml:"ok"`
+	}
+	m := map[string]any{"u": int64(7), "n": []any{int64(1), int64(2)}, "m": map[string]any{"a": int64(3)}, "ok": true}
+	d := &decoder{failed: map[string]bool{}}
+	d.table("", m, reflect.ValueOf(&v).Elem())
+	if len(d.errs) > 0 || v.U != 7 || len(v.N) != 2 || v.N[1] != 2 || v.M["a"] != 3 || !v.OK {
+		t.Errorf("%+v %v", v, d.errs)
+	}
+	m = map[string]any{"u": int64(-1), "n": []any{"x"}, "m": map[string]any{"a": "3"}}
+	d = &decoder{failed: map[string]bool{}}
+	d.table("", m, reflect.ValueOf(&v).Elem())
+	var got []string
+	for _, e := range d.errs {
+		got = append(got, e.Error())
+	}
+	want := `m.a: must be a whole number (no quotes), got the string "3"` + "\n" +
+		`n: must be a whole number (no quotes), got the string "x"` + "\n" +
+		`u: must not be negative, got -1`
+	if strings.Join(got, "\n") != want {
+		t.Errorf("got:\n%s\nwant:\n%s", strings.Join(got, "\n"), want)
+	}
+}

@@ -87,7 +87,7 @@ func (d *decoder) value(key string, v any, dst reflect.Value) {
 			return
 		}
 		dst.SetBool(b)
-	case reflect.Int, reflect.Int64:
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
 		n, ok := v.(int64)
 		switch {
 		case !ok:
@@ -96,6 +96,18 @@ func (d *decoder) value(key string, v any, dst reflect.Value) {
 			d.fail(key, "%d is too large", n)
 		default:
 			dst.SetInt(n)
+		}
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		n, ok := v.(int64)
+		switch {
+		case !ok:
+			d.fail(key, "must be a whole number (no quotes), got %s", describe(v))
+		case n < 0:
+			d.fail(key, "must not be negative, got %d", n)
+		case dst.OverflowUint(uint64(n)):
+			d.fail(key, "%d is too large", n)
+		default:
+			dst.SetUint(uint64(n))
 		}
 	case reflect.Float64:
 		switch n := v.(type) {
@@ -115,18 +127,18 @@ func (d *decoder) value(key string, v any, dst reflect.Value) {
 		d.table(key, m, dst)
 	case reflect.Map: // set_headers: a table of strings
 		m, ok := v.(map[string]any)
-		if !ok {
+		if !ok || t.Key().Kind() != reflect.String {
 			d.fail(key, `must be a table of strings, like { Name = "value" }, got %s`, describe(v))
 			return
 		}
 		out := reflect.MakeMapWithSize(t, len(m))
 		for name, e := range m {
-			s, ok := e.(string)
-			if !ok {
-				d.fail(join(key, name), "must be a string (in quotes), got %s", describe(e))
-				continue
+			before := len(d.errs)
+			ev := reflect.New(t.Elem()).Elem()
+			d.value(join(key, name), e, ev)
+			if len(d.errs) == before {
+				out.SetMapIndex(reflect.ValueOf(name).Convert(t.Key()), ev)
 			}
-			out.SetMapIndex(reflect.ValueOf(name), reflect.ValueOf(s))
 		}
 		dst.Set(out)
 	case reflect.Slice:
@@ -142,11 +154,16 @@ func (d *decoder) value(key string, v any, dst reflect.Value) {
 		out := reflect.MakeSlice(t, len(list), len(list))
 		before := len(d.errs)
 		for i, e := range list {
-			if s, ok := e.(string); ok && t.Elem().Kind() == reflect.String {
-				out.Index(i).SetString(s)
+			if t.Elem().Kind() != reflect.String {
+				d.value(key, e, out.Index(i)) // the array's line and key
 				continue
 			}
-			d.fail(key, "element %d must be a string (in quotes), got %s", i+1, describe(e))
+			s, ok := e.(string)
+			if !ok {
+				d.fail(key, "element %d must be a string (in quotes), got %s", i+1, describe(e))
+				continue
+			}
+			out.Index(i).SetString(s)
 		}
 		if len(d.errs) == before {
 			dst.Set(out)
