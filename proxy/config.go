@@ -1,17 +1,8 @@
 package proxy
 
 import (
-	"cmp"
-	"errors"
-	"fmt"
-	"net"
 	"net/http"
-	"net/url"
-	"os"
-	"strings"
 	"time"
-
-	"github.com/wssproxy/wssproxy/tlsconf"
 )
 
 // Defaults for zero-valued Config fields.
@@ -28,8 +19,9 @@ const (
 )
 
 // Config is what the proxy does: its timeouts and its routes. A zero duration
-// or size means the documented default; Validate reports every problem at
-// once and New applies the defaults to a copy.
+// or size means the documented default. Compile checks a Config (every
+// problem at once) and applies the defaults to a copy; New and Reload
+// serve what it compiled.
 type Config struct {
 	// HandshakeTimeout bounds the backend's answer to a forwarded opening
 	// handshake (after the dial). A backend that accepts the TCP connection
@@ -117,8 +109,9 @@ type Config struct {
 	// response to a request that came over TLS: the proxy's own, static
 	// files, and backends' (whose own header it replaces), but not a
 	// WebSocket's 101, which is the backend's. Never over plain HTTP (RFC
-	// 6797 §7.2). Checked by tlsconf.CheckHSTS. It is not a key of its own:
-	// wssproxy takes it from [tls] hsts.
+	// 6797 §7.2). Compile checks it with tlsconf.CheckHSTS and reports it as
+	// tls.hsts: it is not a key of its own, wssproxy takes it from [tls]
+	// hsts.
 	HSTS string `toml:"-"`
 }
 
@@ -280,293 +273,6 @@ type Route struct {
 	// Handler serves the route in-process instead of Backend or Static.
 	// It is not a configuration key: programs that embed the proxy use it.
 	Handler http.Handler `toml:"-"`
-}
-
-// FieldError is a problem with one configuration key. Key names the key as
-// it is written in the file, with 1-based indexes for arrays of tables:
-// "route[2].backend".
-type FieldError struct {
-	Key string
-	Err error
-}
-
-func (e *FieldError) Error() string { return e.Key + ": " + e.Err.Error() }
-func (e *FieldError) Unwrap() error { return e.Err }
-
-func fieldErr(key, format string, args ...any) error {
-	return &FieldError{Key: key, Err: fmt.Errorf(format, args...)}
-}
-
-// Validate reports every problem in c, each as a *FieldError, joined.
-func (c *Config) Validate() error {
-	var errs []error
-	errs = append(errs, checkDuration("handshake_timeout", c.HandshakeTimeout))
-	errs = append(errs, checkDuration("dial_timeout", c.DialTimeout))
-	errs = append(errs, checkDuration("read_header_timeout", c.ReadHeaderTimeout))
-	errs = append(errs, checkDuration("shutdown_timeout", c.ShutdownTimeout))
-	errs = append(errs, checkDuration("upgrade_drain", c.UpgradeDrain))
-	if c.CloseSpread != nil {
-		if err := checkDuration("close_spread", *c.CloseSpread); err != nil {
-			errs = append(errs, err)
-		} else if limit := cmp.Or(c.ShutdownTimeout, DefaultShutdownTimeout); *c.CloseSpread >= limit {
-			errs = append(errs, fieldErr("close_spread", "%v is not shorter than shutdown_timeout (%v): the last tunnels would be cut off, not closed", *c.CloseSpread, limit))
-		}
-	}
-	if c.MaxHeaderBytes < 0 || (c.MaxHeaderBytes > 0 && c.MaxHeaderBytes < 1024) {
-		errs = append(errs, fieldErr("max_header_bytes", "must be at least 1024, got %d", c.MaxHeaderBytes))
-	}
-	for _, x := range []struct {
-		key string
-		n   int
-	}{{"max_connections", c.MaxConnections}, {"max_connections_per_ip", c.MaxConnectionsPerIP},
-		{"max_client_connections", c.MaxClientConnections}, {"handshake_burst_per_ip", c.HandshakeBurstPerIP}} {
-		if x.n < 0 {
-			errs = append(errs, fieldErr(x.key, "must not be negative, got %d", x.n))
-		}
-	}
-	if _, err := parsePrefixes(c.TrustedProxies); err != nil {
-		errs = append(errs, fieldErr("trusted_proxies", "%v", err))
-	}
-	if _, err := parsePrefixes(c.ProxyProtocolFrom); err != nil {
-		errs = append(errs, fieldErr("proxy_protocol_from", "%v", err))
-	}
-	if c.ProxyProtocol && len(c.ProxyProtocolFrom) == 0 {
-		errs = append(errs, fieldErr("proxy_protocol_from", "missing: list the load balancers that send PROXY headers; a header from anyone else is refused"))
-	}
-	if c.RealIPHeader != "" {
-		if err := checkHeaderName(c.RealIPHeader); err != nil {
-			errs = append(errs, fieldErr("real_ip_header", "%v", err))
-		}
-	}
-	if c.HSTS != "" {
-		if err := tlsconf.CheckHSTS(c.HSTS); err != nil {
-			errs = append(errs, fieldErr("tls.hsts", "%v", err))
-		}
-	}
-	if c.HandshakeRatePerIP < 0 {
-		errs = append(errs, fieldErr("handshake_rate_per_ip", "must not be negative, got %v", c.HandshakeRatePerIP))
-	}
-	if len(c.Routes) == 0 {
-		errs = append(errs, fieldErr("route", "no routes: add a [[route]] with a path and a backend"))
-	}
-	seen := make(map[string]int)
-	for i := range c.Routes {
-		key := fmt.Sprintf("route[%d]", i+1)
-		r := &c.Routes[i]
-		errs = append(errs, r.validate(key))
-		if p, exact, err := r.pattern(); err == nil {
-			id := fmt.Sprintf("%s %v %s", strings.ToLower(r.Host), exact, p)
-			if j, dup := seen[id]; dup {
-				errs = append(errs, fieldErr(key+".path", "%q on host %q is already route[%d]", r.Path, r.Host, j))
-			}
-			seen[id] = i + 1
-		}
-	}
-	return errors.Join(errs...)
-}
-
-func (r *Route) validate(key string) error {
-	var errs []error
-	if _, _, err := r.pattern(); err != nil {
-		errs = append(errs, &FieldError{Key: key + ".path", Err: err})
-	}
-	if r.Host != "" {
-		if err := checkHost(r.Host); err != nil {
-			errs = append(errs, &FieldError{Key: key + ".host", Err: err})
-		}
-	}
-	targets := 0
-	for _, set := range []bool{r.Backend != "" || len(r.Backends) > 0, r.Static != "", r.Handler != nil} {
-		if set {
-			targets++
-		}
-	}
-	switch {
-	case targets == 0:
-		errs = append(errs, fieldErr(key+".backend", "missing: a route needs a backend (or backends, or static)"))
-	case targets > 1:
-		errs = append(errs, fieldErr(key+".backend", "a route has one of backend, backends and static"))
-	case r.Backend != "" && len(r.Backends) > 0:
-		errs = append(errs, fieldErr(key+".backends", "a route has backend or backends, not both"))
-	}
-	entries, entryKey := r.Backends, key+".backends"
-	if r.Backend != "" {
-		entries, entryKey = []string{r.Backend}, key+".backend"
-	}
-	paths := map[string]bool{}
-	for _, e := range entries {
-		u, _, err := parseUpstream(e)
-		if err != nil {
-			errs = append(errs, &FieldError{Key: entryKey, Err: err})
-			continue
-		}
-		if strings.HasSuffix(u.Scheme, "+unix") {
-			if r.Socket != "" {
-				errs = append(errs, fieldErr(key+".socket", "%q already names its socket", e))
-			}
-			paths[""] = true
-			continue
-		}
-		paths[u.Path] = true
-		if r.StripPrefix && u.Path != "" {
-			errs = append(errs, fieldErr(key+".strip_prefix", "has no effect: backend %q has a path, which already replaces the prefix", e))
-		}
-	}
-	if len(paths) > 1 {
-		errs = append(errs, fieldErr(entryKey, "backends of one route must share one path (the path replaces the route's prefix)"))
-	}
-	switch r.Balance {
-	case "", balanceRoundRobin, balanceLeastConn, balanceIPHash:
-	default:
-		errs = append(errs, fieldErr(key+".balance", `must be "round_robin", "least_conn" or "ip_hash", got %q`, r.Balance))
-	}
-	for _, x := range []struct {
-		k string
-		n *int
-	}{{".max_retries", r.MaxRetries}, {".max_fails", r.MaxFails}} {
-		if x.n != nil && *x.n < 0 {
-			errs = append(errs, fieldErr(key+x.k, "must not be negative, got %d", *x.n))
-		}
-	}
-	if r.UnhealthyThreshold < 0 || r.HealthyThreshold < 0 {
-		errs = append(errs, fieldErr(key+".unhealthy_threshold", "thresholds must not be negative"))
-	}
-	errs = append(errs, checkDuration(key+".fail_timeout", r.FailTimeout))
-	errs = append(errs, checkDuration(key+".health_interval", r.HealthInterval))
-	errs = append(errs, checkDuration(key+".health_timeout", r.HealthTimeout))
-	if r.HealthPath != "" && !strings.HasPrefix(r.HealthPath, "/") {
-		errs = append(errs, fieldErr(key+".health_path", "must start with /, got %q", r.HealthPath))
-	}
-	if r.BackendCA != "" {
-		if _, err := tlsconf.LoadCertPool(r.BackendCA); err != nil {
-			errs = append(errs, fieldErr(key+".backend_ca", "%v", err))
-		}
-	}
-	if r.Static != "" {
-		if fi, err := os.Stat(r.Static); err != nil {
-			errs = append(errs, fieldErr(key+".static", "%v", err))
-		} else if !fi.IsDir() {
-			errs = append(errs, fieldErr(key+".static", "%q is not a directory", r.Static))
-		}
-	}
-	for name, v := range r.SetHeaders {
-		if err := checkHeaderName(name); err != nil {
-			errs = append(errs, fieldErr(key+".set_headers", "%v", err))
-		}
-		if strings.ContainsAny(v, "\r\n\x00") {
-			errs = append(errs, fieldErr(key+".set_headers", "value of %q contains a line break or NUL", name))
-		}
-		if isHopByHop(http.CanonicalHeaderKey(name)) {
-			errs = append(errs, fieldErr(key+".set_headers", "%q is a hop-by-hop header the proxy manages", name))
-		}
-	}
-	for _, name := range r.RemoveHeaders {
-		if err := checkHeaderName(name); err != nil {
-			errs = append(errs, fieldErr(key+".remove_headers", "%v", err))
-		}
-	}
-	errs = append(errs, checkDuration(key+".handshake_timeout", r.HandshakeTimeout))
-	if r.PingInterval != nil {
-		errs = append(errs, checkDuration(key+".ping_interval", *r.PingInterval))
-	}
-	errs = append(errs, checkDuration(key+".ping_timeout", r.PingTimeout))
-	errs = append(errs, checkDuration(key+".backend_ping_interval", r.BackendPingInterval))
-	errs = append(errs, checkDuration(key+".send_timeout", r.SendTimeout))
-	errs = append(errs, checkDuration(key+".idle_timeout", r.IdleTimeout))
-	errs = append(errs, checkDuration(key+".max_lifetime", r.MaxLifetime))
-	for _, o := range r.AllowedOrigins {
-		if _, err := parseOrigin(o); err != nil {
-			errs = append(errs, &FieldError{Key: key + ".allowed_origins", Err: err})
-		}
-	}
-	switch r.SendProxyProtocol {
-	case "", "v1", "v2":
-	default:
-		errs = append(errs, fieldErr(key+".send_proxy_protocol", `must be "v1" or "v2", got %q`, r.SendProxyProtocol))
-	}
-	if r.MaxMessageSize < 0 {
-		errs = append(errs, fieldErr(key+".max_message_size", "must not be negative, got %d", r.MaxMessageSize))
-	}
-	return errors.Join(errs...)
-}
-
-// pattern returns the route's path and whether it is exact, from either
-// "= /wss" or Path with Exact.
-func (r *Route) pattern() (string, bool, error) {
-	p, exact := r.Path, r.Exact
-	if rest, ok := strings.CutPrefix(p, "="); ok {
-		p, exact = strings.TrimSpace(rest), true
-	}
-	switch {
-	case r.Path == "":
-		return "", false, errors.New(`missing: write path = "/" to match every path`)
-	case !strings.HasPrefix(p, "/"):
-		return "", false, fmt.Errorf("must start with /, got %q", r.Path)
-	case strings.ContainsAny(p, "?#"):
-		return "", false, fmt.Errorf("must not contain a query or fragment, got %q", r.Path)
-	case cleanPath(p) != p && cleanPath(p)+"/" != p:
-		return "", false, fmt.Errorf("must be a clean path (no //, . or .. segments), got %q", r.Path)
-	}
-	return p, exact, nil
-}
-
-func checkHost(h string) error {
-	name := strings.TrimPrefix(h, "*.")
-	if strings.ContainsAny(name, "*:/ ") || name == "" || strings.HasPrefix(name, ".") || strings.HasSuffix(name, ".") {
-		return fmt.Errorf(`must be a host name like "chat.example.com" or "*.example.com" (no port), got %q`, h)
-	}
-	return nil
-}
-
-func checkHeaderName(name string) error {
-	if name == "" {
-		return errors.New("empty header name")
-	}
-	for _, c := range []byte(name) {
-		if c <= ' ' || c >= 0x7f || strings.IndexByte(`"(),/:;<=>?@[\]{}`, c) >= 0 {
-			return fmt.Errorf("invalid header name %q", name)
-		}
-	}
-	return nil
-}
-
-func checkDuration(key string, d time.Duration) error {
-	if d < 0 {
-		return fieldErr(key, "must not be negative, got %v", d)
-	}
-	if d > 0 && d < time.Millisecond {
-		return fieldErr(key, `%v is too short: write a unit, e.g. "10s"`, d)
-	}
-	return nil
-}
-
-// parseBackend checks a backend URL. ws and http are treated alike, as are
-// wss and https; the returned URL keeps the scheme as written.
-func parseBackend(s string) (*url.URL, error) {
-	u, err := url.Parse(s)
-	if err != nil {
-		return nil, fmt.Errorf("not a URL: %v", err)
-	}
-	switch u.Scheme {
-	case "ws", "wss", "http", "https":
-	case "ws+unix", "http+unix":
-		if u.Host != "" || !strings.HasPrefix(u.Path, "/") {
-			return nil, fmt.Errorf("a unix socket backend is ws+unix:///path/to.sock, got %q", s)
-		}
-		return u, nil
-	default:
-		return nil, fmt.Errorf("scheme must be ws, wss, http or https, got %q", u.Scheme)
-	}
-	if u.Host == "" {
-		return nil, fmt.Errorf("missing host:port in %q", s)
-	}
-	if u.User != nil || u.RawQuery != "" || u.Fragment != "" {
-		return nil, fmt.Errorf("must be scheme://host:port[/path] with no user, query or fragment, got %q", s)
-	}
-	if _, port, err := net.SplitHostPort(u.Host); err == nil && port == "" {
-		return nil, fmt.Errorf("empty port in %q", s)
-	}
-	return u, nil
 }
 
 // withDefaults returns a copy of c with zero values replaced by defaults.

@@ -2,6 +2,13 @@
 // plain HTTP proxying, behind listeners the caller provides (TLS listeners
 // from package tlsconf; this package never touches a key).
 //
+// A Config is checked and compiled once, by Compile (compile.go), the only
+// validator: every route's path, host, backends, origins and headers are
+// parsed there, backend_ca read, and every problem reported as a
+// FieldError naming its key. New and Reload serve what it compiled: build
+// (server.go) binds the compiled routes to the Server's backends and
+// handlers as one state, which a reload replaces whole.
+//
 // # A request, step by step
 //
 //  1. Accept and TLS handshake: net/http's server, on the caller's

@@ -76,9 +76,9 @@ type registry struct {
 }
 
 // backend returns the backend for key, made if new (roots is backend_ca's
-// PEM for a TLS backend, nil for the system's roots), and, when check is
+// pool for a TLS backend, nil for the system's roots), and, when check is
 // not "", its state for that active check.
-func (s *Server) backend(key backendKey, roots []byte, check string) (*backend, *checkState) {
+func (s *Server) backend(key backendKey, roots *x509.CertPool, check string) (*backend, *checkState) {
 	reg := &s.reg
 	reg.mu.Lock()
 	defer reg.mu.Unlock()
@@ -86,11 +86,7 @@ func (s *Server) backend(key backendKey, roots []byte, check string) (*backend, 
 	if b == nil {
 		b = &backend{network: key.network, addr: key.addr, sendProxy: key.sendProxy}
 		if key.tls {
-			b.tls = &tls.Config{ServerName: key.serverName, NextProtos: []string{"http/1.1"}}
-			if roots != nil {
-				b.tls.RootCAs = x509.NewCertPool()
-				b.tls.RootCAs.AppendCertsFromPEM(roots) // checked by Validate
-			}
+			b.tls = &tls.Config{ServerName: key.serverName, NextProtos: []string{"http/1.1"}, RootCAs: roots}
 		}
 		b.plainHTTP = s.newTransport(b)
 		if reg.backends == nil {

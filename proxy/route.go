@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"fmt"
 	"net"
 	"net/http"
 	"path"
@@ -10,8 +9,8 @@ import (
 	"time"
 )
 
-// route is a Route compiled for serving: matched by the router, used by the
-// tunnel and the plain-HTTP proxy.
+// route is a Route compiled for serving (compile.go makes it): matched by
+// the router, used by the tunnel and the plain-HTTP proxy.
 type route struct {
 	name       string // "route[1] /wss", for logs
 	prefix     string
@@ -44,63 +43,6 @@ type route struct {
 	sendProxy     byte // PROXY protocol version to backends, 0: none
 
 	http http.Handler // plain HTTP: reverse proxy, files or Handler
-}
-
-func compileRoute(i int, r Route) *route {
-	p, exact, _ := r.pattern() // checked by Validate
-	rt := &route{
-		name:             fmt.Sprintf("route[%d] %s", i+1, r.Path),
-		prefix:           p,
-		exact:            exact,
-		stripPath:        r.StripPrefix,
-		handshakeTimeout: r.HandshakeTimeout,
-		setHeaders:       make(http.Header),
-
-		pingTimeout:         r.PingTimeout,
-		backendPingInterval: r.BackendPingInterval,
-		sendTimeout:         r.SendTimeout,
-		idleTimeout:         r.IdleTimeout,
-		maxLifetime:         r.MaxLifetime,
-		maxMessageSize:      r.MaxMessageSize,
-	}
-	if r.PingInterval != nil {
-		rt.pingInterval = *r.PingInterval
-	}
-	rt.requireOrigin = r.RequireOrigin
-	rt.forwarded = r.Forwarded
-	rt.underscores = r.UnderscoresInHeaders
-	switch r.SendProxyProtocol {
-	case "v1":
-		rt.sendProxy = 1
-	case "v2":
-		rt.sendProxy = 2
-	}
-	for _, o := range r.AllowedOrigins {
-		p, _ := parseOrigin(o) // checked by Validate
-		rt.origins = append(rt.origins, p)
-	}
-	if h := strings.ToLower(r.Host); strings.HasPrefix(h, "*.") {
-		rt.hostSuffix = h[1:]
-	} else {
-		rt.host = h
-	}
-	for name, v := range r.SetHeaders {
-		rt.setHeaders[http.CanonicalHeaderKey(name)] = []string{v}
-	}
-	for _, name := range r.RemoveHeaders {
-		rt.removeHeaders = append(rt.removeHeaders, http.CanonicalHeaderKey(name))
-	}
-	entries := r.Backends
-	if r.Backend != "" {
-		entries = []string{r.Backend}
-	}
-	if len(entries) > 0 {
-		u, _, _ := parseUpstream(entries[0]) // checked by Validate; paths agree
-		if !strings.HasSuffix(u.Scheme, "+unix") && u.Path != "" {
-			rt.stripPath, rt.backendPath = true, u.Path
-		}
-	}
-	return rt
 }
 
 // checkOrigin returns why the route refuses a handshake's Origin, or "".

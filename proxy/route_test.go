@@ -2,9 +2,12 @@ package proxy
 
 import (
 	"encoding/base64"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/wssproxy/wssproxy/internal/fielderr"
 )
 
 // TestRouterMatch guards prefix matching at segment boundaries, exact
@@ -23,7 +26,7 @@ func TestRouterMatch(t *testing.T) {
 	}
 	var rr router
 	for i, r := range routes {
-		rr.routes = append(rr.routes, compileRoute(i, r))
+		rr.routes = append(rr.routes, testRoute(t, i, r))
 	}
 	for _, tc := range []struct {
 		host, path string
@@ -81,10 +84,20 @@ func TestTargetPath(t *testing.T) {
 		{Route{Path: "/", Backend: "ws://b:1/app/"}, "/x", "/app/x"},
 		{Route{Path: "= /wss", Backend: "ws://b:1/socket"}, "/wss", "/socket"},
 	} {
-		if got := compileRoute(0, tc.route).targetPath(tc.path); got != tc.want {
+		if got := testRoute(t, 0, tc.route).targetPath(tc.path); got != tc.want {
 			t.Errorf("%+v %s: got %q, want %q", tc.route, tc.path, got, tc.want)
 		}
 	}
+}
+
+// testRoute compiles r as route i, which must compile.
+func testRoute(t *testing.T, i int, r Route) *route {
+	t.Helper()
+	p, errs := compileRoute(fmt.Sprintf("route[%d]", i+1), i, &r, &r)
+	if len(errs) > 0 || p == nil {
+		t.Fatalf("route %+v: %v", r, errs)
+	}
+	return &p.route
 }
 
 // TestCleanPath guards dot-segment and slash normalisation.
@@ -99,8 +112,9 @@ func TestCleanPath(t *testing.T) {
 	}
 }
 
-// TestValidate guards that every bad value is reported, each naming its key.
-func TestValidate(t *testing.T) {
+// TestCompile guards that Compile, the only validator, reports every bad
+// value, each as a *FieldError naming its key, and compiles a good Config.
+func TestCompile(t *testing.T) {
 	cfg := Config{
 		DialTimeout:          -1,
 		MaxClientConnections: -1,
@@ -114,9 +128,14 @@ func TestValidate(t *testing.T) {
 			{Path: "/d", Backend: "ws://h:1", HandshakeTimeout: 10},
 		},
 	}
-	err := cfg.Validate()
-	if err == nil {
-		t.Fatal("no error")
+	c, err := Compile(cfg)
+	if err == nil || c != nil {
+		t.Fatalf("compiled: %v", err)
+	}
+	for _, e := range fielderr.Flatten(err) {
+		if fe, ok := e.(*FieldError); !ok || fe.Key == "" {
+			t.Errorf("%v (%T): not a FieldError naming its key", e, e)
+		}
 	}
 	for _, want := range []string{
 		"dial_timeout: must not be negative",
@@ -136,7 +155,7 @@ func TestValidate(t *testing.T) {
 			t.Errorf("missing %q in:\n%v", want, err)
 		}
 	}
-	if err := (&Config{Routes: []Route{{Path: "/", Backend: "ws://[::1]:8282"}}}).Validate(); err != nil {
+	if c, err := Compile(Config{Routes: []Route{{Path: "/", Backend: "ws://[::1]:8282"}}}); err != nil || len(c.routes) != 1 {
 		t.Errorf("valid config: %v", err)
 	}
 }

@@ -69,11 +69,19 @@ type state struct {
 	proxyFrom prefixes // proxy_protocol_from
 }
 
-// New validates cfg and returns a Server for it. A nil logger discards logs.
+// New compiles cfg and returns a Server for it; the error joins a
+// *FieldError for every problem (see Compile). A nil logger discards logs.
 func New(cfg Config, logger *slog.Logger) (*Server, error) {
-	if err := cfg.Validate(); err != nil {
+	c, err := Compile(cfg)
+	if err != nil {
 		return nil, err
 	}
+	return c.Server(logger), nil
+}
+
+// Server returns a Server for what c compiled, as New does. A nil logger
+// discards logs.
+func (c *Compiled) Server(logger *slog.Logger) *Server {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -81,12 +89,12 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.drain, s.stopDrain = context.WithCancel(s.ctx)
 	s.errorLog = log.New(&tlsErrorLog{s: s, next: func(line string) { logger.Debug(line) }}, "", 0)
-	st := s.compile(cfg)
+	st := s.build(c)
 	s.state.Store(st)
 	s.startHealth(st)
 	s.clients.max = func() int { return s.state.Load().cfg.MaxClientConnections }
 	s.warnFileLimit(st.cfg.MaxClientConnections)
-	cfg = st.cfg
+	cfg := st.cfg
 	s.http = &http.Server{
 		Handler:           s,
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
@@ -106,23 +114,22 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 	s.http.RegisterOnShutdown(func() {
 		s.log.Info("stopped accepting", "open_tunnels", s.open.Load())
 	})
-	return s, nil
+	return s
 }
 
-// compile builds a state from a valid cfg.
-func (s *Server) compile(cfg Config) *state {
-	st := &state{cfg: cfg.withDefaults()}
+// build makes a state of what c compiled, with the Server's backends.
+func (s *Server) build(c *Compiled) *state {
+	st := &state{cfg: c.cfg, trusted: c.trusted, proxyFrom: c.proxyFrom}
 	st.ctx, st.cancel = context.WithCancel(s.ctx)
 	st.dialer = net.Dialer{Timeout: st.cfg.DialTimeout}
-	st.trusted, _ = parsePrefixes(st.cfg.TrustedProxies) // checked by Validate
-	st.proxyFrom, _ = parsePrefixes(st.cfg.ProxyProtocolFrom)
-	for i, r := range st.cfg.Routes {
-		rt := compileRoute(i, r)
+	for _, p := range c.routes {
+		rt := new(route)
+		*rt = p.route
 		rt.open = s.routeOpen(rt.name)
-		if r.Backend != "" || len(r.Backends) > 0 {
-			rt.pool = s.newPool(&st.cfg.Routes[i], rt)
+		if len(p.ups) > 0 {
+			rt.pool = s.newPool(p, rt)
 		}
-		switch {
+		switch r := p.src; {
 		case r.Handler != nil:
 			rt.http = r.Handler
 		case r.Static != "":
@@ -140,25 +147,33 @@ func (s *Server) compile(cfg Config) *state {
 // acceptedKey holds when a request's connection was accepted.
 type acceptedKey struct{}
 
-// Reload validates cfg and serves new requests with it: new routes,
+// Reload compiles cfg and serves new requests with it: new routes,
 // backends, timeouts and limits apply to connections from now on; open
 // tunnels keep running with what they started with. Backends the new
 // configuration names again keep their open connection counts, health and
-// idle connections (registry.go). An invalid cfg changes nothing, and so
-// does a Reload once Shutdown or Close has begun (ErrShuttingDown).
-// read_header_timeout and max_header_bytes belong to the listener and apply
-// at the next start.
+// idle connections (registry.go). A cfg that does not compile changes
+// nothing (the error is Compile's), and neither does a Reload once
+// Shutdown or Close has begun (ErrShuttingDown). read_header_timeout and
+// max_header_bytes belong to the listener and apply at the next start.
 func (s *Server) Reload(cfg Config) error {
-	if err := cfg.Validate(); err != nil {
+	c, err := Compile(cfg)
+	if err != nil {
 		return err
 	}
+	return s.Apply(c)
+}
+
+// Apply serves new requests with c, as Reload does; it fails only with
+// ErrShuttingDown. It is Reload's second half, for a caller that compiles
+// every part of its configuration before it changes any.
+func (s *Server) Apply(c *Compiled) error {
 	s.reloading.Lock()
 	defer s.reloading.Unlock()
 	if s.isClosing() {
 		return ErrShuttingDown
 	}
 	old := s.state.Load()
-	st := s.compile(cfg)
+	st := s.build(c)
 	// Under mu, so that Shutdown either waits for the new health checks
 	// or comes first and none start.
 	s.mu.Lock()

@@ -2,14 +2,13 @@ package proxy
 
 import (
 	"cmp"
-	"crypto/sha256"
+	"crypto/x509"
 	"fmt"
 	"hash/fnv"
 	"log/slog"
 	"math"
 	"net"
 	"net/url"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -73,20 +72,13 @@ func parseUpstream(s string) (*url.URL, int, error) {
 	return u, weight, err
 }
 
-// newPool builds the pool of a valid route, rt compiled from r, with the
-// Server's backends.
-func (s *Server) newPool(r *Route, rt *route) *pool {
+// newPool builds the pool of a compiled route, rt made from plan, with
+// the Server's backends.
+func (s *Server) newPool(plan *routePlan, rt *route) *pool {
+	r := plan.src
 	p := &pool{balance: r.Balance, failTimeout: r.FailTimeout, log: s.log}
 	if p.balance == "" {
 		p.balance = balanceRoundRobin
-	}
-	entries := r.Backends
-	if r.Backend != "" {
-		entries = []string{r.Backend}
-	}
-	var roots []byte
-	if r.BackendCA != "" {
-		roots, _ = os.ReadFile(r.BackendCA) // checked by Validate
 	}
 	check := ""
 	switch {
@@ -96,9 +88,9 @@ func (s *Server) newPool(r *Route, rt *route) *pool {
 	default:
 		check = "WebSocket " + rt.targetPath(rt.prefix)
 	}
-	for i, e := range entries {
-		u, weight, _ := parseUpstream(e) // checked by Validate
-		up := &upstream{name: strings.Fields(e)[0], url: u, weight: weight}
+	for i, e := range plan.ups {
+		u := e.url
+		up := &upstream{name: e.name, url: u, weight: e.weight}
 		h := fnv.New64a()
 		h.Write([]byte(up.name))
 		up.hashKey = h.Sum64()
@@ -119,14 +111,14 @@ func (s *Server) newPool(r *Route, rt *route) *pool {
 		if key.network == "unix" {
 			up.transport = fmt.Sprintf("upstream-%d.invalid:80", i)
 		}
-		var ca []byte
+		var roots *x509.CertPool
 		if isTLSScheme(u.Scheme) {
 			key.tls, key.serverName = true, cmp.Or(r.BackendServerName, u.Hostname())
-			if roots != nil {
-				key.roots, ca = sha256.Sum256(roots), roots
+			if plan.roots != nil {
+				key.roots, roots = plan.rootsSum, plan.roots
 			}
 		}
-		up.backend, up.check = s.backend(key, ca, check)
+		up.backend, up.check = s.backend(key, roots, check)
 		p.ups = append(p.ups, up)
 	}
 	p.maxFails = 1

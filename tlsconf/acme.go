@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -16,20 +17,20 @@ import (
 
 	"golang.org/x/crypto/acme"
 	"golang.org/x/crypto/acme/autocert"
+
+	"github.com/wssproxy/wssproxy/internal/fielderr"
 )
 
-func (m *Manager) setupACME() error {
+// setupACME prepares autocert for m's ACME section, trusting roots (the
+// compiled acme.ca_roots; nil: the system's) for the CA.
+func (m *Manager) setupACME(roots *x509.CertPool) error {
 	a := &m.cfg.ACME
 	if err := os.MkdirAll(a.cacheDir(), 0o700); err != nil {
-		return &FieldError{Key: "acme.cache_dir", Err: err}
+		return fielderr.Wrap("acme.cache_dir", err)
 	}
 	base := http.DefaultTransport.(*http.Transport).Clone()
-	if a.CARoots != "" {
-		pool, err := LoadCertPool(a.CARoots)
-		if err != nil {
-			return &FieldError{Key: "acme.ca_roots", Err: err}
-		}
-		base.TLSClientConfig = &tls.Config{RootCAs: pool}
+	if roots != nil {
+		base.TLSClientConfig = &tls.Config{RootCAs: roots}
 	}
 	m.acmeHosts = make(map[string]bool)
 	for _, h := range a.Hosts {

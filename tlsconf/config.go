@@ -1,6 +1,7 @@
 package tlsconf
 
 import (
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -8,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+
+	"github.com/wssproxy/wssproxy/internal/fielderr"
 )
 
 // Config is the [tls] section: certificate files, the TLS policy, and ACME.
@@ -29,8 +32,8 @@ type Config struct {
 	// "max-age=31536000; includeSubDomains", as written after nginx's
 	// add_header or Caddy's header directive (CheckHSTS says what is
 	// accepted). Browsers that see it use only https for the host for
-	// max-age seconds. Empty: no header. tlsconf checks it; the HTTP server
-	// (package proxy) sends it.
+	// max-age seconds. Empty: no header. The HTTP server (package proxy)
+	// sends it, and its compile step checks it with CheckHSTS.
 	HSTS string `toml:"hsts,omitempty,omitzero"`
 
 	// ACME obtains and renews certificates for ACME.Hosts.
@@ -98,18 +101,13 @@ func (a *ACME) cacheDir() string {
 	return DefaultCacheDir
 }
 
-// FieldError is a problem with one key of the [tls] section; Key is relative
-// to it ("cert", "acme.hosts", "certificate[2].key").
-type FieldError struct {
-	Key string
-	Err error
-}
-
-func (e *FieldError) Error() string { return e.Key + ": " + e.Err.Error() }
-func (e *FieldError) Unwrap() error { return e.Err }
+// FieldError is a problem with one key of the [tls] section; Key is
+// relative to it ("cert", "acme.hosts", "certificate[2].key"). It is the
+// same type as proxy.FieldError.
+type FieldError = fielderr.FieldError
 
 func fieldErr(key, format string, args ...any) error {
-	return &FieldError{Key: key, Err: fmt.Errorf(format, args...)}
+	return fielderr.Errorf(key, format, args...)
 }
 
 // pairs lists every configured key pair with the key prefix of its fields.
@@ -125,11 +123,27 @@ func (c *Config) pairs() ([]KeyPair, []string) {
 	return pairs, keys
 }
 
-// Validate reports every problem in c, each a *FieldError, joined. It reads
-// the certificate files and checks the ACME cache directory can be written.
-func (c *Config) Validate() error {
+// Compiled is a Config checked, with what it names read: the
+// certificates of its files and the roots of acme.ca_roots. Compile is the
+// only way to make one and the only validator of a Config; NewManager
+// compiles its Config, and wssproxy -t compiles and throws the result
+// away.
+type Compiled struct {
+	cfg       Config
+	certs     []*tls.Certificate // of cfg.pairs(), in order
+	acmeRoots *x509.CertPool     // nil: the system's
+	stamp     string             // the files' stat stamp before they were read
+}
+
+// Compile checks every key of cfg, reads the certificate files and
+// acme.ca_roots, and checks that the ACME cache directory can be written,
+// creating nothing and making no network call. The error joins a
+// *FieldError for every problem. hsts is not checked here: package proxy
+// sends it, and its Compile checks it (CheckHSTS).
+func Compile(cfg Config) (*Compiled, error) {
 	var errs []error
-	pairs, keys := c.pairs()
+	out := &Compiled{cfg: cfg, stamp: stamp(&cfg)}
+	pairs, keys := cfg.pairs()
 	for i, p := range pairs {
 		switch {
 		case p.Cert == "" && p.Key == "":
@@ -139,35 +153,39 @@ func (c *Config) Validate() error {
 		case p.Key == "":
 			errs = append(errs, fieldErr(keys[i]+"key", "missing: the certificate needs its key"))
 		default:
-			if _, err := LoadKeyPair(p.Cert, p.Key); err != nil {
+			cert, err := LoadKeyPair(p.Cert, p.Key)
+			if err != nil {
 				key := keys[i] + "cert"
 				if errors.As(err, new(keyFileError)) {
 					key = keys[i] + "key"
 				}
-				errs = append(errs, &FieldError{Key: key, Err: err})
+				errs = append(errs, fielderr.Wrap(key, err))
+				continue
 			}
+			out.certs = append(out.certs, cert)
 		}
 	}
-	switch c.MinVersion {
+	switch cfg.MinVersion {
 	case "", "1.2", "1.3":
 	case "1.0", "1.1":
-		errs = append(errs, fieldErr("min_version", "TLS %s is not offered: browsers and WeChat mini programs need 1.2 or newer; use \"1.2\" or \"1.3\"", c.MinVersion))
+		errs = append(errs, fieldErr("min_version", "TLS %s is not offered: browsers and WeChat mini programs need 1.2 or newer; use \"1.2\" or \"1.3\"", cfg.MinVersion))
 	default:
-		errs = append(errs, fieldErr("min_version", `must be "1.2" or "1.3", got %q`, c.MinVersion))
+		errs = append(errs, fieldErr("min_version", `must be "1.2" or "1.3", got %q`, cfg.MinVersion))
 	}
-	if c.HSTS != "" {
-		if err := CheckHSTS(c.HSTS); err != nil {
-			errs = append(errs, &FieldError{Key: "hsts", Err: err})
-		}
+	if cfg.ACME.enabled() {
+		roots, aerrs := cfg.ACME.compile()
+		out.acmeRoots = roots
+		errs = append(errs, aerrs...)
 	}
-	if c.ACME.enabled() {
-		errs = append(errs, c.ACME.validate()...)
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
 	}
-	return errors.Join(errs...)
+	return out, nil
 }
 
-func (a *ACME) validate() []error {
+func (a *ACME) compile() (*x509.CertPool, []error) {
 	var errs []error
+	var roots *x509.CertPool
 	if len(a.Hosts) == 0 {
 		errs = append(errs, fieldErr("acme.hosts", `missing: list the names to get certificates for, e.g. ["chat.example.com"]`))
 	}
@@ -189,14 +207,15 @@ func (a *ACME) validate() []error {
 		errs = append(errs, fieldErr("acme.directory_url", "must be an https:// URL, got %q", a.DirectoryURL))
 	}
 	if a.CARoots != "" {
-		if _, err := LoadCertPool(a.CARoots); err != nil {
-			errs = append(errs, &FieldError{Key: "acme.ca_roots", Err: err})
+		var err error
+		if roots, err = LoadCertPool(a.CARoots); err != nil {
+			errs = append(errs, fielderr.Wrap("acme.ca_roots", err))
 		}
 	}
 	if err := checkWritableDir(a.cacheDir()); err != nil {
-		errs = append(errs, &FieldError{Key: "acme.cache_dir", Err: err})
+		errs = append(errs, fielderr.Wrap("acme.cache_dir", err))
 	}
-	return errs
+	return roots, errs
 }
 
 // LoadCertPool reads a PEM file of CA certificates into a pool, for

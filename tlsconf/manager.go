@@ -42,20 +42,28 @@ type certSet struct {
 	wild  map[string]*tls.Certificate // ".example.com" for *.example.com
 }
 
-// NewManager validates cfg, loads its certificate files and prepares ACME.
-// It makes no network calls: ACME certificates are ordered at the first
-// handshake for a host that has none in the cache. A nil logger discards.
+// NewManager compiles cfg (every problem a *FieldError, joined, as
+// Compile reports them) and returns the Manager of what it compiled.
 func NewManager(cfg Config, logger *slog.Logger) (*Manager, error) {
-	if err := cfg.Validate(); err != nil {
+	c, err := Compile(cfg)
+	if err != nil {
 		return nil, err
 	}
+	return c.Manager(logger)
+}
+
+// Manager serves the certificate files c read and prepares ACME (creating
+// its cache directory). It makes no network calls: ACME certificates are
+// ordered at the first handshake for a host that has none in the cache. A
+// nil logger discards.
+func (c *Compiled) Manager(logger *slog.Logger) (*Manager, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	m := &Manager{log: logger, cfg: cfg}
+	cfg := c.cfg
+	m := &Manager{log: logger, cfg: cfg, lastStamp: c.stamp}
 	m.files.Store(newCertSet(nil)) // never nil: ACME alone has no files
-	pairs, _ := cfg.pairs()
-	if len(pairs) == 0 && !cfg.ACME.enabled() {
+	if len(c.certs) == 0 && !cfg.ACME.enabled() {
 		hosts := []string{"localhost", "127.0.0.1", "::1"}
 		if h, err := os.Hostname(); err == nil && h != "localhost" {
 			hosts = append(hosts, h)
@@ -67,16 +75,28 @@ func NewManager(cfg Config, logger *slog.Logger) (*Manager, error) {
 		logger.Warn("no certificate configured: serving a self-signed certificate; browsers will warn",
 			"names", strings.Join(hosts, ","), "fingerprint_sha256", Fingerprint(cert))
 		m.files.Store(newCertSet([]*tls.Certificate{cert}))
-	} else if err := m.Reload(); err != nil {
-		return nil, err
+	} else if len(c.certs) > 0 {
+		m.install(c.certs)
 	}
 	if cfg.ACME.enabled() {
-		if err := m.setupACME(); err != nil {
+		if err := m.setupACME(c.acmeRoots); err != nil {
 			return nil, err
 		}
 	}
 	m.tlsConfig = m.buildTLSConfig()
 	return m, nil
+}
+
+// Install serves the certificates c read instead of m's, as Reload would
+// after reading them itself: for a reload whose Config is m's (a changed
+// Config needs a new Manager). Open connections are not touched.
+func (m *Manager) Install(c *Compiled) {
+	m.reloadMu.Lock()
+	defer m.reloadMu.Unlock()
+	m.lastStamp = c.stamp
+	if len(c.certs) > 0 {
+		m.install(c.certs)
+	}
 }
 
 // TLSConfig is the listener's TLS configuration, the same value every
@@ -226,6 +246,13 @@ func (m *Manager) reloadLocked(stamp string) error {
 		}
 		list = append(list, c)
 	}
+	m.install(list)
+	return nil
+}
+
+// install serves list and logs it: each certificate the first time, and a
+// warning for one that expires soon.
+func (m *Manager) install(list []*tls.Certificate) {
 	first := len(m.files.Load().list) == 0
 	m.files.Store(newCertSet(list))
 	for _, c := range list {
@@ -240,7 +267,6 @@ func (m *Manager) reloadLocked(stamp string) error {
 	if !first {
 		m.log.Info("certificates reloaded", "count", len(list))
 	}
-	return nil
 }
 
 // Watch reloads the certificate files whenever they change on disk, until
@@ -272,8 +298,10 @@ func (m *Manager) Watch(ctx context.Context, every time.Duration) {
 
 // stamp identifies the current contents of the certificate files by what
 // stat says of them (through symlinks).
-func (m *Manager) stamp() string {
-	pairs, _ := m.cfg.pairs()
+func (m *Manager) stamp() string { return stamp(&m.cfg) }
+
+func stamp(cfg *Config) string {
+	pairs, _ := cfg.pairs()
 	var b strings.Builder
 	for _, p := range pairs {
 		for _, f := range []string{p.Cert, p.Key} {

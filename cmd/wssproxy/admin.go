@@ -16,12 +16,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/wssproxy/wssproxy/internal/config"
 	"github.com/wssproxy/wssproxy/proxy"
 )
 
 // defaultAdmin is the admin listener's address unless [admin] says
 // otherwise: loopback only, so nothing but this machine sees it.
-const defaultAdmin = "127.0.0.1:9090"
+const defaultAdmin = config.DefaultAdmin
 
 // adminConnections bounds the admin listener's connections (scrapers,
 // probes, a status page or two), apart from max_client_connections.
@@ -47,16 +48,7 @@ func (r *runner) sideServer(h http.Handler, write time.Duration) *http.Server {
 	}
 }
 
-type adminSection struct {
-	// Listen is the admin address: /metrics, /healthz, /readyz and a
-	// status page. Default 127.0.0.1:9090; "" turns it off.
-	Listen string `toml:"listen"`
-	// AllowRemote permits a non-loopback Listen. The endpoints show routes
-	// and backends: keep them behind a firewall.
-	AllowRemote bool `toml:"allow_remote,omitempty,omitzero"`
-}
-
-func checkAdmin(a adminSection) error {
+func checkAdmin(a config.Admin) error {
 	if a.Listen == "" {
 		return nil
 	}
@@ -149,7 +141,7 @@ func (r *runner) startAdmin(reg *prometheus.Registry) {
 	if addr == "" {
 		return
 	}
-	ln, err := r.listen("admin", addr)
+	ln, err := r.listen("admin", "admin.listen", addr)
 	if err != nil {
 		r.log.Error("admin listener not started; the proxy runs without /metrics and health endpoints", "error", err)
 		return

@@ -29,10 +29,7 @@ func startRunner(t *testing.T, timeouts sideTimeouts, args ...string) *testutil.
 	if err != nil {
 		t.Fatal(err)
 	}
-	fc, err := o.load()
-	if err != nil {
-		t.Fatal(err)
-	}
+	fc := loadCompiled(t, o)
 	logs := &testutil.Logs{}
 	r := &runner{o: o, errc: make(chan error, 1), timeouts: timeouts}
 	r.log = newLogger(fc.LogFormat, logs, &r.level)

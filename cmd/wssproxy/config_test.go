@@ -5,18 +5,20 @@ import (
 	"context"
 	"os"
 	"path/filepath"
-	"reflect"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/wssproxy/wssproxy/internal/config"
 	"github.com/wssproxy/wssproxy/internal/testutil"
 	"github.com/wssproxy/wssproxy/proxy"
 )
 
 // TestBrokenConfigs guards `wssproxy -t` on each file in testdata/broken:
 // exit with an error, report every problem the file's "# want:" lines name
-// (file, line, key, message) and nothing else, print no success line.
+// (file, line, key, message) and nothing else, sorted by line, and print
+// no success line.
 func TestBrokenConfigs(t *testing.T) {
 	files, _ := filepath.Glob("testdata/broken/*.toml")
 	if len(files) == 0 {
@@ -51,6 +53,19 @@ func TestBrokenConfigs(t *testing.T) {
 			}
 			if len(got) != len(wants) {
 				t.Errorf("%d errors, want %d:\n%s", len(got), len(wants), err)
+			}
+			last := 0
+			for _, g := range got {
+				m := regexp.MustCompile(`^[^:]+:(\d+): `).FindStringSubmatch(g)
+				if m == nil {
+					continue
+				}
+				n, _ := strconv.Atoi(m[1])
+				if n < last {
+					t.Errorf("not sorted by line:\n%s", err)
+					break
+				}
+				last = n
 			}
 			if stdout.Len() > 0 {
 				t.Errorf("stdout: %q", stdout.String())
@@ -121,123 +136,27 @@ func TestExamplesParse(t *testing.T) {
 				"/etc/ssl/", ssl+"/", "/var/www/html", t.TempDir(), "/var/lib/wssproxy/acme", t.TempDir(),
 				"/var/log/wssproxy/", t.TempDir()+"/",
 			).Replace(string(data))
-			if _, err := parseConfig(f, []byte(s)); err != nil {
+			if _, err := checkSource(f, s); err != nil {
 				t.Fatal(err)
 			}
 		})
 	}
 }
 
-// TestFullExampleCoversEveryKey guards that examples/wssproxy.toml, the
-// annotated reference, sets every configuration key there is.
-func TestFullExampleCoversEveryKey(t *testing.T) {
-	data, err := os.ReadFile("../../examples/wssproxy.toml")
+// checkSource compiles src as -t compiles a file called name that holds
+// it (relative paths in it are taken from name's directory).
+func checkSource(name, src string) (*compiled, error) {
+	l, err := config.Parse(&config.Flags{File: name}, []byte(src))
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	set := map[string]bool{}
-	for k := range keyLines(string(data)) {
-		set[regexp.MustCompile(`\[\d+\]`).ReplaceAllString(k, "")] = true
-	}
-	for _, key := range allKeys() {
-		if !set[key] {
-			t.Errorf("examples/wssproxy.toml does not set %s", key)
-		}
-	}
+	return compile(l)
 }
 
-// TestReadmeReference guards that README.md's configuration reference lists
-// exactly the keys the configuration structs have.
-func TestReadmeReference(t *testing.T) {
-	data, err := os.ReadFile("../../README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, ref, ok := strings.Cut(string(data), "<!-- config-reference -->")
-	ref, _, ok2 := strings.Cut(ref, "<!-- /config-reference -->")
-	if !ok || !ok2 {
-		t.Fatal("README.md has no <!-- config-reference --> section")
-	}
-	documented := map[string]bool{}
-	for _, m := range regexp.MustCompile("(?m)^\\| `([a-z_.]+)`").FindAllStringSubmatch(ref, -1) {
-		documented[m[1]] = true
-	}
-	for _, key := range allKeys() {
-		if !documented[key] {
-			t.Errorf("README reference lacks `%s`", key)
-		}
-		delete(documented, key)
-	}
-	for key := range documented {
-		t.Errorf("README reference documents `%s`, which is no key", key)
-	}
-}
-
-// allKeys lists every configuration key, dotted, with "route." for the keys
-// of a [[route]].
-func allKeys() []string {
-	var out []string
-	var walk func(prefix string, t reflect.Type)
-	walk = func(prefix string, t reflect.Type) {
-		for _, k := range keysOf(t) {
-			ft, isTable := fieldByKey(t, k)
-			if isTable && ft != reflect.TypeFor[proxy.Config]() {
-				walk(prefix+k+".", ft)
-				continue
-			}
-			out = append(out, prefix+k)
-		}
-	}
-	walk("", reflect.TypeFor[fileConfig]())
-	return out
-}
-
-// TestKeyLines guards the scanner that finds a key's line, on the TOML
-// constructs that could fool it.
-func TestKeyLines(t *testing.T) {
-	src := `# comment [[route]] key = 1
-listen = ":443" # trailing [comment]
-notes = """
-[[route]]
-path = "fake"
-"""
-list = [
-  "a",   # [[route]]
-  "b = c",
-]
-"quoted.key" = 1
-a.b = 2
-[tls]
-cert = 'c:\path'
-[[route]]
-path = "/wss"
-set_headers = { "X-A" = "1", B = "]" }
-[[route]]
-path = '''
-x'''
-backend = "ws://h:1"
-[route.set_headers]
-Y = "2"
-`
-	idx := keyLines(src)
-	for key, want := range map[string]int{
-		"listen": 2, "notes": 3, "list": 7, "quoted.key": 11, "a.b": 12, "a": 12,
-		"tls": 13, "tls.cert": 14, "route": 15, "route[1]": 15, "route[1].path": 16, "route[1].set_headers": 17,
-		"route[2]": 18, "route[2].path": 19, "route[2].backend": 21, "route[2].set_headers": 22,
-		"route[2].set_headers.Y": 23,
-	} {
-		if got := idx[key]; got != want {
-			t.Errorf("%s: line %d, want %d", key, got, want)
-		}
-	}
-	if idx.find("route[2].nothing") != 18 || idx.find("route[9].x") != 15 || idx.find("nothing") != 0 {
-		t.Errorf("find fallbacks: %d %d", idx.find("route[2].nothing"), idx.find("route[9].x"))
-	}
-}
-
-// FuzzParseConfig guards that no file content makes the configuration
-// loader panic, and that what it accepts is a valid configuration.
-func FuzzParseConfig(f *testing.F) {
+// FuzzCheck guards that no file content makes loading and compiling it
+// (-t) panic, that every error names the file, and that what it accepts
+// compiles for the proxy.
+func FuzzCheck(f *testing.F) {
 	for _, glob := range []string{"../../examples/*.toml", "testdata/broken/*.toml"} {
 		files, _ := filepath.Glob(glob)
 		for _, file := range files {
@@ -247,14 +166,16 @@ func FuzzParseConfig(f *testing.F) {
 	}
 	f.Add([]byte("[[route]]\npath='/'\nbackend='ws://h:1'\n[route.x]\ny=1\n[[route.z]]\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		fc, err := parseConfig("fuzz.toml", data)
+		fc, err := checkSource("fuzz.toml", string(data))
 		if err != nil {
-			if !strings.HasPrefix(err.Error(), "fuzz.toml") {
-				t.Errorf("error does not name the file: %v", err)
+			for _, line := range strings.Split(err.Error(), "\n") {
+				if !strings.HasPrefix(line, "fuzz.toml") {
+					t.Errorf("error does not name the file: %q", line)
+				}
 			}
 			return
 		}
-		if err := fc.Config.Validate(); err != nil {
+		if _, err := proxy.Compile(fc.Config); err != nil {
 			t.Errorf("accepted an invalid config: %v", err)
 		}
 	})

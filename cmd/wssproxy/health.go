@@ -15,12 +15,18 @@ import (
 // listener is loopback-only, out of reach of the kubelet's HTTP probes.
 func runHealth(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("wssproxy health", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	admin := fs.String("admin", defaultAdmin, "admin listener `address`")
 	path := fs.String("path", "/healthz", "endpoint to ask: /healthz (serving) or /readyz (backends reachable)")
 	timeout := fs.Duration("timeout", 3*time.Second, "time limit")
-	if err := fs.Parse(args); err != nil {
-		return &exitError{1}
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: wssproxy health [flags]\n\nAsks the admin listener's /healthz (or -path) and exits 0 when it answers\n200 OK, 1 otherwise: the container's HEALTHCHECK and Kubernetes' exec probe. Flags:\n\n")
+		fs.PrintDefaults()
+	}
+	if err := parseArgs(fs, args, stdout); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return &usageError{cmd: fs.Name(), err: fmt.Errorf("unexpected argument %q", fs.Arg(0))}
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()

@@ -17,16 +17,15 @@ import (
 // file, with one line on stderr for each thing changed or dropped.
 func runImport(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("wssproxy import", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	out := fs.String("o", "", "write the configuration to `file` (and full certificate chains beside it) instead of stdout")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: wssproxy import [-o FILE] nginx.conf|httpd.conf\n\nTranslates an nginx or Apache httpd configuration into wssproxy's TOML; what\nchanged or was dropped is listed on stderr, with file and line.")
+		fmt.Fprintln(fs.Output(), "Usage: wssproxy import [-o FILE] nginx.conf|httpd.conf\n\nTranslates an nginx or Apache httpd configuration into wssproxy's TOML; what\nchanged or was dropped is listed on stderr, with file and line.")
 		fs.PrintDefaults()
 	}
 	var files []string
 	for { // flags may come before or after the file
-		if err := fs.Parse(args); err != nil {
-			return &exitError{2}
+		if err := parseArgs(fs, args, stdout); err != nil {
+			return err
 		}
 		if fs.NArg() == 0 {
 			break
@@ -34,8 +33,7 @@ func runImport(_ context.Context, args []string, stdout, stderr io.Writer) error
 		files, args = append(files, fs.Arg(0)), fs.Args()[1:]
 	}
 	if len(files) != 1 {
-		fs.Usage()
-		return &exitError{2}
+		return &usageError{cmd: fs.Name(), err: fmt.Errorf("import takes one configuration file, got %d", len(files))}
 	}
 	var opts importconf.Options
 	if *out != "" {

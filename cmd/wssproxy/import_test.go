@@ -292,7 +292,9 @@ func TestImportFullChain(t *testing.T) {
 		t.Errorf("%s is not the certificate followed by the chain:\n%s", full, got)
 	}
 	data, _ := os.ReadFile(out)
-	var cfg fileConfig
+	var cfg struct {
+		TLS struct{ Cert, Key string } `toml:"tls"`
+	}
 	if _, err := toml.Decode(string(data), &cfg); err != nil || cfg.TLS.Cert != full || cfg.TLS.Key != keyFile {
 		t.Fatalf("tls = %+v, %v; want cert %s, key %s", cfg.TLS, err, full, keyFile)
 	}

@@ -76,7 +76,7 @@ func TestKubernetesManifests(t *testing.T) {
 				for i, a := range args { // the config comes from the ConfigMap
 					if a == "/etc/wssproxy/wssproxy.toml" && i > 0 && args[i-1] == "-config" {
 						src := strings.NewReplacer("/etc/wssproxy/tls/tls.crt", certFile, "/etc/wssproxy/tls/tls.key", keyFile).Replace(configs["wssproxy.toml"])
-						fc, err := parseConfig("configmap wssproxy.toml", []byte(src))
+						fc, err := checkSource("configmap wssproxy.toml", src)
 						if err != nil {
 							t.Errorf("%s: %v", f, err)
 						} else if fc.ShutdownTimeout > 0 {

@@ -13,10 +13,14 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime/debug"
+	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
+	"github.com/wssproxy/wssproxy/internal/config"
 	"github.com/wssproxy/wssproxy/proxy"
 )
 
@@ -29,251 +33,297 @@ func main() {
 		signal.Ignore(syscall.SIGTERM)
 		stop()
 	})
-	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	os.Exit(report(run(ctx, os.Args[1:], os.Stdout, os.Stderr), os.Stderr))
+}
+
+// report prints what run returned for a person at a terminal and returns
+// the exit code: every line of an error prefixed with "wssproxy:", a
+// usage error followed by a hint.
+func report(err error, stderr io.Writer) int {
 	var exit *exitError
+	var usage *usageError
 	switch {
 	case err == nil || errors.Is(err, flag.ErrHelp):
+		return 0
 	case errors.As(err, &exit):
-		os.Exit(exit.code) // already reported
-	default:
-		for _, line := range strings.Split(err.Error(), "\n") {
-			fmt.Fprintln(os.Stderr, "wssproxy:", line)
-		}
-		os.Exit(1)
+		return exit.code // already reported
+	case errors.As(err, &usage):
+		fmt.Fprintf(stderr, "%s: %v\n%s: see '%s -h' for usage\n", usage.cmd, usage.err, usage.cmd, usage.cmd)
+		return 1
 	}
+	for _, line := range strings.Split(err.Error(), "\n") {
+		fmt.Fprintln(stderr, "wssproxy:", line)
+	}
+	return 1
 }
 
-// defaultBackend is the embedded default's backend: where Workerman,
-// GatewayWorker and most ws servers in the seeds' FAQ listen.
-const defaultBackend = "127.0.0.1:8282"
-
-// options are the command line.
-type options struct {
-	config      string
-	check       bool
-	demo        bool
-	listen      string
-	demoBackend string
-	signal      string
-	printConfig bool
-	pidFile     string
-
-	// The one-route deployment without a file (flags override the file).
-	routes        routeFlags
-	cert, key     string
-	acme          string // comma-separated hosts
-	acmeEmail     string
-	acmeAcceptTOS bool
-	set           map[string]bool // flags given, on the command line or in the environment
+// usageError is a command line that cannot run: a bad flag, a missing
+// argument, flags that do not go together.
+type usageError struct {
+	cmd string // "wssproxy", "wssproxy probe"
+	err error
 }
 
-// routeFlags is -route, repeatable: PATH=BACKEND.
-type routeFlags []proxy.Route
+func (e *usageError) Error() string { return e.err.Error() }
+func (e *usageError) Unwrap() error { return e.err }
 
-func (r *routeFlags) String() string { return "" }
-func (r *routeFlags) Set(v string) error {
-	path, backend, ok := strings.Cut(v, "=")
-	if !ok || path == "" || backend == "" {
-		return fmt.Errorf("want PATH=BACKEND, like /wss=ws://127.0.0.1:8282, got %q", v)
+// exitError ends the process with code; its message is already printed.
+type exitError struct{ code int }
+
+func (e *exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
+
+// parseArgs parses args with fs the way every wssproxy command does: -h
+// prints fs.Usage to stdout and returns flag.ErrHelp (exit 0); a bad flag
+// returns a *usageError, which main prints as one line and a hint, instead
+// of the flag package's usage and the error twice.
+func parseArgs(fs *flag.FlagSet, args []string, stdout io.Writer) error {
+	usage := fs.Usage
+	fs.Usage = func() {}
+	fs.SetOutput(io.Discard)
+	err := fs.Parse(args)
+	fs.Usage = usage
+	if errors.Is(err, flag.ErrHelp) {
+		fs.SetOutput(stdout)
+		fs.Usage()
+		return flag.ErrHelp
 	}
-	*r = append(*r, proxy.Route{Path: path, Backend: backend})
+	if err != nil {
+		return &usageError{cmd: fs.Name(), err: err}
+	}
 	return nil
 }
 
-func parseFlags(args []string, stderr io.Writer) (*options, error) {
+// A subcommand is `wssproxy NAME [args…]`, for anything but serving. To
+// add one, add it to commands: run dispatches to it and -h lists it. Its
+// function gets the arguments after NAME and parses its flags with
+// parseArgs (a FlagSet named "wssproxy NAME"), so that its -h exits 0 and a
+// bad flag prints one line and a hint.
+type subcommand struct {
+	name    string
+	usage   string // arguments, for the usage line
+	summary string
+	run     func(ctx context.Context, args []string, stdout, stderr io.Writer) error
+}
+
+// commands are the subcommands. (A function, not a variable, so that a
+// subcommand may call run without an initialisation cycle.)
+func commands() []subcommand {
+	return []subcommand{
+		{"probe", "[flags] wss://host[:port]/path", "check a WebSocket endpoint step by step, as a browser reaches it, and say what to fix", runProbe},
+		{"health", "[-admin ADDR] [-path /readyz]", "exit 0 when the admin /healthz (or -path) answers 200: a container's HEALTHCHECK", runHealth},
+		{"import", "[-o FILE] nginx.conf|httpd.conf", "turn an nginx or Apache httpd configuration into wssproxy's, saying on stderr what changed", runImport},
+	}
+}
+
+// actionFlags do something once instead of saying what to serve: they are
+// not read from the environment.
+var actionFlags = []string{"t", "s", "print-config", "version"}
+
+// options are the command line.
+type options struct {
+	cfg         config.Flags
+	check       bool
+	demo        bool
+	demoBackend string
+	signal      string
+	printConfig bool
+	version     bool
+}
+
+func parseFlags(args []string, stdout io.Writer) (*options, error) {
 	var o options
 	fs := flag.NewFlagSet("wssproxy", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.StringVar(&o.config, "config", "", "configuration `file` (TOML); without it, the embedded default:\nlisten on :8443 with a self-signed certificate, route /wss to ws://127.0.0.1:8282")
-	fs.BoolVar(&o.check, "t", false, "check the configuration and exit, like nginx -t")
+	o.cfg.Register(fs)
+	fs.BoolVar(&o.check, "t", false, "check the configuration that the same flags and environment would serve, and exit, like nginx -t")
 	fs.BoolVar(&o.demo, "demo", false, "run the embedded default with a demo echo backend and a test page at https://localhost:8443/")
-	fs.StringVar(&o.listen, "listen", "", "TLS listen `address`, overriding the configuration's listen")
-	fs.StringVar(&o.demoBackend, "demo-backend", defaultBackend, "`address` of the -demo echo backend")
+	fs.StringVar(&o.demoBackend, "demo-backend", config.DefaultBackend, "`address` of the -demo echo backend")
 	fs.StringVar(&o.signal, "s", "", "send `signal` to the running wssproxy named by the configuration's pid_file:\nreload (re-read configuration and certificates), stop (graceful shutdown),\nor upgrade (start the binary at its path on the same sockets, then drain)")
-	fs.StringVar(&o.pidFile, "pid-file", "", "pid `file` (overrides pid_file): written while running; read by -s")
 	fs.BoolVar(&o.printConfig, "print-config", false, "print the effective configuration (file, flags and environment) as TOML and exit")
-	fs.Var(&o.routes, "route", "a route `PATH=BACKEND`, like /wss=ws://127.0.0.1:8282 (repeatable; replaces the file's routes)")
-	fs.StringVar(&o.cert, "cert", "", "certificate chain `file` (PEM, full chain), with -key")
-	fs.StringVar(&o.key, "key", "", "private key `file` (PEM) of -cert")
-	fs.StringVar(&o.acme, "acme", "", "get certificates by ACME for these `hosts` (comma-separated)")
-	fs.StringVar(&o.acmeEmail, "acme-email", "", "`email` for the ACME CA's expiry notices")
-	fs.BoolVar(&o.acmeAcceptTOS, "acme-accept-tos", false, "accept the ACME CA's terms of service (required with -acme)")
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: wssproxy [-config FILE] [-t] [-s reload|stop] [-demo] [-listen ADDR]\n       wssproxy probe [flags] wss://host/path   (wssproxy probe -h)\n       wssproxy health [-admin ADDR]           (exit 0 when /healthz answers)\n\n")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
+	fs.BoolVar(&o.version, "version", false, "print the version, the commit it was built from and the Go version, and exit")
+	fs.Usage = func() { usage(fs.Output(), fs) }
+	if err := parseArgs(fs, args, stdout); err != nil {
 		return nil, err
 	}
+	bad := func(format string, args ...any) error {
+		return &usageError{cmd: "wssproxy", err: fmt.Errorf(format, args...)}
+	}
 	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected argument %q (flags start with -)", fs.Arg(0))
+		return nil, bad("unexpected argument %q (flags start with -; the commands are %s)", fs.Arg(0), commandNames())
 	}
-	// Every flag can come from the environment: WSSPROXY_ and its name in
-	// capitals, dashes as underscores (WSSPROXY_ACME_EMAIL). The command line
-	// wins. WSSPROXY_ROUTE holds one or more routes separated by spaces.
-	o.set = map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { o.set[f.Name] = true })
-	var envErr error
-	fs.VisitAll(func(f *flag.Flag) {
-		env := "WSSPROXY_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
-		v, ok := os.LookupEnv(env)
-		if !ok || o.set[f.Name] || envErr != nil {
-			return
-		}
-		values := []string{v}
-		if f.Name == "route" {
-			values = strings.Fields(v)
-		}
-		for _, v := range values {
-			if err := fs.Set(f.Name, v); err != nil {
-				envErr = fmt.Errorf("%s: %w", env, err)
-			}
-		}
-		o.set[f.Name] = true
-	})
-	if envErr != nil {
-		return nil, envErr
+	// Every flag that says what to serve can come from the environment
+	// (config.EnvName); the command line wins.
+	o.cfg.Given = config.Given(fs)
+	if err := config.SetFromEnv(fs, o.cfg.Given, actionFlags...); err != nil {
+		return nil, &usageError{cmd: "wssproxy", err: err}
 	}
+	if err := o.cfg.Check(); err != nil {
+		return nil, &usageError{cmd: "wssproxy", err: err}
+	}
+	_, routes := o.cfg.Given["route"]
+	_, cert := o.cfg.Given["cert"]
+	_, acme := o.cfg.Given["acme"]
 	switch {
-	case o.set["demo"] && (o.set["route"] || o.set["cert"] || o.set["acme"]):
-		return nil, errors.New("-demo runs its own route and certificate; it does not take -route, -cert or -acme")
-	case o.cert != "" && o.key == "":
-		return nil, errors.New("-cert needs -key")
-	case o.key != "" && o.cert == "":
-		return nil, errors.New("-key needs -cert")
-	case o.acme == "" && (o.acmeEmail != "" || o.acmeAcceptTOS):
-		return nil, errors.New("-acme-email and -acme-accept-tos go with -acme")
-	case o.acme != "" && !o.acmeAcceptTOS:
-		return nil, errors.New("-acme needs -acme-accept-tos: it says you accept the CA's terms of service")
+	case o.demo && (routes || cert || acme):
+		return nil, bad("-demo runs its own route and certificate; it does not take -route, -cert or -acme")
+	case o.demo && o.cfg.File != "":
+		return nil, bad("-demo runs the embedded default; it does not take -config")
 	case o.check && o.printConfig:
-		return nil, errors.New("-t and -print-config: choose one")
-	}
-	switch {
-	case o.demo && o.config != "":
-		return nil, errors.New("-demo runs the embedded default; it does not take -config")
-	case o.check && o.config == "" && !o.set["route"]:
-		return nil, errors.New("-t needs -config FILE (or -route flags) to check")
+		return nil, bad("-t and -print-config: choose one")
 	case o.signal != "" && o.signal != "reload" && o.signal != "stop" && o.signal != "upgrade":
-		return nil, fmt.Errorf("-s %s: the signals are reload, stop and upgrade", o.signal)
-	case o.signal != "" && o.config == "" && o.pidFile == "":
-		return nil, errors.New("-s needs -pid-file FILE, or -config FILE whose pid_file names the running process")
+		return nil, bad("-s %s: the signals are reload, stop and upgrade", o.signal)
+	case o.signal != "" && o.cfg.File == "" && o.cfg.PidFile == "":
+		return nil, bad("-s needs -pid-file FILE, or -config FILE whose pid_file names the running process")
 	}
-	if o.listen != "" {
-		if err := checkAddr(o.listen); err != nil {
-			return nil, fmt.Errorf("-listen: %w", err)
-		}
+	if o.demo {
+		o.cfg.Demo = o.demoBackend
 	}
 	return &o, nil
 }
 
-// defaultConfig is what wssproxy does with no file: the seeds' nginx block.
-func defaultConfig() *fileConfig {
-	return &fileConfig{
-		Config: proxy.Config{Routes: []proxy.Route{{Path: "/wss", Backend: "ws://" + defaultBackend}}},
-		Admin:  adminSection{Listen: defaultAdmin},
+func commandNames() string {
+	var names []string
+	for _, c := range commands() {
+		names = append(names, c.name)
 	}
+	return strings.Join(names, ", ")
+}
+
+// usage is -h: how to run wssproxy, its commands, flags and variables.
+func usage(w io.Writer, fs *flag.FlagSet) {
+	fmt.Fprintf(w, "Usage: wssproxy [flags]                  serve: -config FILE, or the embedded default\n")
+	fmt.Fprintf(w, "       wssproxy -t [flags]               check what the same flags and environment would serve\n")
+	fmt.Fprintf(w, "       wssproxy -s reload|stop [flags]   signal the running wssproxy (through pid_file)\n")
+	for _, c := range commands() {
+		fmt.Fprintf(w, "       wssproxy %s %s\n", c.name, c.usage)
+	}
+	fmt.Fprintf(w, "\nCommands (wssproxy COMMAND -h for each):\n")
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintf(w, "\nFlags:\n")
+	fs.PrintDefaults()
+	fmt.Fprintf(w, "\nEnvironment: each of these sets its flag; the command line wins.\n")
+	fs.VisitAll(func(f *flag.Flag) {
+		if slices.Contains(actionFlags, f.Name) {
+			return
+		}
+		fmt.Fprintf(w, "  %-26s -%s\n", config.EnvName(f.Name), f.Name)
+	})
+	fmt.Fprintf(w, "%s holds one or more routes, separated by spaces:\n  %s=\"/wss=ws://127.0.0.1:8282 /api=http://127.0.0.1:8080\"\n",
+		config.EnvName("route"), config.EnvName("route"))
+}
+
+// version is -version: the module's version (a tag, or a pseudo-version
+// when built in a clone), the commit and whether the tree was modified,
+// and the Go that built it.
+func version() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "wssproxy (no build information)"
+	}
+	v := "wssproxy " + bi.Main.Version
+	var rev, at, dirty string
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.time":
+			at = s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				dirty = ", modified"
+			}
+		}
+	}
+	if rev != "" {
+		v += fmt.Sprintf(" (commit %s, %s%s)", rev, at, dirty)
+	}
+	return v + " " + bi.GoVersion
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) > 0 && args[0] == "probe" {
-		return runProbe(ctx, args[1:], stdout, stderr)
+	if len(args) > 0 {
+		for _, c := range commands() {
+			if args[0] == c.name {
+				return c.run(ctx, args[1:], stdout, stderr)
+			}
+		}
 	}
-	if len(args) > 0 && args[0] == "health" {
-		return runHealth(ctx, args[1:], stdout, stderr)
-	}
-	if len(args) > 0 && args[0] == "import" {
-		return runImport(ctx, args[1:], stdout, stderr)
-	}
-	o, err := parseFlags(args, stderr)
+	o, err := parseFlags(args, stdout)
 	if err != nil {
 		return err
 	}
-	if o.signal != "" {
+	switch {
+	case o.version:
+		fmt.Fprintln(stdout, version())
+		return nil
+	case o.signal != "":
 		return signalRunning(o)
 	}
-	fc, err := o.load()
+	var demo sync.WaitGroup
+	defer demo.Wait()
+	if o.demo && !o.check && !o.printConfig {
+		addr, stopDemo, err := startDemoBackend(o.demoBackend, &demo)
+		if err != nil {
+			return err
+		}
+		defer stopDemo()
+		o.cfg.Demo = addr // the routes go to the port it got
+	}
+	l, err := config.Load(&o.cfg)
 	if err != nil {
 		return err
 	}
-	if o.check {
-		what := "configuration file " + o.config
-		if o.config == "" {
-			what = "configuration from flags"
-		}
-		fmt.Fprintf(stdout, "wssproxy: %s test is successful\n", what)
+	c, err := compile(l)
+	switch {
+	case err != nil:
+		return err
+	case o.check:
+		fmt.Fprintf(stdout, "wssproxy: %s test is successful\n", sources(&o.cfg))
 		return nil
-	}
-	if o.printConfig {
-		return printConfig(stdout, fc)
+	case o.printConfig:
+		return config.Print(stdout, &l.File)
 	}
 	r := &runner{o: o, errc: make(chan error, 1)}
 	var out io.Writer = stderr
-	if fc.LogFile != "" {
-		lf, err := openLogFile(fc.LogFile)
+	if l.LogFile != "" {
+		lf, err := openLogFile(l.LogFile)
 		if err != nil {
 			return fmt.Errorf("log_file: %w", err)
 		}
 		defer lf.Close()
 		r.logFile, out = lf, lf
 	}
-	r.log = newLogger(fc.LogFormat, out, &r.level)
+	r.log = newLogger(l.LogFormat, out, &r.level)
 	defer r.bg.Wait()
-	return r.serve(ctx, fc)
+	return r.serve(ctx, c)
 }
 
-// load reads the configuration (or takes the embedded default) and applies
-// the flags that override it, then checks the result.
-func (o *options) load() (*fileConfig, error) {
-	fc := defaultConfig()
-	overridden := o.set["route"] || o.set["cert"] || o.set["acme"] || o.set["listen"]
-	if o.config != "" {
-		var err error
-		if overridden { // the merged result is checked below
-			fc, err = loadConfigUnchecked(o.config)
-		} else {
-			fc, err = loadConfig(o.config)
-		}
-		if err != nil {
-			return nil, err
-		}
+// sources says where -t's configuration came from.
+func sources(f *config.Flags) string {
+	what := "embedded default configuration"
+	if f.File != "" {
+		what = "configuration file " + f.File
 	}
-	if o.listen != "" {
-		fc.Listen = o.listen
-	}
-	if o.pidFile != "" {
-		fc.PidFile = o.pidFile
-	}
-	if len(o.routes) > 0 {
-		fc.Routes = append([]proxy.Route(nil), o.routes...)
-	}
-	if o.cert != "" {
-		fc.TLS.Cert, fc.TLS.Key = o.cert, o.key
-	}
-	if o.acme != "" {
-		fc.TLS.ACME.Hosts = strings.Split(o.acme, ",")
-		fc.TLS.ACME.Email = o.acmeEmail
-		fc.TLS.ACME.AcceptTOS = o.acmeAcceptTOS
-	}
-	if overridden {
-		// The flags changed what the file said: check the result as -t would.
-		where := "flags"
-		if o.config != "" {
-			where = o.config + " with flags"
-		}
-		var lines []string
-		for _, err := range fc.validate() {
-			lines = append(lines, where+": "+err.Error())
-		}
-		if len(lines) > 0 {
-			return nil, &configError{lines: lines}
+	var flags, env bool
+	for name, o := range f.Given {
+		switch {
+		case name == "config" || slices.Contains(actionFlags, name):
+		case strings.HasPrefix(o, "-"):
+			flags = true
+		default:
+			env = true
 		}
 	}
-	if fc.Listen == "" {
-		fc.Listen = defaultListen
+	switch {
+	case flags && env:
+		what += " with flags and environment"
+	case flags:
+		what += " with flags"
+	case env:
+		what += " with environment"
 	}
-	// [tls] hsts is the TLS listener's, and the proxy writes the responses.
-	fc.Config.HSTS = fc.TLS.HSTS
-	return fc, nil
+	return what
 }
 
 // logRoute logs a route and warns when its backend is not reachable now:

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -14,6 +15,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/coder/websocket"
@@ -34,11 +36,6 @@ const (
 	probeMessage     = 8
 )
 
-// exitError ends the process with code; its message is already printed.
-type exitError struct{ code int }
-
-func (e *exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
-
 type probeOptions struct {
 	url         *url.URL
 	insecure    bool
@@ -55,13 +52,16 @@ type probeOptions struct {
 
 // probeReport is what probe found, step by step; -json prints it whole.
 type probeReport struct {
-	URL     string      `json:"url"`
-	OK      bool        `json:"ok"`
-	Exit    int         `json:"exit_code"`
-	Problem string      `json:"problem,omitempty"` // one line: what to fix
-	Steps   []probeStep `json:"steps"`
-	Reply   string      `json:"reply,omitempty"`
-	RTT     *rttStats   `json:"rtt_ms,omitempty"`
+	URL     string `json:"url"`
+	OK      bool   `json:"ok"`
+	Exit    int    `json:"exit_code"`
+	Problem string `json:"problem,omitempty"` // one line: what to fix
+	// Warnings are problems -insecure went on past: the round trip may
+	// work here and still fail for browsers.
+	Warnings []string    `json:"warnings,omitempty"`
+	Steps    []probeStep `json:"steps"`
+	Reply    string      `json:"reply,omitempty"`
+	RTT      *rttStats   `json:"rtt_ms,omitempty"`
 }
 
 type probeStep struct {
@@ -92,11 +92,10 @@ func (f headerFlag) Set(s string) error {
 	return nil
 }
 
-func parseProbe(args []string, stderr io.Writer) (*probeOptions, error) {
+func parseProbe(args []string, stdout io.Writer) (*probeOptions, error) {
 	o := &probeOptions{headers: http.Header{}}
 	fs := flag.NewFlagSet("wssproxy probe", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.BoolVar(&o.insecure, "insecure", false, "go on when the certificate does not verify (it is still checked and reported)")
+	fs.BoolVar(&o.insecure, "insecure", false, "go on when the certificate does not verify (it is still checked, and reported as a warning)")
 	fs.StringVar(&o.ca, "ca", "", "PEM `file` of roots to trust instead of the system's")
 	fs.StringVar(&o.resolve, "resolve", "", "connect to `host:ip` instead of resolving host (test a server before DNS points at it)")
 	fs.Var(headerFlag{o.headers}, "header", "extra request `header` \"Name: value\" (repeatable), e.g. Origin or Cookie")
@@ -106,13 +105,16 @@ func parseProbe(args []string, stderr io.Writer) (*probeOptions, error) {
 	fs.BoolVar(&o.json, "json", false, "print one JSON object instead of text")
 	fs.DurationVar(&o.timeout, "timeout", 10*time.Second, "time limit of each step")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: wssproxy probe [flags] wss://host[:port]/path\n\nChecks a WebSocket endpoint step by step, as a browser would reach it,\nand says what to fix. Flags:\n\n")
+		fmt.Fprintf(fs.Output(), "Usage: wssproxy probe [flags] wss://host[:port]/path\n\nChecks a WebSocket endpoint step by step, as a browser would reach it,\nand says what to fix. Flags:\n\n")
 		fs.PrintDefaults()
+	}
+	bad := func(format string, args ...any) error {
+		return &usageError{cmd: fs.Name(), err: fmt.Errorf(format, args...)}
 	}
 	// Flags may come before or after the URL.
 	var rest []string
 	for len(args) > 0 {
-		if err := fs.Parse(args); err != nil {
+		if err := parseArgs(fs, args, stdout); err != nil {
 			return nil, err
 		}
 		args = fs.Args()
@@ -122,12 +124,11 @@ func parseProbe(args []string, stderr io.Writer) (*probeOptions, error) {
 		}
 	}
 	if len(rest) != 1 {
-		fs.Usage()
-		return nil, errors.New("probe takes one URL, like wss://chat.example.com/wss")
+		return nil, bad("probe takes one URL, like wss://chat.example.com/wss")
 	}
 	u, err := url.Parse(rest[0])
 	if err != nil || (u.Scheme != "wss" && u.Scheme != "ws" && u.Scheme != "https" && u.Scheme != "http") || u.Hostname() == "" {
-		return nil, fmt.Errorf("%q is not a ws:// or wss:// URL", rest[0])
+		return nil, bad("%q is not a ws:// or wss:// URL", rest[0])
 	}
 	switch u.Scheme { // a page's URL works too
 	case "https":
@@ -139,7 +140,7 @@ func parseProbe(args []string, stderr io.Writer) (*probeOptions, error) {
 		u.Path = "/"
 	}
 	if o.count < 1 {
-		return nil, errors.New("-n must be at least 1")
+		return nil, bad("-n must be at least 1")
 	}
 	o.url = u
 	return o, nil
@@ -147,13 +148,11 @@ func parseProbe(args []string, stderr io.Writer) (*probeOptions, error) {
 
 // runProbe is `wssproxy probe`: the seeds' browser test from a terminal,
 // with a diagnosis at each step.
+// Its usage errors exit 1, which is probeUsage.
 func runProbe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	o, err := parseProbe(args, stderr)
+	o, err := parseProbe(args, stdout)
 	if err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(stderr, "wssproxy probe:", err)
-		}
-		return &exitError{probeUsage}
+		return err
 	}
 	return probe(ctx, o, stdout)
 }
@@ -168,6 +167,8 @@ func probe(ctx context.Context, o *probeOptions, stdout io.Writer) error {
 		enc.Encode(p.rep)
 	} else if code != probeOK {
 		fmt.Fprintf(stdout, "\nFAIL: %s\n", p.rep.Problem)
+	} else if len(p.rep.Warnings) > 0 {
+		fmt.Fprintf(stdout, "\nOK: the round trip works, but only past -insecure: %s\n", strings.Join(p.rep.Warnings, "; "))
 	} else {
 		fmt.Fprintln(stdout, "\nOK: the round trip works")
 	}
@@ -263,11 +264,7 @@ func (p *prober) run(ctx context.Context) int {
 	conn, err := (&net.Dialer{Timeout: p.o.timeout}).DialContext(ctx, "tcp", p.addr)
 	if err != nil {
 		p.step("tcp", start, false, map[string]string{"addr": p.addr})
-		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() {
-			return p.fail(probeTCP, fmt.Sprintf("no answer from %s within %v: is a firewall dropping packets to port %s?", p.addr, p.o.timeout, p.port))
-		}
-		return p.fail(probeTCP, fmt.Sprintf("port %s refused on %s: is wssproxy running, or a firewall or another server in the way?", p.port, ips[0]))
+		return p.fail(probeTCP, dialProblem(err, ips[0], p.port, p.o.timeout))
 	}
 	p.step("tcp", start, true, map[string]string{"addr": p.addr})
 	conn.Close()
@@ -280,6 +277,25 @@ func (p *prober) run(ctx context.Context) int {
 		}
 	}
 	return p.checkWebSocket(ctx, tlsCfg)
+}
+
+// dialProblem says, in one line a person can act on, why a TCP connection
+// to ip and port failed: by the error the system returned, since a refused
+// port, a network with no route and a silent firewall need different fixes.
+func dialProblem(err error, ip, port string, timeout time.Duration) string {
+	addr := net.JoinHostPort(ip, port)
+	var ne net.Error
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return fmt.Sprintf("port %s refused on %s: is wssproxy running, or a firewall or another server in the way?", port, ip)
+	case errors.Is(err, syscall.ENETUNREACH):
+		return fmt.Sprintf("network unreachable: this machine has no route to %s (an IPv6 address on a machine without IPv6? a VPN or interface down?)", ip)
+	case errors.Is(err, syscall.EHOSTUNREACH):
+		return fmt.Sprintf("host unreachable: nothing answers for %s on its network (the machine is down, or a firewall rejects the connection)", ip)
+	case errors.As(err, &ne) && ne.Timeout():
+		return fmt.Sprintf("no answer from %s within %v: is a firewall dropping packets to port %s?", addr, timeout, port)
+	}
+	return fmt.Sprintf("cannot connect to %s: %v", addr, err)
 }
 
 // checkTLS performs the TLS handshake, reports the chain and why it does
@@ -306,15 +322,19 @@ func (p *prober) checkTLS(ctx context.Context) (*tls.Config, int) {
 	}
 	var lines []string
 	for i, c := range cs.PeerCertificates {
-		lines = append(lines, fmt.Sprintf("cert[%d] %s, issued by %s, names %s, expires %s (%d days)", i,
-			c.Subject.CommonName, c.Issuer.CommonName, strings.Join(certNames(c), " "), c.NotAfter.Format("2006-01-02"),
-			int(time.Until(c.NotAfter).Hours()/24)))
+		lines = append(lines, certLine(i, c))
 	}
 	problem := verifyProblem(cs.PeerCertificates, p.host, roots)
-	p.step("tls", start, problem == "", detail, lines...)
 	if problem != "" && !p.o.insecure {
+		p.step("tls", start, false, detail, lines...)
 		return nil, p.fail(probeCertificate, problem+" (-insecure to go on anyway)")
 	}
+	if problem != "" {
+		// -insecure: the handshake worked; what it skipped is a warning.
+		p.rep.Warnings = append(p.rep.Warnings, problem)
+		lines = append(lines, "warning: "+problem+" (not verified: -insecure)")
+	}
+	p.step("tls", start, true, detail, lines...)
 
 	// TLS 1.2: what WeChat mini programs and older clients need.
 	start = time.Now()
@@ -348,6 +368,23 @@ func (p *prober) handshake(ctx context.Context, cfg *tls.Config) (tls.Connection
 	}
 	defer c.Close()
 	return c.(*tls.Conn).ConnectionState(), nil
+}
+
+// certLine describes one certificate of the chain: its name (the common
+// name, or without one its DNS and IP names, as the CA/Browser Forum's
+// rules let a leaf have), its issuer, names and expiry.
+func certLine(i int, c *x509.Certificate) string {
+	names := certNames(c)
+	name := c.Subject.CommonName
+	if name == "" {
+		name = strings.Join(names, " ")
+	}
+	line := fmt.Sprintf("cert[%d] %s, issued by %s", i, cmp.Or(name, c.Subject.String(), "(no name)"),
+		cmp.Or(c.Issuer.CommonName, c.Issuer.String(), "(no name)"))
+	if len(names) > 0 {
+		line += ", names " + strings.Join(names, " ")
+	}
+	return line + fmt.Sprintf(", expires %s (%d days)", c.NotAfter.Format("2006-01-02"), int(time.Until(c.NotAfter).Hours()/24))
 }
 
 func certNames(c *x509.Certificate) []string {

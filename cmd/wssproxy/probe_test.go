@@ -3,17 +3,23 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"io"
+	"math/big"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -78,7 +84,7 @@ func TestProbe(t *testing.T) {
 		{"backend down", []string{"-ca", rootFile, url(serve(good, 0, "ws://"+testutil.ClosedPort(t)))}, probeUpgrade, "FAIL: wssproxy answered 502: it cannot reach its backend"},
 		{"plain HTTP server", []string{"wss://localhost:" + port(plain) + "/"}, probeTLS, "speaks plain HTTP, not TLS"},
 		{"no WebSocket there", []string{"ws://localhost:" + port(plain) + "/wss"}, probeUpgrade, "FAIL: the server answered 200 OK, not a WebSocket upgrade"},
-		{"insecure goes on", []string{"-insecure", url(serve(selfSigned, 0, echoWS))}, probeOK, "OK: the round trip works"},
+		{"insecure goes on", []string{"-insecure", url(serve(selfSigned, 0, echoWS))}, probeOK, "OK: the round trip works, but only past -insecure: certificate is self-signed"},
 		{"resolve", []string{"-ca", rootFile, "-resolve", "chat.example.test:127.0.0.1", "wss://chat.example.test:" + port(serve(good, 0, echoWS)) + "/wss"}, probeCertificate, "FAIL: certificate is for localhost, not chat.example.test"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -140,5 +146,104 @@ func TestProbeJSON(t *testing.T) {
 	if !rep.OK || rep.Exit != 0 || rep.Reply != "hi" || rep.RTT == nil || rep.RTT.N != 3 ||
 		strings.Join(steps, ",") != "dns,tcp,tls,tls1.2,upgrade,message" {
 		t.Errorf("report: %+v", rep)
+	}
+}
+
+// TestProbeInsecure guards -insecure against a self-signed certificate:
+// the tls step is ok with a warning saying what was not verified, no step
+// fails, and the last line is OK with the warning; -json carries it too.
+func TestProbeInsecure(t *testing.T) {
+	testutil.CheckLeaks(t)
+	cert, _ := testutil.Cert(t, "localhost")
+	addr := serveProxy(t, &tls.Config{Certificates: []tls.Certificate{*cert}, NextProtos: []string{"http/1.1"}},
+		"ws://"+testutil.Serve(t, echo.Handler(echo.Options{})))
+	url := "wss://localhost:" + addr[strings.LastIndexByte(addr, ':')+1:] + "/wss"
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"probe", "-insecure", url}, &out, &out); err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	text := out.String()
+	for _, want := range []string{"\nok   tls ", "warning: certificate is self-signed: browsers and WeChat refuse it", "(not verified: -insecure)",
+		"\nOK: the round trip works, but only past -insecure: certificate is self-signed"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("lacks %q:\n%s", want, text)
+		}
+	}
+	if strings.Contains(text, "FAIL") {
+		t.Errorf("a step failed:\n%s", text)
+	}
+	out.Reset()
+	if err := run(context.Background(), []string{"probe", "-json", "-insecure", url}, &out, &out); err != nil {
+		t.Fatal(err)
+	}
+	var rep probeReport
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil || !rep.OK || len(rep.Warnings) != 1 || !strings.HasPrefix(rep.Warnings[0], "certificate is self-signed") {
+		t.Errorf("%v: %s", err, out.String())
+	}
+}
+
+// TestProbeCertWithoutCN guards the chain lines for a leaf with no common
+// name (only DNS and IP names, as CAs issue them now): its names stand in
+// for the name, instead of an empty one.
+func TestProbeCertWithoutCN(t *testing.T) {
+	testutil.CheckLeaks(t)
+	now := time.Now()
+	root := testutil.Issue(t, []string{"Test Root"}, true, nil, now.Add(-time.Hour), now.Add(24*time.Hour))
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2), NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
+		DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, root.Leaf, &key.PublicKey, root.PrivateKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+	addr := serveProxy(t, &tls.Config{Certificates: []tls.Certificate{leaf}, NextProtos: []string{"http/1.1"}},
+		"ws://"+testutil.Serve(t, echo.Handler(echo.Options{})))
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"probe", "-ca", writeCA(t, root), "wss://localhost:" + addr[strings.LastIndexByte(addr, ':')+1:] + "/wss"}, &out, &out); err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	if want := "cert[0] localhost 127.0.0.1, issued by Test Root, names localhost 127.0.0.1, expires "; !strings.Contains(out.String(), want) {
+		t.Errorf("lacks %q:\n%s", want, out.String())
+	}
+}
+
+// TestDialProblem guards the tcp step's diagnosis by the error the system
+// gave: refused, network unreachable, host unreachable and timeout each
+// say so (an unreachable network is not "refused"). Refused and timeout
+// are real dials; the unreachable ones cannot be made on loopback, so they
+// are the errors the kernel's errno gives a dial, as package net wraps it.
+func TestDialProblem(t *testing.T) {
+	closed := testutil.ClosedPort(t)
+	_, refused := net.Dial("tcp", closed)
+	_, timeout := (&net.Dialer{Timeout: time.Nanosecond}).Dial("tcp", closed)
+	errno := func(e syscall.Errno) error {
+		return &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", e)}
+	}
+	for _, tc := range []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"refused", refused, "port 443 refused on 192.0.2.1: is wssproxy running"},
+		{"network unreachable", errno(syscall.ENETUNREACH), "network unreachable: this machine has no route to 192.0.2.1"},
+		{"host unreachable", errno(syscall.EHOSTUNREACH), "host unreachable: nothing answers for 192.0.2.1 on its network"},
+		{"timeout", timeout, "no answer from 192.0.2.1:443 within 5s: is a firewall dropping packets to port 443?"},
+		{"anything else", errno(syscall.EADDRNOTAVAIL), "cannot connect to 192.0.2.1:443: dial tcp: connect: cannot assign requested address"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.err == nil {
+				t.Fatal("the dial did not fail")
+			}
+			if got := dialProblem(tc.err, "192.0.2.1", "443", 5*time.Second); !strings.HasPrefix(got, tc.want) {
+				t.Errorf("%v: got %q, want %q…", tc.err, got, tc.want)
+			}
+		})
 	}
 }

@@ -18,10 +18,9 @@ import (
 	"github.com/coder/websocket"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/wssproxy/wssproxy/internal/config"
 	"github.com/wssproxy/wssproxy/internal/echo"
 	"github.com/wssproxy/wssproxy/internal/testutil"
-	"github.com/wssproxy/wssproxy/proxy"
-	"github.com/wssproxy/wssproxy/tlsconf"
 )
 
 // TestReloadUnderLoad guards reload in a real process, with 500 open
@@ -177,26 +176,35 @@ func newRunner(t *testing.T, cfg string) (*runner, *testutil.Logs, *prometheus.R
 	if err != nil {
 		t.Fatal(err)
 	}
-	fc, err := o.load()
-	if err != nil {
-		t.Fatal(err)
-	}
+	fc := loadCompiled(t, o)
 	logs := &testutil.Logs{}
 	r := &runner{o: o, errc: make(chan error, 1), log: slog.New(slog.NewTextHandler(logs, nil)), fc: fc}
-	certs, err := tlsconf.NewManager(fc.TLS, r.log)
+	certs, err := fc.tls.Manager(r.log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	r.certs.Store(certs)
-	if r.srv, err = proxy.New(fc.Config, r.log); err != nil {
-		t.Fatal(err)
-	}
+	r.srv = fc.proxy.Server(r.log)
 	t.Cleanup(func() { r.srv.Close(); r.bg.Wait() })
 	reg, err := r.newRegistry()
 	if err != nil {
 		t.Fatal(err)
 	}
 	return r, logs, reg
+}
+
+// loadCompiled loads and compiles the configuration of o, as run does.
+func loadCompiled(t *testing.T, o *options) *compiled {
+	t.Helper()
+	l, err := config.Load(&o.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fc, err := compile(l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fc
 }
 
 // reloads is wssproxy_config_reloads_total{result} in reg.
@@ -280,4 +288,56 @@ func TestReloadAdminChangeWarns(t *testing.T) {
 	if !strings.Contains(logs.String(), warning) {
 		t.Errorf("no warning with [admin] changed:\n%s", logs)
 	}
+}
+
+// TestRefusedReloadLogsEveryError guards a refused SIGHUP in a real
+// process: every problem -t reports (a value of the wrong type, an unknown
+// key, a process key, a TLS key, a route) is logged, one line each with
+// file, line and key, sorted by line; the running configuration stays.
+func TestRefusedReloadLogsEveryError(t *testing.T) {
+	testutil.CheckLeaks(t)
+	bin := buildBinary(t)
+	ctx := testutil.Context(t, 30*time.Second)
+	backend := "ws://" + testutil.Serve(t, echo.Handler(echo.Options{}))
+	cfg := filepath.Join(t.TempDir(), "wssproxy.toml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf("listen = \"127.0.0.1:0\"\n[admin]\nlisten = \"\"\n[[route]]\npath = \"/wss\"\nbackend = %q\n", backend)), 0o600)
+	p := startProc(t, ctx, bin, "-config", cfg)
+	os.WriteFile(cfg, []byte(`listen = 8443
+log_level = "loud"
+[admin]
+listen = ""
+[tls]
+min_version = "1.0"
+[[route]]
+path = "/wss"
+backend = "htp://127.0.0.1:8282"
+idle_timeout = "10"
+bakend = "ws://127.0.0.1:8282"
+`), 0o600)
+	p.cmd.Process.Signal(syscall.SIGHUP)
+	p.logs.Wait(t, ctx, `(?s)msg="reload refused: still running the previous configuration" errors=6.*route\[1\]\.bakend`)
+	want := []string{
+		cfg + `:1: listen: must be a string (in quotes), got the integer 8443`,
+		cfg + `:2: log_level: must be debug, info, warn or error, got \"loud\"`,
+		cfg + `:6: tls.min_version: TLS 1.0 is not offered`,
+		cfg + `:9: route[1].backend: scheme must be ws, wss, http or https, got \"htp\"`,
+		cfg + `:10: route[1].idle_timeout: \"10\" has no unit`,
+		cfg + `:11: route[1].bakend: unknown key (did you mean \"backend\"?)`,
+	}
+	got := p.logs.Lines(`msg="reload refused" error=`)
+	if len(got) != len(want) {
+		t.Fatalf("%d lines, want %d:\n%s", len(got), len(want), p.logs)
+	}
+	for i, w := range want {
+		if !strings.Contains(got[i], `error="`+w) {
+			t.Errorf("line %d: %s\nwant error=%q…", i+1, got[i], w)
+		}
+	}
+	client := insecureClient()
+	defer client.CloseIdleConnections()
+	c, _, err := websocket.Dial(ctx, "wss://"+p.addr+"/wss", &websocket.DialOptions{HTTPClient: client})
+	if err != nil {
+		t.Fatalf("after the refused reload: %v", err)
+	}
+	c.CloseNow()
 }

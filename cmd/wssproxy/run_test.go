@@ -145,8 +145,7 @@ func TestFlagErrors(t *testing.T) {
 		want string
 	}{
 		{[]string{"-demo", "-config", "x.toml"}, "-demo runs the embedded default"},
-		{[]string{"-t"}, "-t needs -config FILE"},
-		{[]string{"-listen", "443"}, "-listen: must be host:port"},
+		{[]string{"-listen", "443"}, `-listen: listen: must be host:port or :port, like ":443", got "443"`},
 		{[]string{"extra"}, `unexpected argument "extra"`},
 		{[]string{"-config", "/nonexistent.toml"}, "read config: open /nonexistent.toml"},
 	} {

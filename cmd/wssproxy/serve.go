@@ -19,6 +19,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/wssproxy/wssproxy/internal/config"
+	"github.com/wssproxy/wssproxy/internal/fielderr"
 	"github.com/wssproxy/wssproxy/proxy"
 	"github.com/wssproxy/wssproxy/tlsconf"
 )
@@ -34,7 +36,7 @@ type runner struct {
 	bg      sync.WaitGroup
 	errc    chan error // the first unexpected listener failure
 
-	fc    *fileConfig
+	fc    *compiled // the configuration being served
 	srv   *proxy.Server
 	certs atomic.Pointer[tlsconf.Manager]
 	// tlsConfig hands each handshake to the current manager's config.
@@ -68,7 +70,9 @@ func (r *runner) fail(l *listener, err error) {
 	}
 }
 
-func (r *runner) serve(ctx context.Context, fc *fileConfig) error {
+// serve runs the compiled configuration fc until ctx ends or a listener
+// fails, reloading it on SIGHUP.
+func (r *runner) serve(ctx context.Context, fc *compiled) error {
 	// Before anything is logged: the default action of SIGHUP and SIGUSR1
 	// is to end the process, and logrotate or an operator may send one as
 	// soon as the log shows we run. An early one waits in the channel.
@@ -83,44 +87,33 @@ func (r *runner) serve(ctx context.Context, fc *fileConfig) error {
 	defer signal.Stop(usr2)
 	r.inherit = takeInherited()
 
-	level, _ := parseLevel(fc.LogLevel) // checked by validate
-	r.level.Set(level)
+	r.level.Set(fc.level)
 	if r.o.demo {
-		addr, stopDemo, err := startDemoBackend(r.o.demoBackend, &r.bg)
-		if err != nil {
-			return err
-		}
-		defer stopDemo()
-		fc.Routes = []proxy.Route{
-			{Path: "/wss", Backend: "ws://" + addr},
-			{Path: "/", Backend: "http://" + addr},
-		}
-		r.log.Info("demo echo backend", "addr", addr)
+		r.log.Info("demo echo backend", "addr", r.o.cfg.Demo)
 	}
-	certs, err := tlsconf.NewManager(fc.TLS, r.log)
+	certs, err := fc.tls.Manager(r.log)
 	if err != nil {
-		return err
+		return fc.Errors(fielderr.Under("tls.", err))
 	}
 	r.certs.Store(certs)
 	r.tlsConfig = &tls.Config{GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
 		return r.certs.Load().TLSConfig(), nil
 	}}
-	if r.srv, err = proxy.New(fc.Config, r.log); err != nil {
-		return err
-	}
+	r.srv = fc.proxy.Server(r.log)
 	r.started = time.Now()
 	reg, err := r.newRegistry()
 	if err != nil {
 		return err
 	}
 	if r.tlsLn, err = r.listenTLS(fc.Listen); err != nil {
+		r.srv.Close()
 		return err
 	}
 	if fc.Redirect.Listen != "" {
-		ln, err := r.listen("redirect", fc.Redirect.Listen)
+		ln, err := r.listen("redirect", "redirect.listen", fc.Redirect.Listen)
 		if err != nil {
 			r.srv.Close()
-			return fmt.Errorf("redirect listen: %w", err)
+			return err
 		}
 		r.redirectLn = &listener{Listener: ln}
 	}
@@ -195,9 +188,9 @@ func (r *runner) shutdownTimeout() time.Duration {
 
 // listenTLS opens the TLS listener on addr and serves it.
 func (r *runner) listenTLS(addr string) (*listener, error) {
-	ln, err := r.listen("tls", addr)
+	ln, err := r.listen("tls", "listen", addr)
 	if err != nil {
-		return nil, fmt.Errorf("listen: %w", err)
+		return nil, err
 	}
 	l := &listener{Listener: ln}
 	r.bg.Go(func() { r.fail(l, r.srv.ServeTLS(l, r.tlsConfig)) })
@@ -231,7 +224,7 @@ func (r *runner) startWatch(m *tlsconf.Manager) {
 	r.bg.Go(func() { m.Watch(ctx, time.Second) })
 }
 
-func (r *runner) describe(ctx context.Context, fc *fileConfig) {
+func (r *runner) describe(ctx context.Context, fc *compiled) {
 	for i, rt := range fc.Routes {
 		logRoute(ctx, r.log, i, rt)
 		if rt.Host != "" && !r.certs.Load().Covers(rt.Host) {
@@ -252,60 +245,67 @@ func (r *runner) describe(ctx context.Context, fc *fileConfig) {
 // changes nothing. New routes, limits, certificates and listeners apply to
 // new connections; open tunnels keep running.
 func (r *runner) reload(ctx context.Context) {
-	if r.o.config == "" {
+	if r.o.cfg.File == "" {
 		r.log.Info("SIGHUP: no configuration file; reloading certificates")
 		r.certs.Load().Reload()
 		return
 	}
-	fc, err := r.o.load()
-	if err != nil {
-		r.metrics.reloads.WithLabelValues("failure").Inc()
-		r.log.Error("reload refused: the configuration has errors; still running the previous one")
-		for _, line := range strings.Split(err.Error(), "\n") {
-			r.log.Error("reload refused", "error", line)
-		}
-		return
-	}
 	var tlsLn, redirectLn *listener
-	// refuse ends a reload that cannot go ahead: the listeners it opened
-	// are closed, and it counts as a failure.
-	refuse := func(msg string, err error) {
+	// refuse ends a reload that cannot go ahead, with every error on a
+	// line of its own: the listeners it opened are closed, and it counts
+	// as a failure.
+	refuse := func(err error) {
 		for _, l := range []*listener{tlsLn, redirectLn} {
 			if l != nil {
 				l.Close()
 			}
 		}
 		r.metrics.reloads.WithLabelValues("failure").Inc()
-		r.log.Error(msg, "error", err)
+		errs := fielderr.Flatten(err)
+		r.log.Error("reload refused: still running the previous configuration", "errors", len(errs))
+		for _, e := range errs {
+			for _, line := range strings.Split(e.Error(), "\n") {
+				r.log.Error("reload refused", "error", line)
+			}
+		}
+	}
+	l, err := config.Load(&r.o.cfg)
+	if err != nil {
+		refuse(err)
+		return
+	}
+	fc, err := compile(l)
+	if err != nil {
+		refuse(err)
+		return
 	}
 	certs := r.certs.Load()
 	newCerts := !reflect.DeepEqual(fc.TLS, r.fc.TLS)
 	if newCerts {
-		if certs, err = tlsconf.NewManager(fc.TLS, r.log); err != nil {
-			refuse("reload refused: certificates", err)
+		if certs, err = fc.tls.Manager(r.log); err != nil {
+			refuse(fc.Errors(fielderr.Under("tls.", err)))
 			return
 		}
 	}
 	if fc.Listen != r.fc.Listen {
-		ln, err := net.Listen("tcp", fc.Listen)
+		ln, err := listen("listen", fc.Listen)
 		if err != nil {
-			refuse("reload refused: listen", err)
+			refuse(err)
 			return
 		}
 		tlsLn = &listener{Listener: ln}
 	}
 	if fc.Redirect.Listen != r.fc.Redirect.Listen && fc.Redirect.Listen != "" {
-		ln, err := net.Listen("tcp", fc.Redirect.Listen)
+		ln, err := listen("redirect.listen", fc.Redirect.Listen)
 		if err != nil {
-			refuse("reload refused: redirect listen", err)
+			refuse(err)
 			return
 		}
 		redirectLn = &listener{Listener: ln}
 	}
-	// Validated by load, but a backend_ca or static directory may have
-	// changed since, and a proxy that is shutting down refuses.
-	if err := r.srv.Reload(fc.Config); err != nil {
-		refuse("reload refused", err)
+	// Compiled above; a proxy that is shutting down refuses.
+	if err := r.srv.Apply(fc.proxy); err != nil {
+		refuse(err)
 		return
 	}
 	// Nothing below fails: commit.
@@ -314,10 +314,9 @@ func (r *runner) reload(ctx context.Context) {
 		r.certs.Store(certs)
 		r.startWatch(certs)
 	} else {
-		certs.Reload()
+		certs.Install(fc.tls)
 	}
-	level, _ := parseLevel(fc.LogLevel)
-	r.level.Set(level)
+	r.level.Set(fc.level)
 	if tlsLn != nil { // the new listener serves before the old one closes
 		old := r.tlsLn
 		r.tlsLn = tlsLn
@@ -358,7 +357,7 @@ func writePidFile(path string) error {
 	return os.WriteFile(path, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644)
 }
 
-func removePidFile(fc *fileConfig) {
+func removePidFile(fc *compiled) {
 	if fc.PidFile != "" {
 		os.Remove(fc.PidFile)
 	}
@@ -367,27 +366,34 @@ func removePidFile(fc *fileConfig) {
 // signalRunning sends -s's signal to the process in the configuration's
 // pid_file, like nginx -s.
 func signalRunning(o *options) error {
-	fc := &fileConfig{PidFile: o.pidFile}
-	if o.pidFile == "" {
-		var err error
-		if fc, err = loadConfig(o.config); err != nil {
+	pidFile := o.cfg.PidFile
+	if pidFile == "" {
+		// The configuration the running process would reload: refuse to
+		// signal it when it has errors, and find its pid_file.
+		l, err := config.Load(&o.cfg)
+		if err != nil {
+			return err
+		}
+		fc, err := compile(l)
+		if err != nil {
 			return err
 		}
 		if fc.PidFile == "" {
-			return fmt.Errorf("-s %s: %s has no pid_file, so the running process cannot be found", o.signal, o.config)
+			return fmt.Errorf("-s %s: %s has no pid_file, so the running process cannot be found", o.signal, o.cfg.File)
 		}
+		pidFile = fc.PidFile
 	}
-	data, err := os.ReadFile(fc.PidFile)
+	data, err := os.ReadFile(pidFile)
 	if err != nil {
 		return fmt.Errorf("-s %s: %w (is wssproxy running with this configuration?)", o.signal, err)
 	}
 	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
 	if err != nil || pid <= 0 {
-		return fmt.Errorf("-s %s: %s does not hold a process ID", o.signal, fc.PidFile)
+		return fmt.Errorf("-s %s: %s does not hold a process ID", o.signal, pidFile)
 	}
 	sig := map[string]syscall.Signal{"reload": syscall.SIGHUP, "stop": syscall.SIGTERM, "upgrade": syscall.SIGUSR2}[o.signal]
 	if err := syscall.Kill(pid, sig); err != nil {
-		return fmt.Errorf("-s %s: process %d from %s: %w (stale pid_file?)", o.signal, pid, fc.PidFile, err)
+		return fmt.Errorf("-s %s: process %d from %s: %w (stale pid_file?)", o.signal, pid, pidFile, err)
 	}
 	return nil
 }

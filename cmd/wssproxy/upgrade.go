@@ -87,7 +87,7 @@ func takeInherited() *inherited {
 // listen opens a TCP listener for role on addr: the inherited socket when
 // the old process had one for that role on the same configured address,
 // otherwise a new one.
-func (r *runner) listen(role, addr string) (net.Listener, error) {
+func (r *runner) listen(role, key, addr string) (net.Listener, error) {
 	if r.inherit != nil {
 		if in, ok := r.inherit.files[role]; ok {
 			delete(r.inherit.files, role)
@@ -103,7 +103,7 @@ func (r *runner) listen(role, addr string) (net.Listener, error) {
 			}
 		}
 	}
-	return net.Listen("tcp", addr)
+	return listen(key, addr)
 }
 
 // ready tells whoever started this process that it serves: the old process

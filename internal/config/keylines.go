@@ -1,4 +1,4 @@
-package main
+package config
 
 import (
 	"fmt"
@@ -6,10 +6,12 @@ import (
 )
 
 // keyLineIndex maps keys as errors name them ("listen", "tls.cert",
-// "route[2].backend") to the line that sets them. toml's decoder does not
-// expose positions of valid keys, so this is a small scanner that knows
-// just enough TOML to follow tables, arrays of tables, strings and
-// multi-line values.
+// "route[2].backend") to the line that sets them. The TOML library
+// (BurntSushi/toml v1.6.0) does not expose positions of valid keys: its
+// MetaData keeps them unexported, and per key without the array index, so
+// the second [[route]]'s path has the last one's line. This is a small
+// scanner that knows just enough TOML to follow tables, arrays of tables,
+// strings and multi-line values; the file has parsed before it runs.
 type keyLineIndex map[string]int
 
 // find returns the line of key, or of its nearest enclosing key or table
@@ -27,6 +29,17 @@ func (idx keyLineIndex) find(key string) int {
 		key = key[:i]
 	}
 	return 0
+}
+
+// alias indexes the keys under table as under as well.
+func (idx keyLineIndex) alias(table, as string) {
+	for k, l := range idx {
+		if rest, ok := strings.CutPrefix(k, table); ok && (rest == "" || rest[0] == '.') {
+			if _, set := idx[as+rest]; !set {
+				idx[as+rest] = l
+			}
+		}
+	}
 }
 
 func keyLines(src string) keyLineIndex {

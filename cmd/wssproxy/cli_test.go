@@ -1,0 +1,214 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/wssproxy/wssproxy/internal/testutil"
+)
+
+// runBinary runs bin with args (and env added to the environment) in dir
+// and returns its stdout, stderr and exit code. It is for commands that
+// exit: one still running after 30 seconds is killed.
+func runBinary(t *testing.T, bin, dir string, env []string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	cmd := exec.CommandContext(testutil.Context(t, 30*time.Second), bin, args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), env...)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		code = ee.ExitCode()
+	case err != nil:
+		t.Fatal(err)
+	}
+	return out.String(), errOut.String(), code
+}
+
+// TestCommandLine guards the command line of a real process: -h lists the
+// commands and the WSSPROXY_ variables (with how WSSPROXY_ROUTE holds
+// several routes) and exits 0, as every command's -h does; a bad flag
+// value is one error line and one hint line, exit 1; -t without -config
+// checks what the same flags and environment would serve.
+func TestCommandLine(t *testing.T) {
+	bin := buildBinary(t)
+	dir := t.TempDir()
+	t.Run("-h", func(t *testing.T) {
+		out, errOut, code := runBinary(t, bin, dir, nil, "-h")
+		if code != 0 || errOut != "" {
+			t.Fatalf("exit %d, stderr %q", code, errOut)
+		}
+		for _, c := range commands() {
+			if !strings.Contains(out, "wssproxy "+c.name+" ") || !strings.Contains(out, "  "+c.name+" ") {
+				t.Errorf("-h does not list the %s command:\n%s", c.name, out)
+			}
+		}
+		for _, want := range []string{"WSSPROXY_LISTEN", "WSSPROXY_ROUTE", "WSSPROXY_CERT", "WSSPROXY_ACME_ACCEPT_TOS", "WSSPROXY_DEMO_BACKEND",
+			`WSSPROXY_ROUTE holds one or more routes, separated by spaces`, `WSSPROXY_ROUTE="/wss=ws://127.0.0.1:8282 /api=http://127.0.0.1:8080"`, "-version"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("-h lacks %q:\n%s", want, out)
+			}
+		}
+		for _, action := range actionFlags { // not settable from the environment
+			if strings.Contains(out, "WSSPROXY_"+strings.ToUpper(strings.ReplaceAll(action, "-", "_"))+" ") {
+				t.Errorf("-h offers a variable for -%s", action)
+			}
+		}
+	})
+	for _, c := range commands() {
+		t.Run(c.name+" -h", func(t *testing.T) {
+			out, errOut, code := runBinary(t, bin, dir, nil, c.name, "-h")
+			if code != 0 || errOut != "" || !strings.HasPrefix(out, "Usage: wssproxy "+c.name) {
+				t.Errorf("exit %d, stdout %q, stderr %q", code, out, errOut)
+			}
+		})
+	}
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string // the error line
+	}{
+		{"a bad -route", []string{"-route", "wss"}, `wssproxy: invalid value "wss" for flag -route: want PATH=BACKEND, like /wss=ws://127.0.0.1:8282, got "wss"`},
+		{"an unknown flag", []string{"-lsten", ":8443"}, "wssproxy: flag provided but not defined: -lsten"},
+		{"flags that do not go together", []string{"-cert", "c.pem"}, "wssproxy: -cert needs -key"},
+		{"probe's bad -n", []string{"probe", "-n", "x", "wss://localhost/"}, `wssproxy probe: invalid value "x" for flag -n: parse error`},
+		{"probe without a URL", []string{"probe"}, "wssproxy probe: probe takes one URL, like wss://chat.example.com/wss"},
+		{"health's bad -timeout", []string{"health", "-timeout", "soon"}, `wssproxy health: invalid value "soon" for flag -timeout: parse error`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, errOut, code := runBinary(t, bin, dir, nil, tc.args...)
+			cmd := strings.SplitN(tc.want, ":", 2)[0]
+			want := tc.want + "\n" + cmd + ": see '" + cmd + " -h' for usage\n"
+			if code != 1 || out != "" || errOut != want {
+				t.Errorf("exit %d, stdout %q, stderr:\n%s\nwant:\n%s", code, out, errOut, want)
+			}
+		})
+	}
+	t.Run("-t checks the embedded default", func(t *testing.T) {
+		out, errOut, code := runBinary(t, bin, dir, nil, "-t")
+		if code != 0 || out != "wssproxy: embedded default configuration test is successful\n" {
+			t.Errorf("exit %d, stdout %q, stderr %q", code, out, errOut)
+		}
+	})
+	t.Run("-t checks the environment", func(t *testing.T) {
+		out, errOut, code := runBinary(t, bin, dir, []string{"WSSPROXY_LISTEN=443", "WSSPROXY_ROUTE=/a=ws://h:1 /b=htp://h:2"}, "-t")
+		want := "wssproxy: WSSPROXY_LISTEN: listen: must be host:port or :port, like \":443\", got \"443\"\n" +
+			"wssproxy: WSSPROXY_ROUTE: route[2].backend: scheme must be ws, wss, http or https, got \"htp\"\n"
+		if code != 1 || out != "" || errOut != want {
+			t.Errorf("exit %d, stdout %q, stderr:\n%s\nwant:\n%s", code, out, errOut, want)
+		}
+	})
+}
+
+// TestCheckFromAnotherDirectory guards relative paths in the file: they
+// are taken from the file's directory, so -t (and serving) works from any
+// working directory, and -print-config writes them absolute.
+func TestCheckFromAnotherDirectory(t *testing.T) {
+	bin := buildBinary(t)
+	dir := t.TempDir()
+	cert, _ := testutil.Cert(t)
+	c, k := testutil.WriteKeyPair(t, cert)
+	os.Rename(c, filepath.Join(dir, "fullchain.pem"))
+	os.Mkdir(filepath.Join(dir, "private"), 0o700)
+	os.Rename(k, filepath.Join(dir, "private", "privkey.pem"))
+	os.Mkdir(filepath.Join(dir, "www"), 0o755)
+	os.WriteFile(filepath.Join(dir, "wssproxy.toml"), []byte(`log_file = "wssproxy.log"
+[tls]
+cert = "fullchain.pem"
+key = "private/privkey.pem"
+[[route]]
+path = "/"
+static = "www"
+`), 0o600)
+	elsewhere := t.TempDir()
+	cfg, err := filepath.Rel(elsewhere, filepath.Join(dir, "wssproxy.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code := runBinary(t, bin, elsewhere, nil, "-t", "-config", cfg)
+	if code != 0 || out != "wssproxy: configuration file "+cfg+" test is successful\n" {
+		t.Fatalf("-t from another directory: exit %d, stdout %q, stderr:\n%s", code, out, errOut)
+	}
+	out, errOut, code = runBinary(t, bin, elsewhere, nil, "-print-config", "-config", cfg)
+	for _, want := range []string{
+		`log_file = "` + filepath.Join(dir, "wssproxy.log") + `"`,
+		`cert = "` + filepath.Join(dir, "fullchain.pem") + `"`,
+		`key = "` + filepath.Join(dir, "private", "privkey.pem") + `"`,
+		`static = "` + filepath.Join(dir, "www") + `"`,
+	} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Errorf("-print-config lacks %s: exit %d\n%s%s", want, code, out, errOut)
+		}
+	}
+}
+
+// TestVersion guards -version: the module version, the commit it was
+// built from (when built in a git clone) and the Go version.
+func TestVersion(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "wssproxy")
+	if out, err := exec.Command("go", "build", "-buildvcs=true", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	out, errOut, code := runBinary(t, bin, t.TempDir(), nil, "-version")
+	if code != 0 || !strings.HasPrefix(out, "wssproxy ") || !strings.HasSuffix(out, " "+runtime.Version()+"\n") {
+		t.Fatalf("exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	head, err := exec.Command("git", "rev-parse", "HEAD").Output()
+	if err != nil {
+		t.Logf("not a git clone (%v): no commit to compare", err)
+		return
+	}
+	if want := "(commit " + strings.TrimSpace(string(head)) + ", "; !strings.Contains(out, want) {
+		t.Errorf("-version %q lacks %q", out, want)
+	}
+}
+
+// TestListenPermissionHint guards the error of a port below 1024 refused
+// to a user without the privilege: it says how to grant it (setcap,
+// systemd's AmbientCapabilities, the sysctl). As root, the binary runs as
+// nobody.
+func TestListenPermissionHint(t *testing.T) {
+	data, err := os.ReadFile("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+	if start, _ := strconv.Atoi(strings.TrimSpace(string(data))); err != nil || start <= 1 {
+		t.Skipf("every user may bind port 1 here (ip_unprivileged_port_start %q, %v)", data, err)
+	}
+	bin := buildBinary(t)
+	cmd := exec.Command(bin, "-listen", "127.0.0.1:1")
+	if os.Geteuid() == 0 {
+		// nobody must reach the binary: t.TempDir's directories are 0700.
+		for d := filepath.Dir(bin); d != filepath.Dir(os.TempDir()) && d != "/"; d = filepath.Dir(d) {
+			if strings.HasPrefix(d, os.TempDir()+"/") {
+				os.Chmod(d, 0o755)
+			}
+		}
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	}
+	cmd.Dir = "/"
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		t.Fatalf("listened on port 1:\n%s", out)
+	}
+	uid := os.Geteuid()
+	if uid == 0 {
+		uid = 65534
+	}
+	want := fmt.Sprintf("wssproxy: listen 127.0.0.1:1: listen tcp 127.0.0.1:1: bind: permission denied: ports below 1024 need a privilege this user (uid %d) lacks; "+
+		"grant it with `sudo setcap cap_net_bind_service=+ep %s`, or under systemd AmbientCapabilities=CAP_NET_BIND_SERVICE, "+
+		"or let every user bind from port 1 up with `sysctl net.ipv4.ip_unprivileged_port_start=1`\n", uid, bin)
+	if !strings.HasSuffix(string(out), want) {
+		t.Errorf("got:\n%s\nwant it to end with:\n%s", out, want)
+	}
+}
