@@ -156,5 +156,5 @@ func TestBrowser(t *testing.T) {
 		}
 	}
 	env = append(env, "HOME="+home, "CHROMIUM="+chromium)
-	runNode(t, env, "browser.test.mjs", 5)
+	runNode(t, env, "browser.test.mjs", 7)
 }
