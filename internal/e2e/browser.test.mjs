@@ -14,9 +14,10 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { after, before, test } from 'node:test';
+import { after, before } from 'node:test';
 import { chromium } from 'playwright-core';
-import { startBackend, startProxy, within } from './lib.mjs';
+import { startBackend, startProxy } from './lib.mjs';
+import { pageTests } from './pages.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 
@@ -63,7 +64,7 @@ after(async () => {
 
 // page opens a fresh page on the proxy's origin, so scripts connect to
 // wss://wss.test:PORT like a page served there would.
-async function page(from = origin) {
+async function page(from) {
   const ctx = await browser.newContext();
   const p = await ctx.newPage();
   const errors = [];
@@ -75,161 +76,11 @@ async function page(from = origin) {
   return { p, ctx, errors };
 }
 
-// tunnelLines waits until the proxy has logged n tunnel ends for path and
-// returns them.
-async function tunnelLines(px, path, n = 1) {
-  return within(15000, `${n} access lines for ${path}`, new Promise((resolve) => {
-    const look = () => {
-      const lines = px.tunnels().filter((l) => l.path === path);
-      if (lines.length >= n) resolve(lines); else setTimeout(look, 20);
-    };
-    look();
-  }));
-}
-
-// overH2 asserts that every tunnel for path went over HTTP/2: a stream of
-// the page's connection, answered 200.
-async function overH2(path, n = 1) {
-  for (const l of await tunnelLines(proxy, path, n)) {
-    assert.equal(l.proto, 'HTTP/2.0', `tunnel for ${path}: ${JSON.stringify(l)}`);
-    assert.equal(l.status, '200');
-  }
-}
-
-test("the seeds' page: loaded over HTTP/2, its WebSocket a stream of the same connection, sends tom and shows the reply", async () => {
-  const { p, ctx, errors } = await page();
-  await within(15000, 'the reply on the page', p.waitForFunction(() => document.getElementById('result').textContent === 'reply: ok'));
-  const log = await p.textContent('#log');
-  assert.match(log, /connected\nsent: tom\nreceived: ok\nclosed: 1000 done/);
-  assert.deepEqual(errors, []);
-  await overH2('/wss');
-  await ctx.close();
-});
-
-test('a 1 MiB binary message, echoed byte for byte', async () => {
-  const { p, ctx } = await page();
-  const result = await within(30000, 'the echo', p.evaluate(async () => {
-    const data = new Uint8Array(1 << 20);
-    for (let i = 0; i < data.length; i += 65536) crypto.getRandomValues(data.subarray(i, i + 65536));
-    const ws = new WebSocket(`wss://${location.host}/echo/big`);
-    ws.binaryType = 'arraybuffer';
-    await new Promise((ok, fail) => { ws.onopen = ok; ws.onerror = fail; });
-    ws.send(data);
-    const got = new Uint8Array(await new Promise((ok) => { ws.onmessage = (e) => ok(e.data); }));
-    ws.close();
-    return { length: got.length, same: got.length === data.length && got.every((b, i) => b === data[i]) };
-  }));
-  assert.deepEqual(result, { length: 1 << 20, same: true });
-  await overH2('/echo/big');
-  await ctx.close();
-});
-
-test('50 sockets at once on one connection, 20 messages each, no crossed replies', async () => {
-  const { p, ctx } = await page();
-  await within(30000, 'the 50 sockets to open', p.evaluate(async () => {
-    window.sockets = await Promise.all(Array.from({ length: 50 }, async (_, n) => {
-      const ws = new WebSocket(`wss://${location.host}/echo/many`);
-      await new Promise((ok, fail) => { ws.onopen = ok; ws.onerror = () => fail(new Error(`socket ${n} failed`)); });
-      return ws;
-    }));
-  }));
-  // All 50 are open now: over HTTP/1.1 that would be 50 more client
-  // connections; over HTTP/2 they share the page's.
-  const m = await proxy.metrics();
-  const open = Object.entries(m).filter(([k]) => k.startsWith('wssproxy_tunnels_open')).reduce((sum, [, v]) => sum + v, 0);
-  assert.equal(open, 50, 'tunnels open');
-  assert.ok(m.wssproxy_client_connections <= 2, `client connections for 50 sockets: ${m.wssproxy_client_connections}, want the page's one`);
-  const result = await within(60000, 'the 50 sockets', p.evaluate(async () => {
-    const one = async (ws, n) => {
-      const got = [];
-      const done = new Promise((ok) => {
-        ws.onmessage = (e) => { got.push(e.data); if (got.length === 20) ok(); };
-      });
-      const sent = [];
-      for (let i = 0; i < 20; i++) {
-        const msg = `socket ${n} message ${i} ${Math.random()}`;
-        sent.push(msg);
-        ws.send(msg);
-      }
-      await done;
-      ws.close();
-      return got.every((m, i) => m === sent[i]);
-    };
-    const all = await Promise.all(window.sockets.map(one));
-    return { sockets: all.length, clean: all.filter(Boolean).length };
-  }));
-  assert.deepEqual(result, { sockets: 50, clean: 50 });
-  await overH2('/echo/many', 50);
-  await ctx.close();
-});
-
-test('a backend that drops TCP: the page gets 1014', async () => {
-  const { p, ctx } = await page();
-  const result = await within(15000, 'the close', p.evaluate(async () => {
-    const ws = new WebSocket(`wss://${location.host}/echo/drop`);
-    await new Promise((ok, fail) => { ws.onopen = ok; ws.onerror = fail; });
-    ws.send('drop');
-    const e = await new Promise((ok) => { ws.onclose = ok; });
-    return { code: e.code, reason: e.reason };
-  }));
-  assert.deepEqual(result, { code: 1014, reason: 'backend went away' });
-  await overH2('/echo/drop');
-  await ctx.close();
-});
-
-test("the backend's close code and reason reach the page", async () => {
-  const { p, ctx } = await page();
-  const result = await within(15000, 'the close', p.evaluate(async () => {
-    const ws = new WebSocket(`wss://${location.host}/echo/server-close`);
-    await new Promise((ok, fail) => { ws.onopen = ok; ws.onerror = fail; });
-    ws.send('close 4001 server says bye');
-    const e = await new Promise((ok) => { ws.onclose = ok; });
-    return { code: e.code, reason: e.reason, wasClean: e.wasClean };
-  }));
-  assert.deepEqual(result, { code: 4001, reason: 'server says bye', wasClean: true });
-  const [line] = await tunnelLines(proxy, '/echo/server-close');
-  assert.equal(line.close_code, '4001');
-  assert.equal(line.closed_by, 'backend');
-  await overH2('/echo/server-close');
-  await ctx.close();
-});
-
-test("the page's close code and reason reach the backend", async () => {
-  const { p, ctx } = await page();
-  const closed = backend.closed('page-close');
-  const code = await within(15000, 'the close', p.evaluate(async () => {
-    const ws = new WebSocket(`wss://${location.host}/echo/page-close?id=page-close`);
-    await new Promise((ok, fail) => { ws.onopen = ok; ws.onerror = fail; });
-    ws.close(4002, 'page says bye');
-    const e = await new Promise((ok) => { ws.onclose = ok; });
-    return e.code;
-  }));
-  assert.equal(code, 4002);
-  const seen = await within(10000, 'the backend to see the close', closed);
-  assert.equal(seen.code, 4002);
-  assert.equal(seen.reason, 'page says bye');
-  assert.equal(seen.headers['x-real-ip'], '127.0.0.1');
-  assert.equal(seen.headers.origin, origin, "the page's Origin reaches the backend");
-  const [line] = await tunnelLines(proxy, '/echo/page-close');
-  assert.equal(line.close_code, '4002');
-  assert.equal(line.closed_by, 'client');
-  await overH2('/echo/page-close');
-  await ctx.close();
-});
-
-test('http2_websockets = false: the page over HTTP/2, its WebSocket over HTTP/1.1', async () => {
-  const { p, ctx } = await page(originOff);
-  const got = await within(15000, 'the echo', p.evaluate(async () => {
-    const ws = new WebSocket(`wss://${location.host}/echo/off`);
-    await new Promise((ok, fail) => { ws.onopen = ok; ws.onerror = fail; });
-    ws.send('tom');
-    const msg = await new Promise((ok) => { ws.onmessage = (e) => ok(e.data); });
-    ws.close();
-    return msg;
-  }));
-  assert.equal(got, 'tom');
-  const [line] = await tunnelLines(proxyOff, '/echo/off');
-  assert.equal(line.proto, 'HTTP/1.1');
-  assert.equal(line.status, '101');
-  await ctx.close();
+pageTests({
+  page,
+  get proxy() { return proxy; },
+  get proxyOff() { return proxyOff; },
+  get origin() { return origin; },
+  get originOff() { return originOff; },
+  get backend() { return backend; },
 });
