@@ -421,7 +421,9 @@ func TestH2Shutdown(t *testing.T) {
 
 // TestH2Reload guards that a reload leaves a tunnel over HTTP/2, and the
 // connection carrying it, alone, while new streams get the new
-// configuration.
+// configuration; and that a reload turning http2_websockets off warns that
+// it applies at the next start (Go 1.27 cannot stop advertising extended
+// CONNECT), new streams still being served rather than refused.
 func TestH2Reload(t *testing.T) {
 	testutil.CheckLeaks(t)
 	ctx := testutil.Context(t, 20*time.Second)
@@ -441,5 +443,13 @@ func TestH2Reload(t *testing.T) {
 	if h.closing() {
 		t.Error("the connection is closing after a reload")
 	}
+	off := false
+	cfg := route("/other", backend)
+	cfg.HTTP2WebSockets = &off
+	if err := e.srv.Reload(cfg); err != nil {
+		t.Fatal(err)
+	}
+	e.logs.Wait(t, ctx, `level=WARN msg="http2_websockets changes apply at the next start"`)
+	h.mustDial(t, ctx, "/other", nil)
 	c.Close(websocket.StatusNormalClosure, "")
 }
