@@ -149,7 +149,10 @@
 //   - send_timeout: Go's stream write deadline resets a stream when it
 //     passes even with no write waiting, which would end every tunnel idle
 //     for send_timeout. h2Stream keeps the deadline itself and resets the
-//     stream (RST_STREAM) only when a write is waiting at it.
+//     stream (RST_STREAM) only when a write is waiting at it. A client that
+//     takes nothing at all on its connection cannot even be sent that
+//     reset: a connection that takes no byte for the longest send_timeout
+//     is closed (HTTP2Config.WriteByteTimeout), ending its tunnels.
 //   - Windows (server.go): Go returns connection-level receive window only
 //     as a handler reads, so what a stuck stream holds (its backend not
 //     reading) counts against the connection; with Go's defaults (1 MiB per

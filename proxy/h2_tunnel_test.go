@@ -453,3 +453,52 @@ func TestH2Reload(t *testing.T) {
 	h.mustDial(t, ctx, "/other", nil)
 	c.Close(websocket.StatusNormalClosure, "")
 }
+
+// TestH2DeadConnection guards a client that stops reading its HTTP/2
+// connection altogether (its TCP window full, so not even RST_STREAM can
+// reach it): after send_timeout the connection is closed, and the
+// tunnel's backend is told 1001 "client not reading", as over HTTP/1.1.
+func TestH2DeadConnection(t *testing.T) {
+	testutil.CheckLeaks(t)
+	ctx := testutil.Context(t, 30*time.Second)
+	backendSaw := make(chan error, 1)
+	backend := testutil.Serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.CloseNow()
+		var wg sync.WaitGroup
+		defer wg.Wait()
+		wg.Go(func() {
+			msg := make([]byte, 64<<10)
+			for c.Write(r.Context(), websocket.MessageBinary, msg) == nil {
+			}
+		})
+		_, _, err = c.Read(r.Context())
+		backendSaw <- err
+		c.CloseNow()
+	}))
+	cfg := route("/", "ws://"+backend)
+	cfg.Routes[0].SendTimeout = 300 * time.Millisecond
+	e := startProxy(t, cfg)
+	raw := e.h2Raw(t, ctx)
+	// Windows wide open, then never another read: only TCP holds the
+	// proxy back.
+	raw.fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1<<31 - 1})
+	raw.fr.WriteWindowUpdate(0, 1<<31-1-65535)
+	raw.connect(1, "/flood")
+	if r := raw.response(1); r.status != "200" {
+		t.Fatalf("CONNECT: %v", r)
+	}
+	select {
+	case err := <-backendSaw:
+		var ce websocket.CloseError
+		if !errors.As(err, &ce) || ce.Code != websocket.StatusGoingAway || ce.Reason != "client not reading" {
+			t.Errorf("backend got %v, want 1001 client not reading", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("a client connection that takes nothing was never cut off")
+	}
+	waitTunnels(t, ctx, e, 0)
+}

@@ -105,6 +105,10 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 			MaxConcurrentStreams:          h2MaxStreams,
 			MaxReceiveBufferPerStream:     h2StreamWindow,
 			MaxReceiveBufferPerConnection: h2ConnWindow,
+			// A connection that takes no byte for this long is closed: a
+			// stream's send_timeout resets the stream, which cannot help
+			// when the connection itself is full.
+			WriteByteTimeout: maxSendTimeout(&cfg),
 		}
 	case cfg.H2WebSockets():
 		s.log.Warn("http2_websockets: extended CONNECT is off in this process (GODEBUG lacks http2xconnect=1 at start); WebSockets use HTTP/1.1")
@@ -116,6 +120,16 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 		s.log.Info("stopped accepting", "open_tunnels", s.open.Load())
 	})
 	return s, nil
+}
+
+// maxSendTimeout is the longest send_timeout of cfg's routes (defaults
+// applied).
+func maxSendTimeout(cfg *Config) time.Duration {
+	var d time.Duration
+	for _, r := range cfg.Routes {
+		d = max(d, r.SendTimeout)
+	}
+	return d
 }
 
 // compile builds a state from a valid cfg.
