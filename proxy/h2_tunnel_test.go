@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/net/http2"
 
 	"github.com/wssproxy/wssproxy/internal/echo"
@@ -28,8 +29,8 @@ import (
 // exchange; the backend is sent an ordinary HTTP/1.1 handshake (GET,
 // Upgrade, a fresh 16-byte key, version 13, the client's Origin and
 // subprotocols, the proxy's forwarding headers, no :protocol); the
-// backend's subprotocol comes back; and the access line says HTTP/2.0 and
-// 200.
+// backend's subprotocol comes back; the access line says HTTP/2.0 and 200;
+// and the tunnel metrics count it as any other.
 func TestH2Tunnel(t *testing.T) {
 	testutil.CheckLeaks(t)
 	ctx := testutil.Context(t, 10*time.Second)
@@ -43,6 +44,10 @@ func TestH2Tunnel(t *testing.T) {
 	logs := &testutil.Logs{}
 	srv, err := proxy.New(route("/wss", "ws://"+backend), slog.New(slog.NewJSONHandler(logs, nil)))
 	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	if err := srv.RegisterMetrics(reg); err != nil {
 		t.Fatal(err)
 	}
 	e := startProxyServer(t, srv)
@@ -85,6 +90,26 @@ func TestH2Tunnel(t *testing.T) {
 	}
 	if line["proto"] != "HTTP/2.0" || line["status"] != 200.0 || line["close_code"] != 1000.0 || line["closed_by"] != "client" {
 		t.Errorf("tunnel line: %v", line)
+	}
+	for _, m := range []struct {
+		name, label, value string
+		want               float64
+	}{
+		{"wssproxy_tunnels_ended_total", "reason", "client_close", 1},
+		{"wssproxy_tunnel_bytes_total", "direction", "in", line["bytes_in"].(float64)},
+		{"wssproxy_tunnel_bytes_total", "direction", "out", line["bytes_out"].(float64)},
+	} {
+		if got := counter(t, reg, m.name, m.label, m.value); got != m.want {
+			t.Errorf("%s{%s=%q} = %v, want %v", m.name, m.label, m.value, got, m.want)
+		}
+	}
+	mfs, _ := reg.Gather()
+	for _, mf := range mfs {
+		if mf.GetName() == "wssproxy_handshake_duration_seconds" {
+			if n := mf.GetMetric()[0].GetHistogram().GetSampleCount(); n != 1 {
+				t.Errorf("handshake histogram count %d, want 1", n)
+			}
+		}
 	}
 }
 
