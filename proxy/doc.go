@@ -163,13 +163,13 @@
 //     h2ConnWindow (25 MiB), until send_timeout drops the stuck backends.
 //   - Cost (BenchmarkH2, the proxy process's CPU, medians of 3 interleaved
 //     rounds): per message 2 to 3 times an HTTP/1.1 tunnel's (32 B round
-//     trip 120 against 39 µs, 64 KiB 497 against 241 µs), because Go's
+//     trip 122 against 49 µs, 64 KiB 543 against 240 µs), because Go's
 //     server passes every DATA frame between goroutines (the connection's
 //     reader, its serve loop, the stream's handler; a body read reports back
 //     for flow control; a write waits for the serve loop), each a wake-up;
-//     per handshake two thirds of a new HTTP/1.1 connection's (925 against
-//     1450 µs), as a stream needs no TCP or TLS handshake. A tunnel's
-//     per-message work in this package is the same either way.
+//     per handshake a little over half of a new HTTP/1.1 connection's (914
+//     against 1644 µs), as a stream needs no TCP or TLS handshake. A
+//     tunnel's per-message work in this package is the same either way.
 //
 // Go 1.27 advertises extended CONNECT for the whole process or not at all:
 // only with GODEBUG=http2xconnect=1 at start (read in net/http's init; a

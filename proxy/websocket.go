@@ -30,11 +30,11 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, st *stat
 		s.refuse(w, r, rt, http.StatusBadRequest, "not-websocket", "this path does not serve WebSockets", nil)
 		return
 	}
-	herr := checkHandshake
+	check := checkHandshake
 	if h2 {
-		herr = checkExtendedConnect
+		check = checkExtendedConnect
 	}
-	if herr := herr(r); herr != nil {
+	if herr := check(r); herr != nil {
 		s.refuse(w, r, rt, herr.status, "bad-handshake", herr.reason, nil)
 		return
 	}

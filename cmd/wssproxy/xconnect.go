@@ -3,6 +3,7 @@ package main
 import (
 	"io"
 	"os"
+	"os/exec"
 	"slices"
 	"strings"
 	"syscall"
@@ -42,8 +43,10 @@ func reexecForHTTP2(args []string) {
 		return
 	}
 	exe, err := os.Executable()
-	if err != nil {
-		return
+	if err != nil { // no /proc, as in a chroot: the path it was started by
+		if exe, err = exec.LookPath(os.Args[0]); err != nil {
+			return
+		}
 	}
 	env := slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "GODEBUG=") })
 	if godebug != "" {
