@@ -102,6 +102,16 @@ type Config struct {
 	// headers (CIDRs or addresses). Required with ProxyProtocol.
 	ProxyProtocolFrom []string `toml:"proxy_protocol_from,omitempty,omitzero"`
 
+	// HTTP2WebSockets carries WebSockets over HTTP/2 (RFC 8441): the TLS
+	// listener advertises extended CONNECT, so a browser opens a page's
+	// WebSockets as streams of the page's own HTTP/2 connection, and each
+	// is bridged to the backend as an HTTP/1.1 Upgrade. nil means true;
+	// false advertises nothing and browsers open an HTTP/1.1 connection
+	// per WebSocket. Go 1.27 turns extended CONNECT on for the whole
+	// process only (GODEBUG=http2xconnect=1 at start, which wssproxy's main
+	// sets for itself), so a change applies at the next start.
+	HTTP2WebSockets *bool `toml:"http2_websockets,omitempty,omitzero"`
+
 	// Routes map request paths (and optionally hosts) to backends.
 	Routes []Route `toml:"route,omitempty,omitzero"`
 
@@ -114,6 +124,10 @@ type Config struct {
 	// hsts.
 	HSTS string `toml:"-"`
 }
+
+// H2WebSockets reports whether c carries WebSockets over HTTP/2 (the
+// default).
+func (c *Config) H2WebSockets() bool { return c.HTTP2WebSockets == nil || *c.HTTP2WebSockets }
 
 func (c *Config) realIPHeader() string {
 	if c.RealIPHeader == "" {

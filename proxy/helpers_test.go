@@ -21,6 +21,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	testutil.ExtendedConnect() // WebSockets over HTTP/2 (h2_test.go)
 	goleak.VerifyTestMain(m)
 }
 

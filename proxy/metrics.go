@@ -39,7 +39,7 @@ func (s *Server) RegisterMetrics(reg prometheus.Registerer) error {
 		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wssproxy_tunnel_bytes_total",
 			Help: "Bytes through tunnels: in is client to backend, out is backend to client."}, []string{"route", "direction"}),
 		handshake: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "wssproxy_handshake_duration_seconds",
-			Help:    "From accepting the client's connection (TLS included) to sending it the backend's 101.",
+			Help:    "From accepting the client's connection (TLS included) to sending it the backend's 101; over HTTP/2, from the stream's request to its 200.",
 			Buckets: []float64{.002, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}}, []string{"route"}),
 		dialErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wssproxy_backend_dial_errors_total",
 			Help: "Failed dials to a backend."}, []string{"backend"}),

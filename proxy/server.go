@@ -47,6 +47,10 @@ type Server struct {
 	reg       registry    // backends and tunnel counts, across reloads
 	errorLog  *log.Logger // net/http's own messages, at debug level
 
+	// h2WebSockets: extended CONNECT is served (RFC 8441). Fixed at New,
+	// as Go 1.27 advertises it for the whole process or not at all.
+	h2WebSockets bool
+
 	clients connBudget // max_client_connections (connlimit.go)
 
 	pmu       sync.Mutex
@@ -110,11 +114,38 @@ func (c *Compiled) Server(logger *slog.Logger) *Server {
 		ConnState: s.connState,
 		ErrorLog:  s.errorLog,
 	}
+	s.h2WebSockets = cfg.H2WebSockets() && extendedConnect
+	switch {
+	case s.h2WebSockets:
+		s.http.HTTP2 = &http.HTTP2Config{
+			MaxConcurrentStreams:          h2MaxStreams,
+			MaxReceiveBufferPerStream:     h2StreamWindow,
+			MaxReceiveBufferPerConnection: h2ConnWindow,
+			// A connection that takes no byte for this long is closed: a
+			// stream's send_timeout resets the stream, which cannot help
+			// when the connection itself is full.
+			WriteByteTimeout: maxSendTimeout(&cfg),
+		}
+	case cfg.H2WebSockets():
+		s.log.Warn("http2_websockets: extended CONNECT is off in this process (GODEBUG lacks http2xconnect=1 at start); WebSockets use HTTP/1.1")
+	case extendedConnect:
+		s.log.Warn("http2_websockets = false, but GODEBUG=http2xconnect=1 makes HTTP/2 advertise extended CONNECT; WebSockets over HTTP/2 get 405")
+	}
 	// Runs once Shutdown has closed the listeners.
 	s.http.RegisterOnShutdown(func() {
 		s.log.Info("stopped accepting", "open_tunnels", s.open.Load())
 	})
 	return s
+}
+
+// maxSendTimeout is the longest send_timeout of cfg's routes (defaults
+// applied).
+func maxSendTimeout(cfg *Config) time.Duration {
+	var d time.Duration
+	for _, r := range cfg.Routes {
+		d = max(d, r.SendTimeout)
+	}
+	return d
 }
 
 // build makes a state of what c compiled, with the Server's backends.
@@ -189,6 +220,9 @@ func (s *Server) Apply(c *Compiled) error {
 	s.sweep(st)
 	if st.cfg.ReadHeaderTimeout != old.cfg.ReadHeaderTimeout || st.cfg.MaxHeaderBytes != old.cfg.MaxHeaderBytes {
 		s.log.Warn("read_header_timeout and max_header_bytes changes apply at the next start")
+	}
+	if st.cfg.H2WebSockets() != old.cfg.H2WebSockets() {
+		s.log.Warn("http2_websockets changes apply at the next start")
 	}
 	return nil
 }
@@ -368,9 +402,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.setHSTS(w, r)
-	if r.Method == http.MethodConnect {
+	if r.Method == http.MethodConnect && !(s.h2WebSockets && isH2WebSocket(r)) {
 		r = s.state.Load().withClient(r)
-		// Not a forward proxy; and extended CONNECT (RFC 8441) is off.
+		// Not a forward proxy. Extended CONNECT (RFC 8441) is routed below.
 		s.refuse(w, r, nil, http.StatusMethodNotAllowed, "method", "CONNECT is not served", nil)
 		return
 	}
@@ -388,7 +422,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		r2.URL.Path, r2.URL.RawPath = p, ""
 		r = r2
 	}
-	if isWebSocket(r) {
+	if isWebSocket(r) || r.Method == http.MethodConnect {
 		s.serveWebSocket(w, r, st, rt)
 		return
 	}

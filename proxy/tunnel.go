@@ -55,6 +55,8 @@ type tunnel struct {
 	// ("client", "backend" or "proxy"), for the access log.
 	firstClose atomic.Pointer[closeInfo]
 	host, path string // of the handshake, for the access log
+	proto      string // the client's: HTTP/1.1, or HTTP/2.0 for a stream (RFC 8441)
+	status     int    // what the client was answered: 101, or 200 over HTTP/2
 	handshake  time.Duration
 	ended      *prometheus.CounterVec     // nil without metrics
 	plan       *atomic.Pointer[drainPlan] // the server's: how to close at drain
@@ -105,7 +107,7 @@ func newSide(t *tunnel, name string, conn net.Conn, mask bool) *side {
 // newTunnel is the tunnel between a hijacked client connection and a
 // backend connection that answered 101.
 func newTunnel(rt *route, up *upstream, client, backend net.Conn, start time.Time) *tunnel {
-	t := &tunnel{rt: rt, up: up, start: start}
+	t := &tunnel{rt: rt, up: up, start: start, proto: "HTTP/1.1", status: 101}
 	t.client = newSide(t, "client", client, false)
 	t.backend = newSide(t, "backend", backend, true)
 	return t
@@ -426,14 +428,23 @@ func (s *side) flushPending() {
 }
 
 // closeWrite half-closes s after its peer's close frame has passed: for TLS
-// a close_notify alert, then the TCP FIN.
+// a close_notify alert, then the TCP FIN. A connection that cannot
+// half-close (an HTTP/2 stream, h2stream.go) is closed instead once s's own
+// close frame has passed too, or closeGrace after: then both close frames
+// are through and only the end of the stream was waited for.
 func (s *side) closeWrite() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if limit := s.t.rt.sendTimeout; limit > 0 {
 		s.conn.SetWriteDeadline(time.Now().Add(limit))
 	}
-	closeWrite(s.conn)
+	if err := closeWrite(s.conn); errors.Is(err, errors.ErrUnsupported) {
+		if s.sawClose.Load() {
+			s.conn.Close()
+		} else {
+			s.t.after(closeGrace, func() { s.conn.Close() })
+		}
+	}
 }
 
 // closeFrame is a close frame with code and reason, masked if mask.
@@ -549,9 +560,9 @@ func (t *tunnel) logEnd(in, out direction) {
 	}
 	attrs := []any{
 		"client_ip", t.clientIP, "host", t.host, "path", t.path, "route", t.rt.name, "backend", t.up.name,
-		"status", 101, "handshake_ms", float64(t.handshake.Microseconds()) / 1000,
+		"status", t.status, "handshake_ms", float64(t.handshake.Microseconds()) / 1000,
 		"duration", time.Since(t.start).Round(time.Millisecond),
-		"bytes_in", in.n, "bytes_out", out.n, "close_code", code, "closed_by", by,
+		"bytes_in", in.n, "bytes_out", out.n, "close_code", code, "closed_by", by, "proto", t.proto,
 	}
 	level := slog.LevelInfo
 	switch {
@@ -571,15 +582,17 @@ func (t *tunnel) logEnd(in, out direction) {
 }
 
 // closeWrite half-closes c: for TLS a close_notify alert, then the TCP FIN
-// (tls.Conn.CloseWrite sends only the alert).
-func closeWrite(c net.Conn) {
+// (tls.Conn.CloseWrite sends only the alert). It returns the error of the
+// last step; errors.ErrUnsupported for a connection that cannot half-close.
+func closeWrite(c net.Conn) error {
 	if tc, ok := c.(*tls.Conn); ok {
 		tc.CloseWrite()
 		c = tc.NetConn()
 	}
 	if cw, ok := c.(interface{ CloseWrite() error }); ok {
-		cw.CloseWrite()
+		return cw.CloseWrite()
 	}
+	return nil
 }
 
 // isClosed reports errors that only mean the tunnel closed the connection.

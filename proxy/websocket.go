@@ -19,12 +19,22 @@ import (
 // runs the tunnel. Any other backend answer reaches the client as it is, so
 // the backend stays in charge of authentication, subprotocols and
 // extensions (RFC 6455 §4.2.2: all of them negotiate end to end).
+//
+// Over HTTP/2 (RFC 8441, h2stream.go) the handshake is an extended
+// CONNECT: the backend is sent an HTTP/1.1 Upgrade of the proxy's own
+// making, its 101 becomes the stream's 200, and the stream is the tunnel's
+// client side.
 func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, st *state, rt *route) {
+	h2 := r.ProtoMajor == 2
 	if rt.pool == nil {
 		s.refuse(w, r, rt, http.StatusBadRequest, "not-websocket", "this path does not serve WebSockets", nil)
 		return
 	}
-	if herr := checkHandshake(r); herr != nil {
+	check := checkHandshake
+	if h2 {
+		check = checkExtendedConnect
+	}
+	if herr := check(r); herr != nil {
 		s.refuse(w, r, rt, herr.status, "bad-handshake", herr.reason, nil)
 		return
 	}
@@ -52,6 +62,10 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, st *stat
 		}
 	}()
 	start := time.Now()
+	var accept string // over HTTP/2: the Sec-WebSocket-Accept the backend owes the proxy
+	if h2 {
+		r, accept = h2Upgrade(r)
+	}
 	backend, up, br, resp, err := s.backendHandshake(r, st, rt)
 	if err != nil {
 		var be *backendError
@@ -70,6 +84,13 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, st *stat
 			fmt.Errorf("backend answered 101 with Upgrade %q, Connection %q", resp.Header.Get("Upgrade"), resp.Header.Get("Connection")))
 		return
 	}
+	if h2 && resp.Header.Get("Sec-Websocket-Accept") != accept {
+		// Over HTTP/1.1 the client checks it; here the key was the proxy's.
+		backend.Close()
+		s.refuse(w, r, rt, http.StatusBadGateway, "backend-bad-upgrade", "backend did not upgrade to WebSocket",
+			fmt.Errorf("backend answered 101 with Sec-WebSocket-Accept %q, want %q", resp.Header.Get("Sec-Websocket-Accept"), accept))
+		return
+	}
 	if !s.startTunnel() {
 		backend.Close()
 		s.refuse(w, r, rt, http.StatusServiceUnavailable, "shutting-down", "proxy is shutting down", nil)
@@ -77,6 +98,27 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, st *stat
 	}
 	up.conns.Add(1)
 	registered = true
+	if h2 {
+		// The stream's 200 carries the backend's 101 headers: the chosen
+		// subprotocol and extensions, cookies.
+		if err := answerH2(w, resp); err != nil {
+			backend.Close()
+			s.log.Debug("client gone before upgrade", "route", rt.name, "client_ip", clientIP(r), "error", err)
+			return
+		}
+		if rt.metrics != nil { // from the stream's request, as the connection is older
+			rt.metrics.handshake.Observe(time.Since(start).Seconds())
+		}
+		stream := newH2Stream(w, r)
+		t := s.newTunnel(r, rt, up, stream, backend, start)
+		handedOff = true
+		s.goTunnel(t, ip, nil, buffered(br))
+		// The stream lives while this handler runs: it returns once the
+		// tunnel has closed the stream, which may be before the tunnel
+		// is done with the backend.
+		<-stream.Done()
+		return
+	}
 
 	client, crw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
@@ -102,21 +144,37 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, st *stat
 			rt.metrics.handshake.Observe(time.Since(at).Seconds())
 		}
 	}
-	t := newTunnel(rt, up, client, backend, start)
-	t.clientIP, t.log, t.host, t.path, t.handshake = clientIP(r), s.log, r.Host, r.URL.Path, time.Since(start)
-	t.plan = &s.plan
-	if m := s.metrics.Load(); m != nil {
-		t.ended = m.tunnelsEnded
-	}
+	t := s.newTunnel(r, rt, up, client, backend, start)
 	// The tunnel runs on a goroutine of its own and this handler returns:
 	// net/http's goroutine for the connection then ends, and with it its
 	// stack (grown by the TLS handshake), the request, the response and the
 	// read buffer, which would otherwise stay for the tunnel's whole life.
 	fromClient, fromBackend := buffered(crw.Reader), buffered(br)
 	handedOff = true
+	s.goTunnel(t, ip, fromClient, fromBackend)
+}
+
+// newTunnel is the tunnel for r's client connection (a hijacked socket or
+// an HTTP/2 stream) and its backend, with what its log line needs.
+func (s *Server) newTunnel(r *http.Request, rt *route, up *upstream, client, backend net.Conn, start time.Time) *tunnel {
+	t := newTunnel(rt, up, client, backend, start)
+	t.clientIP, t.log, t.host, t.path, t.handshake = clientIP(r), s.log, r.Host, r.URL.Path, time.Since(start)
+	t.plan = &s.plan
+	if r.ProtoMajor == 2 {
+		t.proto, t.status = r.Proto, http.StatusOK
+	}
+	if m := s.metrics.Load(); m != nil {
+		t.ended = m.tunnelsEnded
+	}
+	return t
+}
+
+// goTunnel runs t on a goroutine of its own, which then releases what the
+// handshake acquired for it.
+func (s *Server) goTunnel(t *tunnel, ip string, fromClient, fromBackend []byte) {
 	go func() {
 		defer s.endTunnel()
-		defer up.conns.Add(-1)
+		defer t.up.conns.Add(-1)
 		defer s.limit.release(ip)
 		t.run(s.drain, s.ctx, fromClient, fromBackend)
 	}()

@@ -25,6 +25,7 @@ import (
 )
 
 func main() {
+	reexecForHTTP2(os.Args[1:]) // GODEBUG for WebSockets over HTTP/2 (xconnect.go)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	context.AfterFunc(ctx, func() {
 		// Shutting down: a second Ctrl-C ends the process at once, but a

@@ -240,7 +240,7 @@ func TestReadmeReference(t *testing.T) {
 		t.Fatal("README.md has no <!-- config-reference --> section")
 	}
 	documented := map[string]bool{}
-	for _, m := range regexp.MustCompile("(?m)^\\| `([a-z_.]+)`").FindAllStringSubmatch(ref, -1) {
+	for _, m := range regexp.MustCompile("(?m)^\\| `([a-z0-9_.]+)`").FindAllStringSubmatch(ref, -1) {
 		documented[m[1]] = true
 	}
 	for _, key := range Keys() {

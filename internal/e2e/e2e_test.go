@@ -1,13 +1,16 @@
 // Package e2e runs wssproxy with the clients its users have: Node's `ws`
-// (ws.test.mjs) and headless Chromium driven by playwright-core
-// (browser.test.mjs). This file builds wssproxy with the race detector,
+// (ws.test.mjs), headless Chromium driven by playwright-core
+// (browser.test.mjs) and headless Firefox ESR driven by puppeteer-core over
+// WebDriver BiDi (firefox.test.mjs); the two browsers run the same page
+// tests (pages.mjs). This file builds wssproxy with the race detector,
 // makes a test CA and a certificate it signed, and runs each Node suite
 // against them; lib.mjs starts the backends and the wssproxy process.
 //
-// The suites need Node.js, `npm ci` in this directory, and for the browser
-// Debian's chromium and certutil (libnss3-tools). Without them the tests
-// skip and say what is missing, unless WSSPROXY_E2E=1, as in .ci/run, which
-// turns a missing piece into a failure.
+// The suites need Node.js, `npm ci` in this directory, and for the
+// browsers Debian's chromium and firefox-esr and certutil (libnss3-tools).
+// Without them the tests skip and say what is missing, unless
+// WSSPROXY_E2E=1, as in .ci/run, which turns a missing piece into a
+// failure.
 package e2e
 
 import (
@@ -120,7 +123,8 @@ func TestNodeWS(t *testing.T) {
 
 // TestBrowser runs browser.test.mjs: Debian's headless Chromium, trusting
 // the run's CA through an NSS database (not --ignore-certificate-errors),
-// loads the seeds' page through wssproxy and opens WebSockets from it.
+// loads the seeds' page over HTTP/2 through wssproxy and opens WebSockets
+// from it, as streams of that connection (RFC 8441).
 func TestBrowser(t *testing.T) {
 	chromium := os.Getenv("CHROMIUM")
 	if chromium == "" {
@@ -147,5 +151,35 @@ func TestBrowser(t *testing.T) {
 		}
 	}
 	env = append(env, "HOME="+home, "CHROMIUM="+chromium)
-	runNode(t, env, "browser.test.mjs", 5)
+	runNode(t, env, "browser.test.mjs", 7)
+}
+
+// TestFirefox runs firefox.test.mjs: Debian's Firefox ESR, headless, driven
+// by puppeteer-core over WebDriver BiDi, with a profile whose NSS database
+// trusts the run's CA, on the same pages as TestBrowser (pages.mjs).
+func TestFirefox(t *testing.T) {
+	firefox := os.Getenv("FIREFOX")
+	if firefox == "" {
+		firefox = "/usr/bin/firefox-esr"
+	}
+	need(t, exists(firefox), "no Firefox at "+firefox+" (apt-get install firefox-esr, or set FIREFOX)")
+	_, err := exec.LookPath("certutil")
+	need(t, err == nil, "certutil is not on PATH (apt-get install libnss3-tools)")
+	need(t, exists("node_modules/puppeteer-core/package.json"), "puppeteer-core is missing: run `npm ci` in internal/e2e")
+	env, dir := setup(t)
+	profile := filepath.Join(dir, "firefox-profile")
+	if err := os.MkdirAll(profile, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	db := "sql:" + profile
+	for _, args := range [][]string{
+		{"-N", "-d", db, "--empty-password"},
+		{"-A", "-d", db, "-n", "wssproxy e2e test CA", "-t", "C,,", "-i", filepath.Join(dir, "ca.pem")},
+	} {
+		if out, err := exec.Command("certutil", args...).CombinedOutput(); err != nil {
+			t.Fatalf("certutil %v: %v\n%s", args, err, out)
+		}
+	}
+	env = append(env, "HOME="+filepath.Join(dir, "home"), "FIREFOX="+firefox, "FIREFOX_PROFILE="+profile)
+	runNode(t, env, "firefox.test.mjs", 7)
 }

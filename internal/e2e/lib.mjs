@@ -37,6 +37,7 @@ export function within(ms, what, promise) {
 //   /echo  echoes every message with its type; a few text commands make the
 //          server act first:
 //            "close <code> <reason>"  closes with that code and reason
+//            "drop"                   drops TCP without a close frame
 //            "ping <payload>"         pings with that payload, then reports
 //                                     the pong's payload as "pong <payload>"
 //
@@ -80,6 +81,8 @@ export async function startBackend() {
       let m;
       if ((m = /^close (\d+) (.*)$/s.exec(text))) {
         ws.close(Number(m[1]), m[2]);
+      } else if (text === 'drop') {
+        ws.terminate(); // TCP gone, no close frame
       } else if ((m = /^ping (.*)$/s.exec(text))) {
         ws.once('pong', (payload) => ws.send('pong ' + payload.toString()));
         ws.ping(m[1]);
@@ -106,18 +109,22 @@ export async function startBackend() {
 // startProxy runs wssproxy with a config made of the run's certificate,
 // loopback listeners and the given [[route]] tables, waits until it listens,
 // and returns its address. stop() sends SIGTERM to that PID only and fails if
-// the process reported a data race or exited badly.
-export async function startProxy(routes) {
+// the process reported a data race or exited badly. Options:
+//
+//   global  more top-level keys, e.g. { http2_websockets: false }
+//   admin   serve the admin endpoints on 127.0.0.1:0; metrics() reads them
+export async function startProxy(routes, { global = {}, admin = false } = {}) {
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'wssproxy-e2e-'));
   const lines = [
     'listen = "127.0.0.1:0"',
     'log_level = "debug"',
     'shutdown_timeout = "5s"',
+    ...Object.entries(global).map(([k, v]) => `${k} = ${JSON.stringify(v)}`),
     '[tls]',
     `cert = ${JSON.stringify(path.join(dir, 'cert.pem'))}`,
     `key = ${JSON.stringify(path.join(dir, 'key.pem'))}`,
     '[admin]',
-    'listen = ""',
+    `listen = ${admin ? '"127.0.0.1:0"' : '""'}`,
   ];
   for (const r of routes) {
     lines.push('[[route]]');
@@ -137,9 +144,28 @@ export async function startProxy(routes) {
     });
     exited.then(([code]) => reject(new Error(`wssproxy exited (${code}) before listening:\n${log}`)));
   }));
+  const adminAddr = admin && await within(20000, 'the admin listener', new Promise((resolve) => {
+    const look = () => {
+      const m = /msg="admin listening" addr=(\S+)/.exec(log);
+      if (m) resolve(m[1]); else setTimeout(look, 10);
+    };
+    look();
+  }));
   return {
     addr,
     log: () => log,
+    // tunnels: the "tunnel closed" access lines so far, as objects.
+    tunnels: () => log.split('\n').filter((l) => l.includes('msg="tunnel closed"')).map(parseLine),
+    // metrics: the admin endpoint's samples, name{labels} -> value.
+    async metrics() {
+      const text = await (await fetch(`http://${adminAddr}/metrics`)).text();
+      const out = {};
+      for (const l of text.split('\n')) {
+        const m = /^(.+) (\S+)$/.exec(l);
+        if (m && !l.startsWith('#')) out[m[1]] = Number(m[2]);
+      }
+      return out;
+    },
     async stop() {
       if (child.exitCode === null) child.kill('SIGTERM');
       const [code, signal] = await within(40000, 'wssproxy to stop', exited);
@@ -148,4 +174,14 @@ export async function startProxy(routes) {
       if (code !== 0) throw new Error(`wssproxy exited with ${code ?? signal} after SIGTERM (want 0):\n${log}`);
     },
   };
+}
+
+// parseLine reads a text-format log line (key=value, values quoted when
+// they hold spaces) into an object.
+export function parseLine(line) {
+  const out = {};
+  for (const m of line.matchAll(/(\w+)=("(?:[^"\\]|\\.)*"|\S*)/g)) {
+    out[m[1]] = m[2].startsWith('"') ? JSON.parse(m[2]) : m[2];
+  }
+  return out;
 }

@@ -302,7 +302,7 @@ func (t *translation) ngxServer(n *node, parent scope) *server {
 				case p == "ssl":
 					l.ssl = true
 				case p == "http2":
-					t.noteOnce(d, "%s: http2: built in: pages are offered HTTP/2; WebSockets use HTTP/1.1", d.text())
+					t.noteOnce(d, "%s: http2: built in: pages are offered HTTP/2, and WebSockets ride on it too (RFC 8441; http2_websockets)", d.text())
 				case p == "proxy_protocol":
 					l.pp = true
 				case p == "default_server" || p == "default":

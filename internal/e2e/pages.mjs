@@ -1,0 +1,179 @@
+// The browser suites' tests, shared by Chromium (browser.test.mjs) and
+// Firefox (firefox.test.mjs): the seeds' page and WebSockets from pages
+// served over HTTP/2, which the browser opens as streams of the page's own
+// connection (RFC 8441). The proxy's access lines (proto=HTTP/2.0,
+// status=200) and metrics (one client connection for 50 sockets) show the
+// protocol; a second proxy with http2_websockets = false shows the
+// fallback to HTTP/1.1.
+//
+// env is filled in by the suite's before hook: page(from) opens a fresh
+// page (with its own connections) at from + '/' and returns { p, ctx,
+// errors }; proxy (with admin) and proxyOff from startProxy; origin and
+// originOff their https origins; backend from startBackend.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { within } from './lib.mjs';
+
+export function pageTests(env) {
+  const page = (from) => env.page(from ?? env.origin);
+
+  // tunnelLines waits until the proxy has logged n tunnel ends for path and
+  // returns them.
+  async function tunnelLines(px, path, n = 1) {
+    return within(15000, `${n} access lines for ${path}`, new Promise((resolve) => {
+      const look = () => {
+        const lines = px.tunnels().filter((l) => l.path === path);
+        if (lines.length >= n) resolve(lines); else setTimeout(look, 20);
+      };
+      look();
+    }));
+  }
+
+  // overH2 asserts that every tunnel for path went over HTTP/2: a stream of
+  // the page's connection, answered 200.
+  async function overH2(path, n = 1) {
+    for (const l of await tunnelLines(env.proxy, path, n)) {
+      assert.equal(l.proto, 'HTTP/2.0', `tunnel for ${path}: ${JSON.stringify(l)}`);
+      assert.equal(l.status, '200');
+    }
+  }
+
+  test("the seeds' page: loaded over HTTP/2, its WebSocket a stream of the same connection, sends tom and shows the reply", async () => {
+    const { p, ctx, errors } = await page();
+    await within(15000, 'the reply on the page', p.waitForFunction(() => document.getElementById('result').textContent === 'reply: ok'));
+    const log = await p.evaluate(() => document.getElementById('log').textContent);
+    assert.match(log, /connected\nsent: tom\nreceived: ok\nclosed: 1000 done/);
+    assert.deepEqual(errors, []);
+    await overH2('/wss');
+    await ctx.close();
+  });
+
+  test('a 1 MiB binary message, echoed byte for byte', async () => {
+    const { p, ctx } = await page();
+    const result = await within(30000, 'the echo', p.evaluate(async () => {
+      const data = new Uint8Array(1 << 20);
+      for (let i = 0; i < data.length; i += 65536) crypto.getRandomValues(data.subarray(i, i + 65536));
+      const ws = new WebSocket(`wss://${location.host}/echo/big`);
+      ws.binaryType = 'arraybuffer';
+      await new Promise((ok, fail) => { ws.onopen = ok; ws.onerror = fail; });
+      ws.send(data);
+      const got = new Uint8Array(await new Promise((ok) => { ws.onmessage = (e) => ok(e.data); }));
+      ws.close();
+      return { length: got.length, same: got.length === data.length && got.every((b, i) => b === data[i]) };
+    }));
+    assert.deepEqual(result, { length: 1 << 20, same: true });
+    await overH2('/echo/big');
+    await ctx.close();
+  });
+
+  test('50 sockets at once on one connection, 20 messages each, no crossed replies', async () => {
+    const { p, ctx } = await page();
+    await within(30000, 'the 50 sockets to open', p.evaluate(async () => {
+      window.sockets = await Promise.all(Array.from({ length: 50 }, async (_, n) => {
+        const ws = new WebSocket(`wss://${location.host}/echo/many`);
+        await new Promise((ok, fail) => { ws.onopen = ok; ws.onerror = () => fail(new Error(`socket ${n} failed`)); });
+        return ws;
+      }));
+    }));
+    // All 50 are open now: over HTTP/1.1 that would be 50 more client
+    // connections; over HTTP/2 they share the page's. (A browser may still
+    // hold a connection or two of the earlier tests' closed contexts.)
+    const m = await env.proxy.metrics();
+    const open = Object.entries(m).filter(([k]) => k.startsWith('wssproxy_tunnels_open')).reduce((sum, [, v]) => sum + v, 0);
+    assert.equal(open, 50, 'tunnels open');
+    assert.ok(m.wssproxy_client_connections <= 5, `client connections with 50 sockets open: ${m.wssproxy_client_connections}, want the page's one (and a few idle)`);
+    const result = await within(60000, 'the 50 sockets', p.evaluate(async () => {
+      const one = async (ws, n) => {
+        const got = [];
+        const done = new Promise((ok) => {
+          ws.onmessage = (e) => { got.push(e.data); if (got.length === 20) ok(); };
+        });
+        const sent = [];
+        for (let i = 0; i < 20; i++) {
+          const msg = `socket ${n} message ${i} ${Math.random()}`;
+          sent.push(msg);
+          ws.send(msg);
+        }
+        await done;
+        ws.close();
+        return got.every((m, i) => m === sent[i]);
+      };
+      const all = await Promise.all(window.sockets.map(one));
+      return { sockets: all.length, clean: all.filter(Boolean).length };
+    }));
+    assert.deepEqual(result, { sockets: 50, clean: 50 });
+    await overH2('/echo/many', 50);
+    await ctx.close();
+  });
+
+  test('a backend that drops TCP: the page gets 1014', async () => {
+    const { p, ctx } = await page();
+    const result = await within(15000, 'the close', p.evaluate(async () => {
+      const ws = new WebSocket(`wss://${location.host}/echo/drop`);
+      await new Promise((ok, fail) => { ws.onopen = ok; ws.onerror = fail; });
+      ws.send('drop');
+      const e = await new Promise((ok) => { ws.onclose = ok; });
+      return { code: e.code, reason: e.reason };
+    }));
+    assert.deepEqual(result, { code: 1014, reason: 'backend went away' });
+    await overH2('/echo/drop');
+    await ctx.close();
+  });
+
+  test("the backend's close code and reason reach the page", async () => {
+    const { p, ctx } = await page();
+    const result = await within(15000, 'the close', p.evaluate(async () => {
+      const ws = new WebSocket(`wss://${location.host}/echo/server-close`);
+      await new Promise((ok, fail) => { ws.onopen = ok; ws.onerror = fail; });
+      ws.send('close 4001 server says bye');
+      const e = await new Promise((ok) => { ws.onclose = ok; });
+      return { code: e.code, reason: e.reason, wasClean: e.wasClean };
+    }));
+    assert.deepEqual(result, { code: 4001, reason: 'server says bye', wasClean: true });
+    const [line] = await tunnelLines(env.proxy, '/echo/server-close');
+    assert.equal(line.close_code, '4001');
+    assert.equal(line.closed_by, 'backend');
+    await overH2('/echo/server-close');
+    await ctx.close();
+  });
+
+  test("the page's close code and reason reach the backend", async () => {
+    const { p, ctx } = await page();
+    const closed = env.backend.closed('page-close');
+    const code = await within(15000, 'the close', p.evaluate(async () => {
+      const ws = new WebSocket(`wss://${location.host}/echo/page-close?id=page-close`);
+      await new Promise((ok, fail) => { ws.onopen = ok; ws.onerror = fail; });
+      ws.close(4002, 'page says bye');
+      const e = await new Promise((ok) => { ws.onclose = ok; });
+      return e.code;
+    }));
+    assert.equal(code, 4002);
+    const seen = await within(10000, 'the backend to see the close', closed);
+    assert.equal(seen.code, 4002);
+    assert.equal(seen.reason, 'page says bye');
+    assert.equal(seen.headers['x-real-ip'], '127.0.0.1');
+    assert.equal(seen.headers.origin, env.origin, "the page's Origin reaches the backend");
+    const [line] = await tunnelLines(env.proxy, '/echo/page-close');
+    assert.equal(line.close_code, '4002');
+    assert.equal(line.closed_by, 'client');
+    await overH2('/echo/page-close');
+    await ctx.close();
+  });
+
+  test('http2_websockets = false: the page over HTTP/2, its WebSocket over HTTP/1.1', async () => {
+    const { p, ctx } = await page(env.originOff);
+    const got = await within(15000, 'the echo', p.evaluate(async () => {
+      const ws = new WebSocket(`wss://${location.host}/echo/off`);
+      await new Promise((ok, fail) => { ws.onopen = ok; ws.onerror = fail; });
+      ws.send('tom');
+      const msg = await new Promise((ok) => { ws.onmessage = (e) => ok(e.data); });
+      ws.close();
+      return msg;
+    }));
+    assert.equal(got, 'tom');
+    const [line] = await tunnelLines(env.proxyOff, '/echo/off');
+    assert.equal(line.proto, 'HTTP/1.1');
+    assert.equal(line.status, '101');
+    await ctx.close();
+  });
+}
