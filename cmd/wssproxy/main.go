@@ -193,7 +193,8 @@ func commandNames() string {
 func usage(w io.Writer, fs *flag.FlagSet) {
 	fmt.Fprintf(w, "Usage: wssproxy [flags]                  serve: -config FILE, or the embedded default\n")
 	fmt.Fprintf(w, "       wssproxy -t [flags]               check what the same flags and environment would serve\n")
-	fmt.Fprintf(w, "       wssproxy -s reload|stop [flags]   signal the running wssproxy (through pid_file)\n")
+	fmt.Fprintf(w, "       wssproxy -s SIGNAL [flags]        signal the running wssproxy (through pid_file):\n")
+	fmt.Fprintf(w, "                                         reload, stop, or upgrade (the binary at its path takes over)\n")
 	for _, c := range commands() {
 		fmt.Fprintf(w, "       wssproxy %s %s\n", c.name, c.usage)
 	}
