@@ -19,6 +19,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/wssproxy/wssproxy/internal/testutil"
+	"github.com/wssproxy/wssproxy/internal/wsframe"
 )
 
 // The conformance suite: the essence of Autobahn, run here. Each case's
@@ -48,31 +49,12 @@ var confMask = [4]byte{0x37, 0xfa, 0x21, 0x3d}
 // frame builds one client frame: fin, rsv bits, opcode, payload, masked
 // unless unmasked.
 func frame(fin bool, rsv, op byte, payload []byte, unmasked bool) []byte {
-	b0 := rsv<<4 | op
-	if fin {
-		b0 |= 0x80
-	}
-	out := []byte{b0}
-	mb := byte(0x80)
-	if unmasked {
-		mb = 0
-	}
-	switch n := len(payload); {
-	case n <= 125:
-		out = append(out, mb|byte(n))
-	case n <= 0xffff:
-		out = append(out, mb|126)
-		out = binary.BigEndian.AppendUint16(out, uint16(n))
-	default:
-		out = append(out, mb|127)
-		out = binary.BigEndian.AppendUint64(out, uint64(n))
-	}
-	if unmasked {
-		return append(out, payload...)
-	}
-	out = append(out, confMask[:]...)
-	for i, c := range payload {
-		out = append(out, c^confMask[i%4])
+	h := wsframe.Header{Fin: fin, RSV: rsv, Opcode: op, Masked: !unmasked, Mask: confMask, Length: uint64(len(payload))}
+	out := wsframe.AppendHeader(nil, h)
+	n := len(out)
+	out = append(out, payload...)
+	if !unmasked {
+		wsframe.MaskCopy(out[n:], payload, confMask)
 	}
 	return out
 }
@@ -358,38 +340,20 @@ func validClose(b0 byte, p []byte) bool {
 // readClientFrame reads one masked frame: its first byte and its payload,
 // unmasked.
 func readClientFrame(br *bufio.Reader) (byte, []byte, error) {
-	var h [14]byte
-	if _, err := io.ReadFull(br, h[:2]); err != nil {
+	var scratch [wsframe.MaxHeaderLen]byte
+	h, err := wsframe.ReadHeader(br, scratch[:])
+	if err != nil {
 		return 0, nil, err
 	}
-	n := uint64(h[1] & 0x7f)
-	switch n {
-	case 126:
-		if _, err := io.ReadFull(br, h[2:4]); err != nil {
-			return 0, nil, err
-		}
-		n = uint64(binary.BigEndian.Uint16(h[2:4]))
-	case 127:
-		if _, err := io.ReadFull(br, h[2:10]); err != nil {
-			return 0, nil, err
-		}
-		n = binary.BigEndian.Uint64(h[2:10])
+	if !h.Masked || h.Length > 1<<20 {
+		return 0, nil, fmt.Errorf("unmasked or huge frame (%d bytes)", h.Length)
 	}
-	if h[1]&0x80 == 0 || n > 1<<20 {
-		return 0, nil, fmt.Errorf("unmasked or huge frame (%d bytes)", n)
-	}
-	var mask [4]byte
-	if _, err := io.ReadFull(br, mask[:]); err != nil {
-		return 0, nil, err
-	}
-	p := make([]byte, n)
+	p := make([]byte, h.Length)
 	if _, err := io.ReadFull(br, p); err != nil {
 		return 0, nil, err
 	}
-	for i := range p {
-		p[i] ^= mask[i%4]
-	}
-	return h[0], p, nil
+	wsframe.MaskCopy(p, p, h.Mask)
+	return scratch[0], p, nil
 }
 
 // TestCloseAnsweredByDrop guards the close handshake's edges against a

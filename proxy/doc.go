@@ -81,7 +81,7 @@
 //     Two pumps, copyFromBackend (on the tunnel's goroutine) and
 //     copyToBackend (on a second one), each a read loop (reader.go, which
 //     holds a pooled 16 KiB buffer only while data moves) feeding a frame
-//     scanner (frame.go) that reads
+//     scanner (internal/wsframe, the module's one frame codec) that reads
 //     frame headers only: payloads are never unmasked or buffered, and the
 //     bytes out are the bytes in. Bytes the server read ahead of the hijack
 //     and bytes that came with the backend's 101 go through first. Control

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/tls"
-	"encoding/binary"
 	"fmt"
 	"io"
 	"os"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/wssproxy/wssproxy/internal/echo"
 	"github.com/wssproxy/wssproxy/internal/testutil"
+	"github.com/wssproxy/wssproxy/internal/wsframe"
 )
 
 // BenchmarkH2 compares WebSockets over HTTP/2 with HTTP/1.1, interleaved
@@ -356,21 +356,9 @@ func (c *benchH2) waitEnd(b *testing.B, id uint32) {
 // frameLen is the length of the unmasked frame at the start of p, once
 // its header is there.
 func frameLen(p []byte) (int, bool) {
-	if len(p) < 2 {
+	h, size := wsframe.ParseHeader(p)
+	if size == 0 {
 		return 0, false
 	}
-	switch n := int(p[1] & 0x7f); n {
-	case 126:
-		if len(p) < 4 {
-			return 0, false
-		}
-		return 4 + int(binary.BigEndian.Uint16(p[2:])), true
-	case 127:
-		if len(p) < 10 {
-			return 0, false
-		}
-		return 10 + int(binary.BigEndian.Uint64(p[2:])), true
-	default:
-		return 2 + n, true
-	}
+	return size + int(h.Length), true
 }

@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"math/rand/v2"
 	"time"
+
+	"github.com/wssproxy/wssproxy/internal/wsframe"
 )
 
 // The proxy's timers for a tunnel: keepalive pings to either side,
@@ -100,7 +102,7 @@ func (s *side) ping() []byte {
 	payload := make([]byte, 0, len(s.pingToken)+4)
 	payload = append(payload, s.pingToken[:]...)
 	payload = binary.BigEndian.AppendUint32(payload, s.pings.Add(1))
-	return appendFrame(nil, opPing, payload, maskKey(s.mask))
+	return wsframe.AppendFrame(nil, wsframe.OpPing, payload, maskKey(s.mask))
 }
 
 // watchIdle ends the tunnel after d without a data frame either way

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/wssproxy/wssproxy/internal/wsframe"
 )
 
 // WebSocket close codes the proxy sends (RFC 6455 §7.4.1; 1014 is from the
@@ -216,7 +217,7 @@ func (t *tunnel) copyFromBackend(pending []byte) direction {
 //     closeGrace to answer.
 //   - the proxy had sent src a close frame: src is done.
 func (t *tunnel) pump(src, dst *side, pending []byte) direction {
-	var sc frameScanner
+	var sc wsframe.Scanner
 	h := &hooks{t: t, src: src, dst: dst}
 	var n int64
 	forward := func(b []byte) error {
@@ -238,7 +239,7 @@ func (t *tunnel) pump(src, dst *side, pending []byte) direction {
 		h.sawData = false
 		before := n
 		dst.mu.Lock()
-		err := sc.scan(p, h, func(b []byte) error {
+		err := sc.Scan(p, h, func(b []byte) error {
 			if dst.closeSent {
 				return nil // after a close frame nothing more may be sent
 			}
@@ -246,7 +247,7 @@ func (t *tunnel) pump(src, dst *side, pending []byte) direction {
 			h.closing = false
 			return forward(b)
 		})
-		dst.midFrame = !sc.atBoundary()
+		dst.midFrame = !sc.AtBoundary()
 		dst.mu.Unlock()
 		dst.flushPending()
 		if bytesMetric != nil {
@@ -283,7 +284,7 @@ func (t *tunnel) pump(src, dst *side, pending []byte) direction {
 			continue
 		}
 		switch {
-		case !sc.atBoundary() && !isClosed(rerr):
+		case !sc.AtBoundary() && !isClosed(rerr):
 			t.setReason(src.name + " vanished mid-frame")
 			t.close() // dst's stream cannot be ended cleanly
 		case src.proxyClosed.Load() || isClosed(rerr):
@@ -329,10 +330,10 @@ type hooks struct {
 	sawData    bool // a data frame began in this chunk
 	closing    bool // the frame about to be forwarded is src's close frame
 	closeReply bool // src answered the proxy's close frame
-	scratch    [maxControlPayload]byte
+	scratch    [wsframe.MaxControlPayload]byte
 }
 
-func (h *hooks) data(f frameHeader, msgLen uint64) bool {
+func (h *hooks) Data(f wsframe.Header, msgLen uint64) bool {
 	h.sawData = true
 	if limit := h.t.rt.maxMessageSize; limit > 0 && msgLen > uint64(limit) {
 		h.t.shut("message too big", closeTooBig, closeTooBig, "message too big")
@@ -341,17 +342,17 @@ func (h *hooks) data(f frameHeader, msgLen uint64) bool {
 	return true
 }
 
-func (h *hooks) control(f frameHeader, frame []byte) bool {
-	switch f.opcode {
-	case opPong:
-		p := controlPayload(h.scratch[:0], f, frame)
+func (h *hooks) Control(f wsframe.Header, frame []byte) bool {
+	switch f.Opcode {
+	case wsframe.OpPong:
+		p := wsframe.ControlPayload(h.scratch[:0], f, frame)
 		if len(p) >= len(h.src.pingToken) && bytes.Equal(p[:len(h.src.pingToken)], h.src.pingToken[:]) {
 			return false // the answer to the proxy's own ping
 		}
-	case opClose:
+	case wsframe.OpClose:
 		h.src.sawClose.Store(true)
 		code := closeNoStatus
-		if p := controlPayload(h.scratch[:0], f, frame); len(p) >= 2 {
+		if p := wsframe.ControlPayload(h.scratch[:0], f, frame); len(p) >= 2 {
 			code = int(binary.BigEndian.Uint16(p))
 		}
 		h.t.noteClose(code, h.src.name)
@@ -364,21 +365,21 @@ func (h *hooks) control(f frameHeader, frame []byte) bool {
 	return true
 }
 
-// oversized: a close frame over 125 bytes is invalid (RFC 6455 §5.5) and
+// Oversized: a close frame over 125 bytes is invalid (RFC 6455 §5.5) and
 // passed on for dst to refuse, but it is src's close all the same: src's
 // end of stream after it is no vanishing.
-func (h *hooks) oversized(f frameHeader) {
-	if f.opcode == opClose {
+func (h *hooks) Oversized(f wsframe.Header) {
+	if f.Opcode == wsframe.OpClose {
 		h.src.sawClose.Store(true)
 		h.t.noteClose(closeNoStatus, h.src.name)
 	}
 }
 
-// malformed: a length with the top bit set (RFC 6455 §5.2) leaves the
+// Malformed: a length with the top bit set (RFC 6455 §5.2) leaves the
 // stream impossible to follow. Both peers get 1002; src's connection is
 // closed once its close frame is out (§7.1.7), dst's close handshake runs
 // as usual.
-func (h *hooks) malformed(frameHeader) {
+func (h *hooks) Malformed(wsframe.Header) {
 	h.src.hangUp.Store(true)
 	h.t.setReason("protocol error")
 	h.t.shut("protocol error", closeProtocol, closeProtocol, "invalid frame length")
@@ -451,7 +452,7 @@ func (s *side) closeWrite() {
 func closeFrame(code int, reason string, mask bool) []byte {
 	payload := binary.BigEndian.AppendUint16(make([]byte, 0, 2+len(reason)), uint16(code))
 	payload = append(payload, reason...)
-	return appendFrame(nil, opClose, payload, maskKey(mask))
+	return wsframe.AppendFrame(nil, wsframe.OpClose, payload, maskKey(mask))
 }
 
 func maskKey(mask bool) *[4]byte {

@@ -5,13 +5,14 @@ import (
 	"crypto/sha1"
 	"crypto/tls"
 	"encoding/base64"
-	"encoding/binary"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/wssproxy/wssproxy/internal/wsframe"
 )
 
 // BenchmarkTunnel measures the proxy's cost per forwarded message: a
@@ -48,41 +49,21 @@ func BenchmarkTunnel(b *testing.B) {
 // readFrame reads one frame into buf without allocating, unmasking it if
 // masked, and returns its payload length; an error if it does not fit.
 func readFrame(br *bufio.Reader, buf []byte) (int, error) {
-	h := buf[len(buf)-14:] // scratch for the header: a local array would escape
-	buf = buf[:len(buf)-14]
-	if _, err := io.ReadFull(br, h[:2]); err != nil {
+	scratch := buf[len(buf)-wsframe.MaxHeaderLen:] // a local array would escape
+	buf = buf[:len(buf)-wsframe.MaxHeaderLen]
+	h, err := wsframe.ReadHeader(br, scratch)
+	if err != nil {
 		return 0, err
 	}
-	n := int(h[1] & 0x7F)
-	switch n {
-	case 126:
-		if _, err := io.ReadFull(br, h[2:4]); err != nil {
-			return 0, err
-		}
-		n = int(binary.BigEndian.Uint16(h[2:4]))
-	case 127:
-		if _, err := io.ReadFull(br, h[2:10]); err != nil {
-			return 0, err
-		}
-		n = int(binary.BigEndian.Uint64(h[2:10]))
+	if h.Length > uint64(len(buf)) {
+		return 0, fmt.Errorf("frame of %d bytes", h.Length)
 	}
-	var mask []byte
-	if h[1]&0x80 != 0 {
-		mask = h[10:14:14]
-		if _, err := io.ReadFull(br, mask); err != nil {
-			return 0, err
-		}
-	}
-	if n > len(buf) {
-		return 0, fmt.Errorf("frame of %d bytes", n)
-	}
+	n := int(h.Length)
 	if _, err := io.ReadFull(br, buf[:n]); err != nil {
 		return 0, err
 	}
-	if mask != nil {
-		for i := range n {
-			buf[i] ^= mask[i&3]
-		}
+	if h.Masked {
+		wsframe.MaskCopy(buf[:n], buf[:n], h.Mask)
 	}
 	return n, nil
 }
@@ -123,21 +104,9 @@ func rawEcho(conn net.Conn) {
 			return
 		}
 		// The unmasked header goes right before the payload: one write.
-		i := 10
-		switch {
-		case n < 126:
-			i -= 2
-			out[i+1] = byte(n)
-		case n <= 0xFFFF:
-			i -= 4
-			out[i+1] = 126
-			binary.BigEndian.PutUint16(out[i+2:], uint16(n))
-		default:
-			i -= 10
-			out[i+1] = 127
-			binary.BigEndian.PutUint64(out[i+2:], uint64(n))
-		}
-		out[i] = 0x82
+		h := wsframe.Header{Fin: true, Opcode: wsframe.OpBinary, Length: uint64(n)}
+		i := 10 - wsframe.HeaderSize(h)
+		wsframe.AppendHeader(out[i:i], h)
 		if _, err := conn.Write(out[i : 10+n]); err != nil {
 			return
 		}

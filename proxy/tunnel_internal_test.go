@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/wssproxy/wssproxy/internal/wsframe"
 )
 
 // tcpPair is a real loopback TCP connection: the proxy's end and the
@@ -73,13 +75,13 @@ func TestPingIntoFullSocket(t *testing.T) {
 	if _, err := io.ReadFull(br, hdr); err != nil {
 		t.Fatalf("backend got no close frame: %v", err)
 	}
-	h, size := parseHeader(hdr)
-	frame := append(hdr, make([]byte, h.length)...)
+	h, size := wsframe.ParseHeader(hdr)
+	frame := append(hdr, make([]byte, h.Length)...)
 	if _, err := io.ReadFull(br, frame[size:]); err != nil {
 		t.Fatal(err)
 	}
-	if p := controlPayload(nil, h, frame); h.opcode != opClose || len(p) < 2 || p[0] != 0x03 || p[1] != 0xe9 {
-		t.Fatalf("backend got opcode %d payload %q, want close 1001", h.opcode, p)
+	if p := wsframe.ControlPayload(nil, h, frame); h.Opcode != wsframe.OpClose || len(p) < 2 || p[0] != 0x03 || p[1] != 0xe9 {
+		t.Fatalf("backend got opcode %d payload %q, want close 1001", h.Opcode, p)
 	}
 	backendPeer.Close()
 	select {

@@ -17,6 +17,8 @@ import (
 	"net/url"
 	"sync"
 	"time"
+
+	"github.com/wssproxy/wssproxy/internal/wsframe"
 )
 
 // A lean RFC 6455 client: the load generator must cost little CPU per
@@ -24,15 +26,6 @@ import (
 // allocate nothing per message. It writes each frame with one Write, masks
 // with a fresh key per frame (§5.3), answers pings, and reassembles
 // fragmented messages.
-
-const (
-	opContinuation = 0x0
-	opText         = 0x1
-	opBinary       = 0x2
-	opClose        = 0x8
-	opPing         = 0x9
-	opPong         = 0xA
-)
 
 // errClosed is returned by readMessage when the server sent a close frame.
 type errClosed struct{ code int }
@@ -48,7 +41,7 @@ type conn struct {
 	rng  *mrand.ChaCha8
 	wbuf []byte // one frame: header, then masked payload
 	rbuf []byte // the message being read
-	hdr  [14]byte
+	hdr  [wsframe.MaxHeaderLen]byte
 }
 
 // dialer holds what every connection of a run shares.
@@ -126,48 +119,18 @@ func (c *conn) upgrade(u *url.URL) error {
 func (c *conn) writeFrame(op byte, payload []byte) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	n := len(payload)
-	need := 14 + n
+	need := wsframe.MaxHeaderLen + len(payload)
 	if cap(c.wbuf) < need {
 		c.wbuf = make([]byte, need)
 	}
-	b := c.wbuf[:cap(c.wbuf)]
-	b[0] = 0x80 | op
-	i := 2
-	switch {
-	case n < 126:
-		b[1] = 0x80 | byte(n)
-	case n <= 0xFFFF:
-		b[1] = 0x80 | 126
-		binary.BigEndian.PutUint16(b[2:], uint16(n))
-		i = 4
-	default:
-		b[1] = 0x80 | 127
-		binary.BigEndian.PutUint64(b[2:], uint64(n))
-		i = 10
-	}
-	key := c.rng.Uint64()
-	binary.LittleEndian.PutUint32(b[i:], uint32(key))
-	mask := b[i : i+4]
-	i += 4
-	out := b[i : i+n]
-	maskCopy(out, payload, mask)
-	_, err := c.nc.Write(b[:i+n])
+	h := wsframe.Header{Fin: true, Opcode: op, Masked: true, Length: uint64(len(payload))}
+	binary.LittleEndian.PutUint32(h.Mask[:], uint32(c.rng.Uint64()))
+	b := wsframe.AppendHeader(c.wbuf[:0], h)
+	i := len(b)
+	b = b[:i+len(payload)]
+	wsframe.MaskCopy(b[i:], payload, h.Mask)
+	_, err := c.nc.Write(b)
 	return err
-}
-
-// maskCopy writes src XOR the repeating 4-byte mask into dst, eight bytes
-// at a time.
-func maskCopy(dst, src, mask []byte) {
-	m4 := binary.LittleEndian.Uint32(mask)
-	m8 := uint64(m4) | uint64(m4)<<32
-	i := 0
-	for ; i+8 <= len(src); i += 8 {
-		binary.LittleEndian.PutUint64(dst[i:], binary.LittleEndian.Uint64(src[i:])^m8)
-	}
-	for ; i < len(src); i++ {
-		dst[i] = src[i] ^ mask[i&3]
-	}
 }
 
 // readMessage returns the next data message. The payload is valid until the
@@ -180,23 +143,15 @@ func (c *conn) readMessage() (op byte, payload []byte, err error) {
 		if _, err := io.ReadFull(c.br, c.hdr[:2]); err != nil {
 			return 0, nil, err
 		}
-		fin, fop := c.hdr[0]&0x80 != 0, c.hdr[0]&0x0F
 		if c.hdr[1]&0x80 != 0 {
 			return 0, nil, errors.New("server sent a masked frame")
 		}
-		n := uint64(c.hdr[1] & 0x7F)
-		switch n {
-		case 126:
-			if _, err := io.ReadFull(c.br, c.hdr[2:4]); err != nil {
-				return 0, nil, err
-			}
-			n = uint64(binary.BigEndian.Uint16(c.hdr[2:4]))
-		case 127:
-			if _, err := io.ReadFull(c.br, c.hdr[2:10]); err != nil {
-				return 0, nil, err
-			}
-			n = binary.BigEndian.Uint64(c.hdr[2:10])
+		hl := wsframe.HeaderLen(c.hdr[:2])
+		if _, err := io.ReadFull(c.br, c.hdr[2:hl]); err != nil {
+			return 0, nil, err
 		}
+		h, _ := wsframe.ParseHeader(c.hdr[:hl])
+		fin, fop, n := h.Fin, h.Opcode, h.Length
 		if n > 1<<30 {
 			return 0, nil, fmt.Errorf("frame of %d bytes", n)
 		}
@@ -211,24 +166,24 @@ func (c *conn) readMessage() (op byte, payload []byte, err error) {
 			return 0, nil, err
 		}
 		switch fop {
-		case opPing, opPong, opClose:
+		case wsframe.OpPing, wsframe.OpPong, wsframe.OpClose:
 			ctl := c.rbuf[start:]
 			c.rbuf = c.rbuf[:start]
 			switch fop {
-			case opPing:
-				if err := c.writeFrame(opPong, ctl); err != nil {
+			case wsframe.OpPing:
+				if err := c.writeFrame(wsframe.OpPong, ctl); err != nil {
 					return 0, nil, err
 				}
-			case opClose:
+			case wsframe.OpClose:
 				code := 1005
 				if len(ctl) >= 2 {
 					code = int(binary.BigEndian.Uint16(ctl))
 				}
-				c.writeFrame(opClose, ctl[:min(len(ctl), 2)])
+				c.writeFrame(wsframe.OpClose, ctl[:min(len(ctl), 2)])
 				return 0, nil, errClosed{code}
 			}
 			continue
-		case opContinuation:
+		case wsframe.OpContinuation:
 		default:
 			op = fop
 		}
@@ -242,7 +197,7 @@ func (c *conn) readMessage() (op byte, payload []byte, err error) {
 // closes the connection.
 func (c *conn) close() {
 	c.nc.SetDeadline(time.Now().Add(2 * time.Second))
-	if c.writeFrame(opClose, []byte{0x03, 0xE8}) == nil {
+	if c.writeFrame(wsframe.OpClose, []byte{0x03, 0xE8}) == nil {
 		for {
 			if _, _, err := c.readMessage(); err != nil {
 				break

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/wssproxy/wssproxy/internal/wsframe"
 )
 
 // window is the measured part of a run: messages before from (the warm-up)
@@ -149,7 +151,7 @@ func runRTT(ctx context.Context, o *options) (*result, error) {
 				if !t0.Before(w.to) {
 					break
 				}
-				if err := c.writeFrame(opBinary, msg); err != nil {
+				if err := c.writeFrame(wsframe.OpBinary, msg); err != nil {
 					failed.add(err)
 					break
 				}
@@ -233,7 +235,7 @@ func runThroughput(ctx context.Context, o *options) (*result, error) {
 					c.nc.SetReadDeadline(until)
 					return
 				}
-				if err := c.writeFrame(opBinary, msg); err != nil {
+				if err := c.writeFrame(wsframe.OpBinary, msg); err != nil {
 					failed.add(err)
 					return
 				}
@@ -337,7 +339,7 @@ func handshakeOnce(ctx context.Context, o *options, n int, msg []byte) error {
 	}
 	defer c.close()
 	c.nc.SetDeadline(time.Now().Add(30 * time.Second))
-	if err := c.writeFrame(opText, msg); err != nil {
+	if err := c.writeFrame(wsframe.OpText, msg); err != nil {
 		return err
 	}
 	_, got, err := c.readMessage()
@@ -387,7 +389,7 @@ func runIdle(ctx context.Context, o *options) (*result, error) {
 	deadline := time.Now().Add(30 * time.Second)
 	for _, c := range conns {
 		c.nc.SetDeadline(deadline)
-		c.writeFrame(opText, msg) // a failure shows as the reader's error
+		c.writeFrame(wsframe.OpText, msg) // a failure shows as the reader's error
 	}
 	for i := range conns {
 		if err := <-echoes[i]; err != nil {

@@ -1,4 +1,4 @@
-package proxy
+package wsframe
 
 import (
 	"bytes"
@@ -10,33 +10,33 @@ import (
 // recordHooks forwards everything and records what it saw.
 type recordHooks struct{ events []string }
 
-func (r *recordHooks) data(h frameHeader, msgLen uint64) bool {
-	r.events = append(r.events, fmt.Sprintf("data op=%d fin=%v len=%d msg=%d", h.opcode, h.fin, h.length, msgLen))
+func (r *recordHooks) Data(h Header, msgLen uint64) bool {
+	r.events = append(r.events, fmt.Sprintf("data op=%d fin=%v len=%d msg=%d", h.Opcode, h.Fin, h.Length, msgLen))
 	return true
 }
 
-func (r *recordHooks) control(h frameHeader, frame []byte) bool {
-	r.events = append(r.events, fmt.Sprintf("control op=%d len=%d %x", h.opcode, h.length, controlPayload(nil, h, frame)))
+func (r *recordHooks) Control(h Header, frame []byte) bool {
+	r.events = append(r.events, fmt.Sprintf("control op=%d len=%d %x", h.Opcode, h.Length, ControlPayload(nil, h, frame)))
 	return true
 }
 
-func (r *recordHooks) oversized(h frameHeader) {
-	r.events = append(r.events, fmt.Sprintf("oversized op=%d len=%d", h.opcode, h.length))
+func (r *recordHooks) Oversized(h Header) {
+	r.events = append(r.events, fmt.Sprintf("oversized op=%d len=%d", h.Opcode, h.Length))
 }
 
-func (r *recordHooks) malformed(h frameHeader) {
-	r.events = append(r.events, fmt.Sprintf("malformed op=%d", h.opcode))
+func (r *recordHooks) Malformed(h Header) {
+	r.events = append(r.events, fmt.Sprintf("malformed op=%d", h.Opcode))
 }
 
 // scanChunks scans stream cut at cuts and returns the forwarded bytes and
 // the events.
 func scanChunks(t *testing.T, stream []byte, cuts []int) ([]byte, []string) {
-	var s frameScanner
+	var s Scanner
 	hooks := &recordHooks{}
 	var out bytes.Buffer
 	prev := 0
 	for _, c := range append(cuts, len(stream)) {
-		if err := s.scan(stream[prev:c], hooks, func(b []byte) error { out.Write(b); return nil }); err != nil {
+		if err := s.Scan(stream[prev:c], hooks, func(b []byte) error { out.Write(b); return nil }); err != nil {
 			t.Fatal(err)
 		}
 		prev = c
@@ -67,21 +67,21 @@ func randomFrames(r *rand.Rand, masked bool) (stream []byte, frames int) {
 			mask = &[4]byte{byte(r.Uint32()), byte(r.Uint32()), byte(r.Uint32()), byte(r.Uint32())}
 		}
 		if r.IntN(3) == 0 {
-			op := []byte{opPing, opPong, opClose}[r.IntN(3)]
-			stream = appendFrame(stream, op, bytes.Repeat([]byte{byte(r.Uint32())}, r.IntN(126)), mask)
+			op := []byte{OpPing, OpPong, OpClose}[r.IntN(3)]
+			stream = AppendFrame(stream, op, bytes.Repeat([]byte{byte(r.Uint32())}, r.IntN(126)), mask)
 			frames++
 			continue
 		}
-		op := []byte{opText, opBinary}[r.IntN(2)]
+		op := []byte{OpText, OpBinary}[r.IntN(2)]
 		parts := 1 + r.IntN(4)
 		for i := range parts {
 			payload := make([]byte, sizes[r.IntN(len(sizes))])
 			for j := range payload {
 				payload[j] = byte(j)
 			}
-			f := appendFrame(nil, op, payload, mask)
+			f := AppendFrame(nil, op, payload, mask)
 			if i > 0 {
-				f[0] = f[0]&0xf0 | opContinuation
+				f[0] = f[0]&0xf0 | OpContinuation
 			}
 			if i < parts-1 {
 				f[0] &^= 0x80 // not FIN
@@ -89,7 +89,7 @@ func randomFrames(r *rand.Rand, masked bool) (stream []byte, frames int) {
 			stream = append(stream, f...)
 			frames++
 			if i < parts-1 && r.IntN(2) == 0 { // a ping between fragments
-				stream = appendFrame(stream, opPing, []byte("between"), mask)
+				stream = AppendFrame(stream, OpPing, []byte("between"), mask)
 				frames++
 			}
 		}
@@ -125,19 +125,19 @@ func TestScannerPassesThrough(t *testing.T) {
 // else, is removed from the stream, wherever the chunks are cut.
 func TestScannerConsumes(t *testing.T) {
 	mask := &[4]byte{1, 2, 3, 4}
-	before := appendFrame(nil, opText, []byte("hello"), mask)
-	pong := appendFrame(nil, opPong, []byte("wssproxy-1"), mask)
-	after := appendFrame(nil, opBinary, bytes.Repeat([]byte("x"), 300), mask)
+	before := AppendFrame(nil, OpText, []byte("hello"), mask)
+	pong := AppendFrame(nil, OpPong, []byte("wssproxy-1"), mask)
+	after := AppendFrame(nil, OpBinary, bytes.Repeat([]byte("x"), 300), mask)
 	stream := append(append(append([]byte(nil), before...), pong...), after...)
 	want := append(append([]byte(nil), before...), after...)
 	for cut := 0; cut <= len(stream); cut++ {
-		var s frameScanner
+		var s Scanner
 		hooks := consumePong{}
 		var out bytes.Buffer
 		fwd := func(b []byte) error { out.Write(b); return nil }
-		s.scan(stream[:cut], hooks, fwd)
-		s.scan(stream[cut:], hooks, fwd)
-		if !bytes.Equal(out.Bytes(), want) || !s.atBoundary() {
+		s.Scan(stream[:cut], hooks, fwd)
+		s.Scan(stream[cut:], hooks, fwd)
+		if !bytes.Equal(out.Bytes(), want) || !s.AtBoundary() {
 			t.Fatalf("cut %d: got %d bytes, want %d", cut, out.Len(), len(want))
 		}
 	}
@@ -145,11 +145,11 @@ func TestScannerConsumes(t *testing.T) {
 
 type consumePong struct{}
 
-func (consumePong) data(frameHeader, uint64) bool { return true }
-func (consumePong) oversized(frameHeader)         {}
-func (consumePong) malformed(frameHeader)         {}
-func (consumePong) control(h frameHeader, frame []byte) bool {
-	return !(h.opcode == opPong && string(controlPayload(nil, h, frame)) == "wssproxy-1")
+func (consumePong) Data(Header, uint64) bool { return true }
+func (consumePong) Oversized(Header)         {}
+func (consumePong) Malformed(Header)         {}
+func (consumePong) Control(h Header, frame []byte) bool {
+	return !(h.Opcode == OpPong && string(ControlPayload(nil, h, frame)) == "wssproxy-1")
 }
 
 // limitHooks refuses data past a message length, as max_message_size does,
@@ -159,7 +159,7 @@ type limitHooks struct {
 	events []string
 }
 
-func (l *limitHooks) data(h frameHeader, msgLen uint64) bool {
+func (l *limitHooks) Data(h Header, msgLen uint64) bool {
 	if msgLen > l.limit {
 		l.events = append(l.events, fmt.Sprintf("refused msg=%d", msgLen))
 		return false
@@ -167,14 +167,14 @@ func (l *limitHooks) data(h frameHeader, msgLen uint64) bool {
 	return true
 }
 
-func (l *limitHooks) control(h frameHeader, frame []byte) bool {
-	l.events = append(l.events, fmt.Sprintf("control op=%d %q", h.opcode, controlPayload(nil, h, frame)))
+func (l *limitHooks) Control(h Header, frame []byte) bool {
+	l.events = append(l.events, fmt.Sprintf("control op=%d %q", h.Opcode, ControlPayload(nil, h, frame)))
 	return true
 }
-func (l *limitHooks) oversized(h frameHeader) {
-	l.events = append(l.events, fmt.Sprintf("oversized op=%d", h.opcode))
+func (l *limitHooks) Oversized(h Header) {
+	l.events = append(l.events, fmt.Sprintf("oversized op=%d", h.Opcode))
 }
-func (l *limitHooks) malformed(h frameHeader) { l.events = append(l.events, "malformed") }
+func (l *limitHooks) Malformed(h Header) { l.events = append(l.events, "malformed") }
 
 // TestScannerLimits guards the scanner's part in max_message_size and in
 // frames that break the protocol, for every place a read may be cut:
@@ -186,13 +186,13 @@ func (l *limitHooks) malformed(h frameHeader) { l.events = append(l.events, "mal
 //   - a close frame over 125 bytes is still recognised as a control frame.
 func TestScannerLimits(t *testing.T) {
 	mask := &[4]byte{9, 8, 7, 6}
-	start := appendFrame(nil, opText, make([]byte, 100), mask)
+	start := AppendFrame(nil, OpText, make([]byte, 100), mask)
 	start[0] &^= 0x80 // not FIN: a continuation follows
-	huge := []byte{0x80 | opContinuation, 0x80 | 127, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xce, 1, 2, 3, 4}
-	tooBig := appendFrame(nil, opBinary, make([]byte, 2000), mask)
-	tooBig[0] = tooBig[0]&0xf0 | opContinuation
-	closeReply := appendFrame(nil, opClose, []byte{0x03, 0xf1}, mask)
-	longClose := appendFrame(nil, opClose, append([]byte{0x03, 0xe8}, bytes.Repeat([]byte("r"), 198)...), mask)
+	huge := []byte{0x80 | OpContinuation, 0x80 | 127, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xce, 1, 2, 3, 4}
+	tooBig := AppendFrame(nil, OpBinary, make([]byte, 2000), mask)
+	tooBig[0] = tooBig[0]&0xf0 | OpContinuation
+	closeReply := AppendFrame(nil, OpClose, []byte{0x03, 0xf1}, mask)
+	longClose := AppendFrame(nil, OpClose, append([]byte{0x03, 0xe8}, bytes.Repeat([]byte("r"), 198)...), mask)
 	for _, c := range []struct {
 		name       string
 		stream     []byte
@@ -207,12 +207,12 @@ func TestScannerLimits(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			for cut := 0; cut <= len(c.stream); cut++ {
-				var s frameScanner
+				var s Scanner
 				hooks := &limitHooks{limit: 1000}
 				var out bytes.Buffer
 				fwd := func(b []byte) error { out.Write(b); return nil }
-				s.scan(c.stream[:cut], hooks, fwd)
-				s.scan(c.stream[cut:], hooks, fwd)
+				s.Scan(c.stream[:cut], hooks, fwd)
+				s.Scan(c.stream[cut:], hooks, fwd)
 				if !bytes.Equal(out.Bytes(), c.wantOut) {
 					t.Fatalf("cut %d: passed on %d bytes, want %d", cut, out.Len(), len(c.wantOut))
 				}
@@ -253,18 +253,18 @@ func FuzzScanner(f *testing.F) {
 
 type nopHooks struct{}
 
-func (nopHooks) data(frameHeader, uint64) bool    { return true }
-func (nopHooks) control(frameHeader, []byte) bool { return true }
-func (nopHooks) oversized(frameHeader)            {}
-func (nopHooks) malformed(frameHeader)            {}
-func forwardNothing([]byte) error                 { return nil }
+func (nopHooks) Data(Header, uint64) bool    { return true }
+func (nopHooks) Control(Header, []byte) bool { return true }
+func (nopHooks) Oversized(Header)            {}
+func (nopHooks) Malformed(Header)            {}
+func forwardNothing([]byte) error            { return nil }
 
 // BenchmarkScanner measures the frame scanner alone: a read holding 100
 // masked 32-byte frames, and one holding 16 KiB of a 64 KiB frame.
 func BenchmarkScanner(b *testing.B) {
 	mask := &[4]byte{1, 2, 3, 4}
-	small := bytes.Repeat(appendFrame(nil, opBinary, make([]byte, 32), mask), 100)
-	big := appendFrame(nil, opBinary, make([]byte, 64<<10), mask)[:16<<10]
+	small := bytes.Repeat(AppendFrame(nil, OpBinary, make([]byte, 32), mask), 100)
+	big := AppendFrame(nil, OpBinary, make([]byte, 64<<10), mask)[:16<<10]
 	for _, c := range []struct {
 		name string
 		read []byte
@@ -272,10 +272,10 @@ func BenchmarkScanner(b *testing.B) {
 		b.Run(c.name, func(b *testing.B) {
 			b.SetBytes(int64(len(c.read)))
 			b.ReportAllocs()
-			var sc frameScanner
+			var sc Scanner
 			for b.Loop() {
-				sc = frameScanner{held: sc.held[:0]}
-				if err := sc.scan(c.read, nopHooks{}, forwardNothing); err != nil {
+				sc = Scanner{held: sc.held[:0]}
+				if err := sc.Scan(c.read, nopHooks{}, forwardNothing); err != nil {
 					b.Fatal(err)
 				}
 			}
