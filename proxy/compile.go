@@ -13,8 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/wssproxy/wssproxy/internal/certpool"
 	"github.com/wssproxy/wssproxy/internal/fielderr"
-	"github.com/wssproxy/wssproxy/tlsconf"
 )
 
 // FieldError is a problem with one configuration key; Compile, New and
@@ -109,7 +109,7 @@ func Compile(cfg Config) (*Compiled, error) {
 		}
 	}
 	if cfg.HSTS != "" {
-		if err := tlsconf.CheckHSTS(cfg.HSTS); err != nil {
+		if err := checkHSTS(cfg.HSTS); err != nil {
 			add(fielderr.Wrap("tls.hsts", err))
 		}
 	}
@@ -254,17 +254,11 @@ func compileRoute(key string, i int, raw, r *Route) (*routePlan, []error) {
 		add(fieldErr(key+".health_path", "must start with /, got %q", r.HealthPath))
 	}
 	if r.BackendCA != "" {
-		data, err := os.ReadFile(r.BackendCA)
-		if err == nil {
-			p.roots = x509.NewCertPool()
-			if !p.roots.AppendCertsFromPEM(data) {
-				err = fmt.Errorf("%s: no PEM certificates", r.BackendCA)
-			}
-			p.rootsSum = sha256.Sum256(data)
-		}
+		roots, data, err := certpool.ReadFile(r.BackendCA)
 		if err != nil {
 			add(fielderr.Wrap(key+".backend_ca", err))
 		}
+		p.roots, p.rootsSum = roots, sha256.Sum256(data)
 	}
 	if r.Static != "" {
 		if fi, err := os.Stat(r.Static); err != nil {

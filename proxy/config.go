@@ -119,7 +119,7 @@ type Config struct {
 	// response to a request that came over TLS: the proxy's own, static
 	// files, and backends' (whose own header it replaces), but not a
 	// WebSocket's 101, which is the backend's. Never over plain HTTP (RFC
-	// 6797 §7.2). Compile checks it with tlsconf.CheckHSTS and reports it as
+	// 6797 §7.2). Compile checks it (checkHSTS) and reports it as
 	// tls.hsts: it is not a key of its own, wssproxy takes it from [tls]
 	// hsts.
 	HSTS string `toml:"-"`

@@ -1,6 +1,8 @@
 // Package proxy is wssproxy's data path: routing, the WebSocket tunnel, and
 // plain HTTP proxying, behind listeners the caller provides (TLS listeners
-// from package tlsconf; this package never touches a key).
+// from package tlsconf; this package never touches a key, and does not
+// import tlsconf, so it never links ACME: backend_ca is read with
+// internal/certpool, the hsts value checked in hsts.go).
 //
 // A Config is checked and compiled once, by Compile (compile.go), the only
 // validator: every route's path, host, backends, origins and headers are

@@ -1,4 +1,4 @@
-package tlsconf
+package proxy
 
 import (
 	"errors"
@@ -7,14 +7,14 @@ import (
 	"strings"
 )
 
-// CheckHSTS checks a Strict-Transport-Security header value (RFC 6797
+// checkHSTS checks a Strict-Transport-Security header value (RFC 6797
 // §6.1): max-age in seconds, required; includeSubDomains and preload
 // optional, without values; each directive once, names in any case. Other
 // directives are refused although browsers would ignore them, because a
 // misspelt "includeSubDomain" would silently protect less than meant.
 // preload needs includeSubDomains and a max-age of at least a year, which
 // the browsers' preload list requires.
-func CheckHSTS(v string) error {
+func checkHSTS(v string) error {
 	if strings.ContainsFunc(v, func(r rune) bool { return r < ' ' && r != '\t' || r == 0x7f }) {
 		return errors.New("contains a line break or control character")
 	}

@@ -1,4 +1,4 @@
-package tlsconf
+package proxy
 
 import (
 	"strings"
@@ -34,7 +34,7 @@ func TestCheckHSTS(t *testing.T) {
 		{"line break", "max-age=600\r\n; includeSubDomains", "line break"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err := CheckHSTS(tc.value)
+			err := checkHSTS(tc.value)
 			if tc.err == "" && err != nil {
 				t.Errorf("%q refused: %v", tc.value, err)
 			}

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/wssproxy/wssproxy/internal/certpool"
 	"github.com/wssproxy/wssproxy/internal/fielderr"
 )
 
@@ -30,10 +31,10 @@ type Config struct {
 	// HSTS, when set, is the Strict-Transport-Security header value sent on
 	// the TLS listener's responses (all but a WebSocket's 101):
 	// "max-age=31536000; includeSubDomains", as written after nginx's
-	// add_header or Caddy's header directive (CheckHSTS says what is
+	// add_header or Caddy's header directive (package proxy says what is
 	// accepted). Browsers that see it use only https for the host for
 	// max-age seconds. Empty: no header. The HTTP server (package proxy)
-	// sends it, and its compile step checks it with CheckHSTS.
+	// sends it, and its Compile checks it.
 	HSTS string `toml:"hsts,omitempty,omitzero"`
 
 	// ACME obtains and renews certificates for ACME.Hosts.
@@ -139,7 +140,7 @@ type Compiled struct {
 // acme.ca_roots, and checks that the ACME cache directory can be written,
 // creating nothing and making no network call. The error joins a
 // *FieldError for every problem. hsts is not checked here: package proxy
-// sends it, and its Compile checks it (CheckHSTS).
+// sends it, and its Compile checks it.
 func Compile(cfg Config) (*Compiled, error) {
 	var errs []error
 	out := &Compiled{cfg: cfg, stamp: stamp(&cfg)}
@@ -208,7 +209,7 @@ func (a *ACME) compile() (*x509.CertPool, []error) {
 	}
 	if a.CARoots != "" {
 		var err error
-		if roots, err = LoadCertPool(a.CARoots); err != nil {
+		if roots, _, err = certpool.ReadFile(a.CARoots); err != nil {
 			errs = append(errs, fielderr.Wrap("acme.ca_roots", err))
 		}
 	}
@@ -216,20 +217,6 @@ func (a *ACME) compile() (*x509.CertPool, []error) {
 		errs = append(errs, fielderr.Wrap("acme.cache_dir", err))
 	}
 	return roots, errs
-}
-
-// LoadCertPool reads a PEM file of CA certificates into a pool, for
-// clients that trust a private or test CA.
-func LoadCertPool(file string) (*x509.CertPool, error) {
-	data, err := os.ReadFile(file)
-	if err != nil {
-		return nil, err
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(data) {
-		return nil, fmt.Errorf("%s: no PEM certificates", file)
-	}
-	return pool, nil
 }
 
 // checkWritableDir checks, without creating anything, that dir is (or can

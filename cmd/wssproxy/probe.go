@@ -19,7 +19,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
-	"github.com/wssproxy/wssproxy/tlsconf"
+	"github.com/wssproxy/wssproxy/internal/certpool"
 )
 
 // Probe exit codes: each kind of failure has its own, so scripts can act
@@ -355,7 +355,8 @@ func (p *prober) roots() (*x509.CertPool, error) {
 	if p.o.ca == "" {
 		return x509.SystemCertPool()
 	}
-	return tlsconf.LoadCertPool(p.o.ca)
+	pool, _, err := certpool.ReadFile(p.o.ca)
+	return pool, err
 }
 
 func (p *prober) handshake(ctx context.Context, cfg *tls.Config) (tls.ConnectionState, error) {
