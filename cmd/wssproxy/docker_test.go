@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wssproxy/wssproxy/internal/cli"
 	"github.com/wssproxy/wssproxy/internal/testutil"
 )
 
@@ -70,7 +71,7 @@ func TestHealthCommand(t *testing.T) {
 		t.Errorf("health while serving: %v %q", err, out.String())
 	}
 	err := run(context.Background(), []string{"health", "-admin", testutil.ClosedPort(t)}, io.Discard, io.Discard)
-	if ee, ok := err.(*exitError); !ok || ee.code != 1 {
+	if ee, ok := err.(*cli.ExitError); !ok || ee.Code != 1 {
 		t.Errorf("health with nothing there: %v", err)
 	}
 }

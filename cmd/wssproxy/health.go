@@ -7,6 +7,8 @@ import (
 	"io"
 	"net/http"
 	"time"
+
+	"github.com/wssproxy/wssproxy/internal/cli"
 )
 
 // runHealth is `wssproxy health`: GET the admin /healthz (or -path
@@ -22,11 +24,11 @@ func runHealth(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		fmt.Fprintf(fs.Output(), "Usage: wssproxy health [flags]\n\nAsks the admin listener's /healthz (or -path) and exits 0 when it answers\n200 OK, 1 otherwise: the container's HEALTHCHECK and Kubernetes' exec probe. Flags:\n\n")
 		fs.PrintDefaults()
 	}
-	if err := parseArgs(fs, args, stdout); err != nil {
+	if err := cli.ParseArgs(fs, args, stdout); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
-		return &usageError{cmd: fs.Name(), err: fmt.Errorf("unexpected argument %q", fs.Arg(0))}
+		return &cli.UsageError{Cmd: fs.Name(), Err: fmt.Errorf("unexpected argument %q", fs.Arg(0))}
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
@@ -34,12 +36,12 @@ func runHealth(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		fmt.Fprintln(stderr, "wssproxy health:", err)
-		return &exitError{1}
+		return &cli.ExitError{Code: 1}
 	}
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		fmt.Fprintln(stderr, "wssproxy health:", resp.Status)
-		return &exitError{1}
+		return &cli.ExitError{Code: 1}
 	}
 	fmt.Fprintln(stdout, "ok")
 	return nil

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/wssproxy/wssproxy/internal/cli"
 	"github.com/wssproxy/wssproxy/internal/importconf"
 )
 
@@ -24,7 +25,7 @@ func runImport(_ context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	var files []string
 	for { // flags may come before or after the file
-		if err := parseArgs(fs, args, stdout); err != nil {
+		if err := cli.ParseArgs(fs, args, stdout); err != nil {
 			return err
 		}
 		if fs.NArg() == 0 {
@@ -33,7 +34,7 @@ func runImport(_ context.Context, args []string, stdout, stderr io.Writer) error
 		files, args = append(files, fs.Arg(0)), fs.Args()[1:]
 	}
 	if len(files) != 1 {
-		return &usageError{cmd: fs.Name(), err: fmt.Errorf("import takes one configuration file, got %d", len(files))}
+		return &cli.UsageError{Cmd: fs.Name(), Err: fmt.Errorf("import takes one configuration file, got %d", len(files))}
 	}
 	var opts importconf.Options
 	if *out != "" {
@@ -48,10 +49,10 @@ func runImport(_ context.Context, args []string, stdout, stderr io.Writer) error
 	switch {
 	case errors.Is(err, importconf.ErrNothingRoutable):
 		fmt.Fprintf(stderr, "wssproxy import: nothing routable in %s: no TLS server block or virtual host with a proxy_pass, ProxyPass, root or DocumentRoot\n", files[0])
-		return &exitError{1}
+		return &cli.ExitError{Code: 1}
 	case err != nil:
 		fmt.Fprintln(stderr, "wssproxy import:", err)
-		return &exitError{1}
+		return &cli.ExitError{Code: 1}
 	}
 	if *out == "" {
 		_, err := stdout.Write(res.TOML)

@@ -19,6 +19,7 @@ import (
 	"github.com/BurntSushi/toml"
 	"github.com/coder/websocket"
 
+	"github.com/wssproxy/wssproxy/internal/cli"
 	"github.com/wssproxy/wssproxy/internal/testutil"
 )
 
@@ -66,7 +67,7 @@ func TestImport(t *testing.T) {
 				t.Skip("this machine has certbot's /etc/letsencrypt/options-ssl-nginx.conf, which the case expects to be missing")
 			}
 			stdout, stderr, err := importCase(t, abs)
-			var exit *exitError
+			var exit *cli.ExitError
 			wantTOML, tomlErr := os.ReadFile(filepath.Join(abs, "want.toml"))
 			failing := errors.Is(tomlErr, os.ErrNotExist) // the case declares a failure
 			if *update {
@@ -74,7 +75,7 @@ func TestImport(t *testing.T) {
 				os.Remove(filepath.Join(abs, "want.toml"))
 			}
 			switch {
-			case failing && (!errors.As(err, &exit) || exit.code != 1):
+			case failing && (!errors.As(err, &exit) || exit.Code != 1):
 				t.Errorf("import: %v, want exit 1", err)
 			case !failing && err != nil:
 				t.Fatalf("import: %v\n%s", err, stderr)

@@ -20,7 +20,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/wssproxy/wssproxy/internal/cli"
 	"github.com/wssproxy/wssproxy/internal/config"
+	"github.com/wssproxy/wssproxy/internal/probe"
 	"github.com/wssproxy/wssproxy/proxy"
 )
 
@@ -41,15 +43,15 @@ func main() {
 // the exit code: every line of an error prefixed with "wssproxy:", a
 // usage error followed by a hint.
 func report(err error, stderr io.Writer) int {
-	var exit *exitError
-	var usage *usageError
+	var exit *cli.ExitError
+	var usage *cli.UsageError
 	switch {
 	case err == nil || errors.Is(err, flag.ErrHelp):
 		return 0
 	case errors.As(err, &exit):
-		return exit.code // already reported
+		return exit.Code // already reported
 	case errors.As(err, &usage):
-		fmt.Fprintf(stderr, "%s: %v\n%s: see '%s -h' for usage\n", usage.cmd, usage.err, usage.cmd, usage.cmd)
+		fmt.Fprintf(stderr, "%s: %v\n%s: see '%s -h' for usage\n", usage.Cmd, usage.Err, usage.Cmd, usage.Cmd)
 		return 1
 	}
 	for _, line := range strings.Split(err.Error(), "\n") {
@@ -58,46 +60,10 @@ func report(err error, stderr io.Writer) int {
 	return 1
 }
 
-// usageError is a command line that cannot run: a bad flag, a missing
-// argument, flags that do not go together.
-type usageError struct {
-	cmd string // "wssproxy", "wssproxy probe"
-	err error
-}
-
-func (e *usageError) Error() string { return e.err.Error() }
-func (e *usageError) Unwrap() error { return e.err }
-
-// exitError ends the process with code; its message is already printed.
-type exitError struct{ code int }
-
-func (e *exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
-
-// parseArgs parses args with fs the way every wssproxy command does: -h
-// prints fs.Usage to stdout and returns flag.ErrHelp (exit 0); a bad flag
-// returns a *usageError, which main prints as one line and a hint, instead
-// of the flag package's usage and the error twice.
-func parseArgs(fs *flag.FlagSet, args []string, stdout io.Writer) error {
-	usage := fs.Usage
-	fs.Usage = func() {}
-	fs.SetOutput(io.Discard)
-	err := fs.Parse(args)
-	fs.Usage = usage
-	if errors.Is(err, flag.ErrHelp) {
-		fs.SetOutput(stdout)
-		fs.Usage()
-		return flag.ErrHelp
-	}
-	if err != nil {
-		return &usageError{cmd: fs.Name(), err: err}
-	}
-	return nil
-}
-
 // A subcommand is `wssproxy NAME [args…]`, for anything but serving. To
 // add one, add it to commands: run dispatches to it and -h lists it. Its
 // function gets the arguments after NAME and parses its flags with
-// parseArgs (a FlagSet named "wssproxy NAME"), so that its -h exits 0 and a
+// cli.ParseArgs (a FlagSet named "wssproxy NAME"), so that its -h exits 0 and a
 // bad flag prints one line and a hint.
 type subcommand struct {
 	name    string
@@ -110,7 +76,7 @@ type subcommand struct {
 // subcommand may call run without an initialisation cycle.)
 func commands() []subcommand {
 	return []subcommand{
-		{"probe", "[flags] wss://host[:port]/path", "check a WebSocket endpoint step by step, as a browser reaches it, and say what to fix", runProbe},
+		{"probe", "[flags] wss://host[:port]/path", "check a WebSocket endpoint step by step, as a browser reaches it, and say what to fix", probe.Run},
 		{"health", "[-admin ADDR] [-path /readyz]", "exit 0 when the admin /healthz (or -path) answers 200: a container's HEALTHCHECK", runHealth},
 		{"import", "[-o FILE] nginx.conf|httpd.conf", "turn an nginx or Apache httpd configuration into wssproxy's, saying on stderr what changed", runImport},
 	}
@@ -142,11 +108,11 @@ func parseFlags(args []string, stdout io.Writer) (*options, error) {
 	fs.BoolVar(&o.printConfig, "print-config", false, "print the effective configuration (file, flags and environment) as TOML and exit")
 	fs.BoolVar(&o.version, "version", false, "print the version, the commit it was built from and the Go version, and exit")
 	fs.Usage = func() { usage(fs.Output(), fs) }
-	if err := parseArgs(fs, args, stdout); err != nil {
+	if err := cli.ParseArgs(fs, args, stdout); err != nil {
 		return nil, err
 	}
 	bad := func(format string, args ...any) error {
-		return &usageError{cmd: "wssproxy", err: fmt.Errorf(format, args...)}
+		return &cli.UsageError{Cmd: "wssproxy", Err: fmt.Errorf(format, args...)}
 	}
 	if fs.NArg() > 0 {
 		return nil, bad("unexpected argument %q (flags start with -; the commands are %s)", fs.Arg(0), commandNames())
@@ -155,10 +121,10 @@ func parseFlags(args []string, stdout io.Writer) (*options, error) {
 	// (config.EnvName); the command line wins.
 	o.cfg.Given = config.Given(fs)
 	if err := config.SetFromEnv(fs, o.cfg.Given, actionFlags...); err != nil {
-		return nil, &usageError{cmd: "wssproxy", err: err}
+		return nil, &cli.UsageError{Cmd: "wssproxy", Err: err}
 	}
 	if err := o.cfg.Check(); err != nil {
-		return nil, &usageError{cmd: "wssproxy", err: err}
+		return nil, &cli.UsageError{Cmd: "wssproxy", Err: err}
 	}
 	_, routes := o.cfg.Given["route"]
 	_, cert := o.cfg.Given["cert"]

@@ -1,4 +1,8 @@
-package main
+// Package probe is `wssproxy probe`: a diagnostic WebSocket client that
+// checks an endpoint step by step (DNS, TCP, TLS and the certificate
+// chain, TLS 1.2, the upgrade, round trips) as a browser reaches it, and
+// says what to fix. cmd/wssproxy lists Run in its subcommand table.
+package probe
 
 import (
 	"cmp"
@@ -20,6 +24,7 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/wssproxy/wssproxy/internal/certpool"
+	"github.com/wssproxy/wssproxy/internal/cli"
 )
 
 // Probe exit codes: each kind of failure has its own, so scripts can act
@@ -109,12 +114,12 @@ func parseProbe(args []string, stdout io.Writer) (*probeOptions, error) {
 		fs.PrintDefaults()
 	}
 	bad := func(format string, args ...any) error {
-		return &usageError{cmd: fs.Name(), err: fmt.Errorf(format, args...)}
+		return &cli.UsageError{Cmd: fs.Name(), Err: fmt.Errorf(format, args...)}
 	}
 	// Flags may come before or after the URL.
 	var rest []string
 	for len(args) > 0 {
-		if err := parseArgs(fs, args, stdout); err != nil {
+		if err := cli.ParseArgs(fs, args, stdout); err != nil {
 			return nil, err
 		}
 		args = fs.Args()
@@ -146,10 +151,10 @@ func parseProbe(args []string, stdout io.Writer) (*probeOptions, error) {
 	return o, nil
 }
 
-// runProbe is `wssproxy probe`: the seeds' browser test from a terminal,
+// Run is `wssproxy probe`: the seeds' browser test from a terminal,
 // with a diagnosis at each step.
 // Its usage errors exit 1, which is probeUsage.
-func runProbe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	o, err := parseProbe(args, stdout)
 	if err != nil {
 		return err
@@ -175,7 +180,7 @@ func probe(ctx context.Context, o *probeOptions, stdout io.Writer) error {
 	if code == probeOK {
 		return nil
 	}
-	return &exitError{code}
+	return &cli.ExitError{Code: code}
 }
 
 type prober struct {

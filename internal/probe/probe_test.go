@@ -1,4 +1,4 @@
-package main
+package probe
 
 import (
 	"bytes"
@@ -23,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wssproxy/wssproxy/internal/cli"
 	"github.com/wssproxy/wssproxy/internal/echo"
 	"github.com/wssproxy/wssproxy/internal/testutil"
 	"github.com/wssproxy/wssproxy/proxy"
@@ -89,11 +90,11 @@ func TestProbe(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var out bytes.Buffer
-			err := run(context.Background(), append([]string{"probe", "-timeout", "5s"}, tc.args...), &out, &out)
+			err := Run(context.Background(), append([]string{"-timeout", "5s"}, tc.args...), &out, &out)
 			code := probeOK
-			var ee *exitError
+			var ee *cli.ExitError
 			if errors.As(err, &ee) {
-				code = ee.code
+				code = ee.Code
 			} else if err != nil {
 				t.Fatal(err)
 			}
@@ -117,8 +118,8 @@ func TestProbeDNS(t *testing.T) {
 	}}
 	var out bytes.Buffer
 	err = probe(context.Background(), o, &out)
-	var ee *exitError
-	if !errors.As(err, &ee) || ee.code != probeDNS || !strings.Contains(out.String(), "FAIL: no-such-host.invalid does not resolve") {
+	var ee *cli.ExitError
+	if !errors.As(err, &ee) || ee.Code != probeDNS || !strings.Contains(out.String(), "FAIL: no-such-host.invalid does not resolve") {
 		t.Errorf("%v:\n%s", err, out.String())
 	}
 }
@@ -131,7 +132,7 @@ func TestProbeJSON(t *testing.T) {
 		"ws://"+testutil.Serve(t, echo.Handler(echo.Options{})))
 	caFile, _ := testutil.WriteKeyPair(t, cert)
 	var out bytes.Buffer
-	if err := run(context.Background(), []string{"probe", "-json", "-ca", caFile, "-message", "hi", "-n", "3",
+	if err := Run(context.Background(), []string{"-json", "-ca", caFile, "-message", "hi", "-n", "3",
 		"wss://localhost:" + addr[strings.LastIndexByte(addr, ':')+1:] + "/wss"}, &out, &out); err != nil {
 		t.Fatalf("%v\n%s", err, out.String())
 	}
@@ -159,7 +160,7 @@ func TestProbeInsecure(t *testing.T) {
 		"ws://"+testutil.Serve(t, echo.Handler(echo.Options{})))
 	url := "wss://localhost:" + addr[strings.LastIndexByte(addr, ':')+1:] + "/wss"
 	var out bytes.Buffer
-	if err := run(context.Background(), []string{"probe", "-insecure", url}, &out, &out); err != nil {
+	if err := Run(context.Background(), []string{"-insecure", url}, &out, &out); err != nil {
 		t.Fatalf("%v\n%s", err, out.String())
 	}
 	text := out.String()
@@ -173,7 +174,7 @@ func TestProbeInsecure(t *testing.T) {
 		t.Errorf("a step failed:\n%s", text)
 	}
 	out.Reset()
-	if err := run(context.Background(), []string{"probe", "-json", "-insecure", url}, &out, &out); err != nil {
+	if err := Run(context.Background(), []string{"-json", "-insecure", url}, &out, &out); err != nil {
 		t.Fatal(err)
 	}
 	var rep probeReport
@@ -206,7 +207,7 @@ func TestProbeCertWithoutCN(t *testing.T) {
 	addr := serveProxy(t, &tls.Config{Certificates: []tls.Certificate{leaf}, NextProtos: []string{"http/1.1"}},
 		"ws://"+testutil.Serve(t, echo.Handler(echo.Options{})))
 	var out bytes.Buffer
-	if err := run(context.Background(), []string{"probe", "-ca", writeCA(t, root), "wss://localhost:" + addr[strings.LastIndexByte(addr, ':')+1:] + "/wss"}, &out, &out); err != nil {
+	if err := Run(context.Background(), []string{"-ca", writeCA(t, root), "wss://localhost:" + addr[strings.LastIndexByte(addr, ':')+1:] + "/wss"}, &out, &out); err != nil {
 		t.Fatalf("%v\n%s", err, out.String())
 	}
 	if want := "cert[0] localhost 127.0.0.1, issued by Test Root, names localhost 127.0.0.1, expires "; !strings.Contains(out.String(), want) {

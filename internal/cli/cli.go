@@ -1,0 +1,48 @@
+// Package cli is what every wssproxy command shares on its command line:
+// flag parsing with a -h that exits 0, and the two errors main turns into
+// exit codes. The commands in other packages (internal/probe) use it so
+// that they behave as the ones in cmd/wssproxy do.
+package cli
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+)
+
+// UsageError is a command line that cannot run: a bad flag, a missing
+// argument, flags that do not go together.
+type UsageError struct {
+	Cmd string // "wssproxy", "wssproxy probe"
+	Err error
+}
+
+func (e *UsageError) Error() string { return e.Err.Error() }
+func (e *UsageError) Unwrap() error { return e.Err }
+
+// ExitError ends the process with Code; its message is already printed.
+type ExitError struct{ Code int }
+
+func (e *ExitError) Error() string { return fmt.Sprintf("exit status %d", e.Code) }
+
+// ParseArgs parses args with fs the way every wssproxy command does: -h
+// prints fs.Usage to stdout and returns flag.ErrHelp (exit 0); a bad flag
+// returns a *UsageError, which main prints as one line and a hint, instead
+// of the flag package's usage and the error twice.
+func ParseArgs(fs *flag.FlagSet, args []string, stdout io.Writer) error {
+	usage := fs.Usage
+	fs.Usage = func() {}
+	fs.SetOutput(io.Discard)
+	err := fs.Parse(args)
+	fs.Usage = usage
+	if errors.Is(err, flag.ErrHelp) {
+		fs.SetOutput(stdout)
+		fs.Usage()
+		return flag.ErrHelp
+	}
+	if err != nil {
+		return &UsageError{Cmd: fs.Name(), Err: err}
+	}
+	return nil
+}
