@@ -1,9 +1,11 @@
-package main
+package check
 
 import (
-	"io"
+	"bytes"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -18,17 +20,24 @@ import (
 // TestKubernetesManifests guards examples/kubernetes: every document
 // decodes strictly into Kubernetes' own API types (an unknown or misspelled
 // field, or a wrong type, fails), and what wssproxy reads from them is
-// valid: container args, the ConfigMap's configuration (as -t checks it),
-// exec probes that are wssproxy commands, preStop hooks that are a sleep
-// or a wssproxy command, and a grace period above the sleep plus
-// shutdown_timeout.
+// valid: container args with the ConfigMap's configuration (wssproxy -t
+// checks them), exec probes that are wssproxy commands, preStop hooks that
+// are a sleep or a wssproxy command line, and a grace period above the
+// sleep plus shutdown_timeout.
 func TestKubernetesManifests(t *testing.T) {
-	files, _ := filepath.Glob("../../examples/kubernetes/*.yaml")
+	files, _ := filepath.Glob("../*.yaml")
 	if len(files) < 2 {
 		t.Fatalf("manifests: %v", files)
 	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "wssproxy")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/wssproxy/wssproxy/cmd/wssproxy").CombinedOutput(); err != nil {
+		t.Fatalf("go build wssproxy: %v\n%s", err, out)
+	}
 	cert, _ := testutil.Cert(t)
 	certFile, keyFile := testutil.WriteKeyPair(t, cert)
+	paths := strings.NewReplacer("/etc/wssproxy/tls/tls.crt", certFile, "/etc/wssproxy/tls/tls.key", keyFile,
+		"/var/lib/wssproxy/", dir+"/")
 	for _, f := range files {
 		data, err := os.ReadFile(f)
 		if err != nil {
@@ -71,23 +80,28 @@ func TestKubernetesManifests(t *testing.T) {
 				if c.Image != "wssproxy:latest" {
 					continue
 				}
-				shutdown := 30 * time.Second
-				args := c.Args
-				for i, a := range args { // the config comes from the ConfigMap
-					if a == "/etc/wssproxy/wssproxy.toml" && i > 0 && args[i-1] == "-config" {
-						src := strings.NewReplacer("/etc/wssproxy/tls/tls.crt", certFile, "/etc/wssproxy/tls/tls.key", keyFile).Replace(configs["wssproxy.toml"])
-						fc, err := checkSource("configmap wssproxy.toml", src)
-						if err != nil {
-							t.Errorf("%s: %v", f, err)
-						} else if fc.ShutdownTimeout > 0 {
-							shutdown = fc.ShutdownTimeout
+				var args []string
+				for _, a := range c.Args {
+					if a == "/etc/wssproxy/wssproxy.toml" { // the config comes from the ConfigMap
+						file := filepath.Join(dir, "wssproxy.toml")
+						if err := os.WriteFile(file, []byte(paths.Replace(configs["wssproxy.toml"])), 0o600); err != nil {
+							t.Fatal(err)
 						}
-						args = append(args[:i-1:i-1], args[i+1:]...)
+						a = file
 					}
+					args = append(args, paths.Replace(a))
 				}
-				args = strings.Fields(strings.NewReplacer("/etc/wssproxy/tls/tls.crt", certFile, "/etc/wssproxy/tls/tls.key", keyFile).Replace(strings.Join(args, " ")))
-				if _, err := parseFlags(args, io.Discard); err != nil {
-					t.Errorf("%s: args %v: %v", f, args, err)
+				if out, err := run(bin, append([]string{"-t"}, args...)...); err != nil {
+					t.Errorf("%s: wssproxy -t %v: %v\n%s", f, args, err, out)
+				}
+				shutdown := 30 * time.Second
+				out, err := run(bin, append([]string{"-print-config"}, args...)...)
+				if err != nil {
+					t.Errorf("%s: wssproxy -print-config %v: %v\n%s", f, args, err, out)
+				} else if m := regexp.MustCompile(`(?m)^shutdown_timeout = "([^"]+)"`).FindSubmatch(out); m != nil {
+					if shutdown, err = time.ParseDuration(string(m[1])); err != nil {
+						t.Errorf("%s: shutdown_timeout %q: %v", f, m[1], err)
+					}
 				}
 				for _, p := range []*corev1.Probe{c.ReadinessProbe, c.LivenessProbe} {
 					if p == nil || p.Exec == nil || len(p.Exec.Command) < 2 || p.Exec.Command[0] != "/wssproxy" || p.Exec.Command[1] != "health" {
@@ -99,8 +113,11 @@ func TestKubernetesManifests(t *testing.T) {
 					sleep = time.Duration(h.PreStop.Sleep.Seconds) * time.Second
 				} else if h == nil || h.PreStop == nil || h.PreStop.Exec == nil {
 					t.Errorf("%s: no preStop: a sleep while balancers stop sending, or the drain", f)
-				} else if _, err := parseFlags(h.PreStop.Exec.Command[1:], io.Discard); err != nil {
-					t.Errorf("%s: preStop %v: %v", f, h.PreStop.Exec.Command, err)
+				} else if cmd := h.PreStop.Exec.Command; len(cmd) < 1 || cmd[0] != "/wssproxy" {
+					t.Errorf("%s: preStop %v is not a wssproxy command", f, cmd)
+				} else if out, err := run(bin, append(cmd[1:len(cmd):len(cmd)], "-h")...); err != nil {
+					// -h after the hook's flags: they parse, and nothing is signalled.
+					t.Errorf("%s: preStop %v: %v\n%s", f, cmd, err, out)
 				}
 				if g := spec.TerminationGracePeriodSeconds; g == nil || time.Duration(*g)*time.Second <= sleep+shutdown {
 					t.Errorf("%s: terminationGracePeriodSeconds must exceed the preStop sleep %v plus shutdown_timeout %v", f, sleep, shutdown)
@@ -108,4 +125,13 @@ func TestKubernetesManifests(t *testing.T) {
 			}
 		}
 	}
+}
+
+// run runs wssproxy with args and returns its stdout and stderr.
+func run(bin string, args ...string) ([]byte, error) {
+	var out bytes.Buffer
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	return out.Bytes(), err
 }
