@@ -173,15 +173,12 @@
 //     a connection window of all of them, no stuck stream takes what the
 //     others need, and one connection can make the proxy hold at most
 //     h2ConnWindow (25 MiB), until send_timeout drops the stuck backends.
-//   - Cost (BenchmarkH2, the proxy process's CPU, medians of 3 interleaved
-//     rounds): per message 2 to 3 times an HTTP/1.1 tunnel's (32 B round
-//     trip 122 against 49 µs, 64 KiB 543 against 240 µs), because Go's
-//     server passes every DATA frame between goroutines (the connection's
-//     reader, its serve loop, the stream's handler; a body read reports back
-//     for flow control; a write waits for the serve loop), each a wake-up;
-//     per handshake a little over half of a new HTTP/1.1 connection's (914
-//     against 1644 µs), as a stream needs no TCP or TLS handshake. A
-//     tunnel's per-message work in this package is the same either way.
+//   - Cost: per message 2 to 3 times an HTTP/1.1 tunnel's CPU, because
+//     Go's server passes every DATA frame between goroutines; per
+//     handshake about half a new HTTP/1.1 connection's, as a stream needs
+//     no TCP or TLS handshake (BenchmarkH2; figures in
+//     examples/bench/PERFORMANCE.md). A tunnel's per-message work in this
+//     package is the same either way.
 //
 // Go 1.27 advertises extended CONNECT for the whole process or not at all:
 // only with GODEBUG=http2xconnect=1 at start (read in net/http's init; a
@@ -229,9 +226,12 @@
 // the route's allowed_origins (403), the handshake rate per client IP
 // (golang.org/x/time/rate, 429), and max_connections and
 // max_connections_per_ip (503), counted from the check until the tunnel
-// ends (limits.go). Server.Reload swaps the routes and limits atomically;
-// tunnels keep the route they started with, and count towards the open
-// tunnels of the route of the same name after it.
+// ends (limits.go). Server.Reload compiles first, and changes nothing if
+// that fails; then it gives the limiter the new limits and swaps the routes
+// in with one atomic store, in that order (build, server.go), so a
+// handshake arriving in between is checked against the new limits and
+// served by the old routes. Tunnels keep the route they started with, and
+// count towards the open tunnels of the route of the same name after it.
 //
 // # The hot path
 //
@@ -241,29 +241,11 @@
 // write deadline (set only when an eighth of send_timeout has passed); usually one Write (more
 // only when a header straddles two reads or a control frame is consumed);
 // one time.Since for keepalive; one atomic add for the byte metrics. No
-// allocations, no logging, nothing per byte. BenchmarkEcho measures it
-// against a direct connection.
+// allocations, no logging, nothing per byte. BenchmarkTunnel measures its
+// CPU and allocations per forwarded message (0 allocs/op); BenchmarkEcho
+// compares it with a direct connection.
 //
-// Kept because the numbers justify it (same-run benchstat, 6 rounds):
-//   - Frames are forwarded in place, one write per read: frame awareness
-//     then costs nothing measurable (32 B: 35.8 vs 35.5 µs process CPU per
-//     round trip, p=0.94; forwarding headers separately had cost +40%).
-//   - The tunnel runs on fresh goroutines and the handler returns: the
-//     connection's net/http goroutine, whose stack the TLS handshake grew,
-//     ends, and the request, response and read buffer it kept go with it.
-//     RSS per idle tunnel went from 50 to 33 KiB (2,000 held, wsload -mode
-//     idle), stacks from 20.7 to 8.5 KiB per tunnel.
-//   - Buffers only while data moves (reader.go): the backend's socket is
-//     read inside syscall.RawConn.Read, which gives the pooled buffer back
-//     before parking; the client's TLS side waits on 256 bytes of its own.
-//     33 → 25 KiB per idle tunnel, no CPU change measurable at 32 B
-//     (alternating runs; the spread between runs was larger). Rejected:
-//     parking the TLS side with no buffer (a past-deadline probe plus a
-//     MSG_PEEK per wait, +6% CPU per 32 B message for 256 bytes).
-//   - Not possible with Go's poller: skipping the read(2) that finds a
-//     socket empty after a short read, which nginx saves with EPOLLRDHUP
-//     bookkeeping. RawConn.Read clears readiness before its function runs,
-//     so the skipped read could miss data and hang the tunnel. That read is
-//     the main reason a 32 B round trip costs more system calls (6) than in
-//     nginx (4).
+// Why it is built so, with the measurements that decided it (frames
+// forwarded in place, fresh goroutines for the tunnel, buffers only while
+// data moves): examples/bench/PERFORMANCE.md.
 package proxy

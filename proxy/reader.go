@@ -24,11 +24,12 @@ import (
 //     reads use a pooled buffer, served from what crypto/tls already holds,
 //     until one comes back short.
 //
-// Measured and rejected: parking the layered side with no buffer at all.
-// It needs a read with a past deadline (to learn that crypto/tls holds
-// nothing) and a MSG_PEEK (RawConn.Read clears the poller's readiness
-// before it calls its function, so data that arrived since the last read
-// is only seen by trying): 6% more CPU per 32-byte message for 256 bytes.
+// Measured and rejected (examples/bench/PERFORMANCE.md): parking the
+// layered side with no buffer at all. It needs a read with a past deadline
+// (to learn that crypto/tls holds nothing) and a MSG_PEEK (RawConn.Read
+// clears the poller's readiness before it calls its function, so data that
+// arrived since the last read is only seen by trying), which costs more
+// CPU per message than the 256 bytes it saves are worth.
 // Nor can the read that finds a socket empty be skipped after a short
 // read, for the same reason: the tunnel would hang.
 type reader struct {
