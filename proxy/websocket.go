@@ -43,38 +43,31 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, st *stat
 		return
 	}
 	ip := clientIP(r)
-	if status, kind, reason := s.limit.acquire(ip); status != 0 {
+	adm, status, kind, reason := s.admit(ip)
+	if status != 0 {
 		s.refuse(w, r, rt, status, kind, reason, nil)
 		return
 	}
-	// Until the tunnel's goroutine takes over, what was acquired here is
-	// released here.
-	var up *upstream
-	var registered, handedOff bool // registered: startTunnel and up.conns
-	defer func() {
-		if handedOff {
-			return
-		}
-		s.limit.release(ip)
-		if registered {
-			up.conns.Add(-1)
-			s.endTunnel()
-		}
-	}()
+	// Until the tunnel's goroutine takes it over (handOff), what adm holds
+	// is released here.
+	defer adm.release()
 	start := time.Now()
 	var accept string // over HTTP/2: the Sec-WebSocket-Accept the backend owes the proxy
 	if h2 {
 		r, accept = h2Upgrade(r)
 	}
-	backend, up, br, resp, err := s.backendHandshake(r, st, rt)
+	b, err := s.backendHandshake(r, st, rt, ip)
 	if err != nil {
 		var be *backendError
-		errors.As(err, &be)
+		if !errors.As(err, &be) {
+			be = &backendError{http.StatusBadGateway, "backend-handshake", "backend failed the handshake", err}
+		}
 		s.refuse(w, r, rt, be.status, be.kind, be.public, err)
 		return
 	}
+	backend, up, br, resp := b.conn, b.up, b.br, b.resp
 	if resp.StatusCode != http.StatusSwitchingProtocols {
-		s.relayResponse(w, r, rt, up, resp)
+		s.relayResponse(w, ip, rt, up, resp)
 		backend.Close()
 		return
 	}
@@ -91,28 +84,25 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, st *stat
 			fmt.Errorf("backend answered 101 with Sec-WebSocket-Accept %q, want %q", resp.Header.Get("Sec-Websocket-Accept"), accept))
 		return
 	}
-	if !s.startTunnel() {
+	if !adm.register(up) {
 		backend.Close()
 		s.refuse(w, r, rt, http.StatusServiceUnavailable, "shutting-down", "proxy is shutting down", nil)
 		return
 	}
-	up.conns.Add(1)
-	registered = true
 	if h2 {
 		// The stream's 200 carries the backend's 101 headers: the chosen
 		// subprotocol and extensions, cookies.
 		if err := answerH2(w, resp); err != nil {
 			backend.Close()
-			s.log.Debug("client gone before upgrade", "route", rt.name, "client_ip", clientIP(r), "error", err)
+			s.log.Debug("client gone before upgrade", "route", rt.name, "client_ip", ip, "error", err)
 			return
 		}
 		if rt.metrics != nil { // from the stream's request, as the connection is older
 			rt.metrics.handshake.Observe(time.Since(start).Seconds())
 		}
 		stream := newH2Stream(w, r)
-		t := s.newTunnel(r, rt, up, stream, backend, start)
-		handedOff = true
-		s.goTunnel(t, ip, nil, buffered(br))
+		t := s.newTunnel(r, ip, rt, up, stream, backend, start)
+		s.goTunnel(t, adm.handOff(), nil, buffered(br))
 		// The stream lives while this handler runs: it returns once the
 		// tunnel has closed the stream, which may be before the tunnel
 		// is done with the backend.
@@ -123,7 +113,7 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, st *stat
 	client, crw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
 		backend.Close()
-		s.log.Error("hijack client connection", "route", rt.name, "client_ip", clientIP(r), "error", err)
+		s.log.Error("hijack client connection", "route", rt.name, "client_ip", ip, "error", err)
 		return
 	}
 	client = unwrapConn(client) // the *tls.Conn itself: nothing between the tunnel and it
@@ -136,7 +126,7 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, st *stat
 	if err := crw.Flush(); err != nil {
 		client.Close()
 		backend.Close()
-		s.log.Debug("client gone before upgrade", "route", rt.name, "client_ip", clientIP(r), "error", err)
+		s.log.Debug("client gone before upgrade", "route", rt.name, "client_ip", ip, "error", err)
 		return
 	}
 	if rt.metrics != nil {
@@ -144,21 +134,21 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, st *stat
 			rt.metrics.handshake.Observe(time.Since(at).Seconds())
 		}
 	}
-	t := s.newTunnel(r, rt, up, client, backend, start)
+	t := s.newTunnel(r, ip, rt, up, client, backend, start)
 	// The tunnel runs on a goroutine of its own and this handler returns:
 	// net/http's goroutine for the connection then ends, and with it its
 	// stack (grown by the TLS handshake), the request, the response and the
 	// read buffer, which would otherwise stay for the tunnel's whole life.
 	fromClient, fromBackend := buffered(crw.Reader), buffered(br)
-	handedOff = true
-	s.goTunnel(t, ip, fromClient, fromBackend)
+	s.goTunnel(t, adm.handOff(), fromClient, fromBackend)
 }
 
 // newTunnel is the tunnel for r's client connection (a hijacked socket or
-// an HTTP/2 stream) and its backend, with what its log line needs.
-func (s *Server) newTunnel(r *http.Request, rt *route, up *upstream, client, backend net.Conn, start time.Time) *tunnel {
+// an HTTP/2 stream; the client's address is ip) and its backend, with what
+// its log line needs.
+func (s *Server) newTunnel(r *http.Request, ip string, rt *route, up *upstream, client, backend net.Conn, start time.Time) *tunnel {
 	t := newTunnel(rt, up, client, backend, start)
-	t.clientIP, t.log, t.host, t.path, t.handshake = clientIP(r), s.log, r.Host, r.URL.Path, time.Since(start)
+	t.clientIP, t.log, t.host, t.path, t.handshake = ip, s.log, r.Host, r.URL.Path, time.Since(start)
 	t.plan = &s.plan
 	if r.ProtoMajor == 2 {
 		t.proto, t.status = r.Proto, http.StatusOK
@@ -171,13 +161,66 @@ func (s *Server) newTunnel(r *http.Request, rt *route, up *upstream, client, bac
 
 // goTunnel runs t on a goroutine of its own, which then releases what the
 // handshake acquired for it.
-func (s *Server) goTunnel(t *tunnel, ip string, fromClient, fromBackend []byte) {
+func (s *Server) goTunnel(t *tunnel, adm admission, fromClient, fromBackend []byte) {
 	go func() {
-		defer s.endTunnel()
-		defer t.up.conns.Add(-1)
-		defer s.limit.release(ip)
+		defer adm.release()
 		t.run(s.drain, s.ctx, fromClient, fromBackend)
 	}()
+}
+
+// An admission is what a WebSocket handshake holds from its limit check
+// until its tunnel ends: the limiter's slot for the client's address and,
+// once registered, a tunnel counted by the Server (which Shutdown waits
+// for) and a connection counted by its backend (least_conn). Exactly one
+// owner releases it: the handshake, or after handOff the tunnel's
+// goroutine.
+type admission struct {
+	s    *Server
+	ip   string
+	held bool      // the limiter's slot for ip
+	up   *upstream // registered: the Server's tunnel count and up.conns
+}
+
+// admit checks the limits for ip (limits.go). status is 0 when admitted,
+// else the refusal.
+func (s *Server) admit(ip string) (adm admission, status int, kind, reason string) {
+	if status, kind, reason = s.limit.acquire(ip); status != 0 {
+		return admission{}, status, kind, reason
+	}
+	return admission{s: s, ip: ip, held: true}, 0, "", ""
+}
+
+// register counts the tunnel about to start on up; false when the Server
+// is shutting down.
+func (a *admission) register(up *upstream) bool {
+	if !a.s.startTunnel() {
+		return false
+	}
+	up.conns.Add(1)
+	a.up = up
+	return true
+}
+
+// handOff moves what a holds to the admission it returns; a.release then
+// does nothing.
+func (a *admission) handOff() admission {
+	t := *a
+	*a = admission{}
+	return t
+}
+
+// release gives back what a holds.
+func (a *admission) release() {
+	if !a.held {
+		return
+	}
+	a.held = false
+	a.s.limit.release(a.ip)
+	if a.up != nil {
+		a.up.conns.Add(-1)
+		a.s.endTunnel()
+		a.up = nil
+	}
 }
 
 // buffered returns a copy of the bytes br has read ahead from its
@@ -201,16 +244,27 @@ type backendError struct {
 func (e *backendError) Error() string { return e.err.Error() }
 func (e *backendError) Unwrap() error { return e.err }
 
+// backendAnswer is a backend's answer to a forwarded handshake: the
+// connection, which backend it is, the reader holding what came after the
+// response, and the response.
+type backendAnswer struct {
+	conn net.Conn
+	up   *upstream
+	br   *bufio.Reader
+	resp *http.Response
+}
+
 // backendHandshake dials the route's backends in the pool's order until
 // one connects (a failed dial sent nothing, so trying the next is always
 // safe), forwards the client's handshake, and returns the backend's
-// response. The connection has no deadline when it is returned.
-func (s *Server) backendHandshake(r *http.Request, st *state, rt *route) (net.Conn, *upstream, *bufio.Reader, *http.Response, error) {
+// response. The connection has no deadline when it is returned. ip is the
+// client's address. Its errors are *backendError.
+func (s *Server) backendHandshake(r *http.Request, st *state, rt *route, ip string) (backendAnswer, error) {
 	var conn net.Conn
 	var up *upstream
 	var errs []error
-	for _, u := range rt.pool.order(clientIP(r)) {
-		c, err := u.dial(r.Context(), st.cfg.DialTimeout, clientIP(r))
+	for _, u := range rt.pool.order(ip) {
+		c, err := u.dial(r.Context(), st.cfg.DialTimeout, ip)
 		if err == nil {
 			rt.pool.succeeded(u)
 			conn, up = c, u
@@ -223,13 +277,13 @@ func (s *Server) backendHandshake(r *http.Request, st *state, rt *route) (net.Co
 		errs = append(errs, fmt.Errorf("dial backend %s: %w", u.name, err))
 	}
 	if conn == nil {
-		return nil, nil, nil, nil, &backendError{http.StatusBadGateway, "backend-dial", "backend unavailable", errors.Join(errs...)}
+		return backendAnswer{}, &backendError{http.StatusBadGateway, "backend-dial", "backend unavailable", errors.Join(errs...)}
 	}
 	if len(errs) > 0 {
 		s.log.Warn("backend dial failed; another answered", "route", rt.name, "backend", up.name, "error", errors.Join(errs...).Error())
 	}
 	conn, br, resp, err := s.forwardHandshake(r, rt, up, conn)
-	return conn, up, br, resp, err
+	return backendAnswer{conn, up, br, resp}, err
 }
 
 // forwardHandshake sends the client's handshake to a connected backend.
@@ -293,11 +347,11 @@ func (s *Server) forwardHandshake(r *http.Request, rt *route, up *upstream, conn
 
 // relayResponse passes a backend's refusal (403, 400, 500…) to the client
 // as it is, minus hop-by-hop headers. The backend connection still has the
-// handshake deadline, which bounds the body.
-func (s *Server) relayResponse(w http.ResponseWriter, r *http.Request, rt *route, up *upstream, resp *http.Response) {
+// handshake deadline, which bounds the body. ip is the client's address.
+func (s *Server) relayResponse(w http.ResponseWriter, ip string, rt *route, up *upstream, resp *http.Response) {
 	defer resp.Body.Close()
 	s.log.Info("backend refused handshake", "route", rt.name, "backend", up.name,
-		"client_ip", clientIP(r), "status", resp.StatusCode)
+		"client_ip", ip, "status", resp.StatusCode)
 	removeHopByHop(resp.Header)
 	h := w.Header()
 	for k, v := range resp.Header {
