@@ -91,18 +91,20 @@
 //     consume the pongs answering its own pings and the close frames
 //     answering its own closes. The tunnel returns, and logs one line, only
 //     when both pumps have ended.
-//  9. The proxy's own frames (pings, close frames) are queued per side and
-//     written at the next frame boundary of that side's output, under the
-//     same lock as the pump that writes there (between two fragments of a
-//     message is a boundary: RFC 6455 §5.4). A timer never waits for the
-//     lock: if the pump holds it, the pump writes the queue after its own
-//     write.
+//  9. The proxy's own frames (frames.go, with the hooks through which the
+//     pump's scanner reports each frame): pings and close frames are queued
+//     per side and written at the next frame boundary of that side's
+//     output, under the same lock as the pump that writes there (between
+//     two fragments of a message is a boundary: RFC 6455 §5.4). A timer
+//     never waits for the lock: if the pump holds it, the pump writes the
+//     queue after its own write.
 //
 // # How a tunnel ends
 //
-// Hijacking clears net/http's deadlines: its timeouts bound the handshake
-// only, and nothing ends an open tunnel but the peers or the limits below.
-// TCP keepalive (Go's default, 15 s idle) runs on both sockets as well.
+// (tunnelend.go; the timers are keepalive.go's.) Hijacking clears
+// net/http's deadlines: its timeouts bound the handshake only, and nothing
+// ends an open tunnel but the peers or the limits below. TCP keepalive
+// (Go's default, 15 s idle) runs on both sockets as well.
 //
 //   - A peer's close frame is forwarded; after it nothing more goes that
 //     way. At that peer's end of stream the other side is half-closed (TLS
