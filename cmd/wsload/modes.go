@@ -31,6 +31,41 @@ const drainGrace = 5 * time.Second
 
 func (w *window) in(t time.Time) bool { return !t.Before(w.from) && t.Before(w.to) }
 
+// sample runs workers goroutines, each calling op with its index and its
+// count of calls so far, over and over until the window ends, ctx ends or
+// op says stop. A call that op says is ok and that began inside the window
+// is a sample of its duration. sample returns each worker's samples once
+// measure and every worker are done.
+func (w *window) sample(ctx context.Context, workers, capHint int, op func(i, k int) (ok, stop bool)) ([][]time.Duration, error) {
+	samples := make([][]time.Duration, workers)
+	var wg sync.WaitGroup
+	for i := range workers {
+		wg.Go(func() {
+			s := make([]time.Duration, 0, capHint)
+			for k := 0; ctx.Err() == nil; k++ {
+				t0 := time.Now()
+				if !t0.Before(w.to) {
+					break
+				}
+				ok, stop := op(i, k)
+				if stop {
+					break
+				}
+				if ok && w.in(t0) {
+					s = append(s, time.Since(t0))
+				}
+			}
+			samples[i] = s
+		})
+	}
+	merr := w.measure(ctx)
+	wg.Wait()
+	if merr != nil {
+		return nil, merr
+	}
+	return samples, nil
+}
+
 // measure sleeps to the window's start, reads CPU, sleeps to its end and
 // reads CPU again. It returns early if ctx ends.
 func (w *window) measure(ctx context.Context) error {
@@ -136,43 +171,30 @@ func runRTT(ctx context.Context, o *options) (*result, error) {
 		return nil, err
 	}
 	w := newWindow(o)
-	samples := make([][]time.Duration, len(conns))
-	var failed errs
-	var wg sync.WaitGroup
-	for i, c := range conns {
+	for _, c := range conns {
 		// The last echo is due within drainGrace of the window's end: a
 		// lost message fails the run instead of stalling it.
 		c.nc.SetReadDeadline(w.to.Add(drainGrace))
-		wg.Go(func() {
-			msg := payload(o.size)
-			s := make([]time.Duration, 0, 4096)
-			for ctx.Err() == nil {
-				t0 := time.Now()
-				if !t0.Before(w.to) {
-					break
-				}
-				if err := c.writeFrame(wsframe.OpBinary, msg); err != nil {
-					failed.add(err)
-					break
-				}
-				_, got, err := c.readMessage()
-				if err != nil {
-					failed.add(err)
-					break
-				}
-				if len(got) != len(msg) {
-					failed.add(fmt.Errorf("echo of %d bytes, sent %d", len(got), len(msg)))
-					break
-				}
-				if w.in(t0) {
-					s = append(s, time.Since(t0))
-				}
-			}
-			samples[i] = s
-		})
 	}
-	merr := w.measure(ctx)
-	wg.Wait()
+	var failed errs
+	msg := payload(o.size) // only read: shared by the workers
+	samples, merr := w.sample(ctx, len(conns), 4096, func(i, _ int) (ok, stop bool) {
+		c := conns[i]
+		if err := c.writeFrame(wsframe.OpBinary, msg); err != nil {
+			failed.add(err)
+			return false, true
+		}
+		_, got, err := c.readMessage()
+		if err != nil {
+			failed.add(err)
+			return false, true
+		}
+		if len(got) != len(msg) {
+			failed.add(fmt.Errorf("echo of %d bytes, sent %d", len(got), len(msg)))
+			return false, true
+		}
+		return true, false
+	})
 	if merr != nil {
 		return nil, merr
 	}
@@ -289,33 +311,17 @@ func runThroughput(ctx context.Context, o *options) (*result, error) {
 // unless -resume), upgrades, echoes one message and closes, over and over.
 func runHandshake(ctx context.Context, o *options) (*result, error) {
 	w := newWindow(o)
-	samples := make([][]time.Duration, o.conns)
 	var failed errs
-	var wg sync.WaitGroup
-	for i := range o.conns {
-		wg.Go(func() {
-			msg := payload(o.size)
-			s := make([]time.Duration, 0, 1024)
-			for n := i; ctx.Err() == nil; n += o.conns {
-				t0 := time.Now()
-				if !t0.Before(w.to) {
-					break
-				}
-				if err := handshakeOnce(ctx, o, n, msg); err != nil {
-					if ctx.Err() == nil {
-						failed.add(err)
-					}
-					continue
-				}
-				if w.in(t0) {
-					s = append(s, time.Since(t0))
-				}
+	msg := payload(o.size) // only read: shared by the workers
+	samples, merr := w.sample(ctx, o.conns, 1024, func(i, k int) (ok, stop bool) {
+		if err := handshakeOnce(ctx, o, i+k*o.conns, msg); err != nil {
+			if ctx.Err() == nil {
+				failed.add(err)
 			}
-			samples[i] = s
-		})
-	}
-	merr := w.measure(ctx)
-	wg.Wait()
+			return false, false
+		}
+		return true, false
+	})
 	if merr != nil {
 		return nil, merr
 	}
