@@ -154,7 +154,7 @@ func Compile(cfg Config) (*Compiled, error) {
 		case p.Key == "":
 			errs = append(errs, fieldErr(keys[i]+"key", "missing: the certificate needs its key"))
 		default:
-			cert, err := LoadKeyPair(p.Cert, p.Key)
+			cert, err := loadKeyPair(p.Cert, p.Key)
 			if err != nil {
 				key := keys[i] + "cert"
 				if errors.As(err, new(keyFileError)) {

@@ -73,7 +73,7 @@ func (c *Compiled) Manager(logger *slog.Logger) (*Manager, error) {
 			return nil, err
 		}
 		logger.Warn("no certificate configured: serving a self-signed certificate; browsers will warn",
-			"names", strings.Join(hosts, ","), "fingerprint_sha256", Fingerprint(cert))
+			"names", strings.Join(hosts, ","), "fingerprint_sha256", fingerprint(cert))
 		m.files.Store(newCertSet([]*tls.Certificate{cert}))
 	} else if len(c.certs) > 0 {
 		m.install(c.certs)
@@ -198,7 +198,7 @@ func newCertSet(list []*tls.Certificate) *certSet {
 }
 
 func certNames(c *tls.Certificate) []string {
-	leaf, err := Leaf(c)
+	leaf, err := leafOf(c)
 	if err != nil {
 		return nil
 	}
@@ -237,7 +237,7 @@ func (m *Manager) reloadLocked(stamp string) error {
 	}
 	var list []*tls.Certificate
 	for _, p := range pairs {
-		c, err := LoadKeyPair(p.Cert, p.Key)
+		c, err := loadKeyPair(p.Cert, p.Key)
 		if err != nil {
 			if len(m.files.Load().list) > 0 {
 				m.log.Error("certificate reload refused; still serving the previous certificates", "error", err)
@@ -256,9 +256,9 @@ func (m *Manager) install(list []*tls.Certificate) {
 	first := len(m.files.Load().list) == 0
 	m.files.Store(newCertSet(list))
 	for _, c := range list {
-		leaf, _ := Leaf(c)
-		attrs := []any{"names", strings.Join(certNames(c), ","), "not_after", leaf.NotAfter.Format(time.RFC3339), "fingerprint_sha256", Fingerprint(c)}
-		if w := ExpiryWarning(c, time.Now()); w != "" {
+		leaf, _ := leafOf(c)
+		attrs := []any{"names", strings.Join(certNames(c), ","), "not_after", leaf.NotAfter.Format(time.RFC3339), "fingerprint_sha256", fingerprint(c)}
+		if w := expiryWarning(c, time.Now()); w != "" {
 			m.log.Warn(w, attrs...)
 		} else if first {
 			m.log.Info("certificate", attrs...)
@@ -331,11 +331,11 @@ type Info struct {
 func (m *Manager) Certificates() []Info {
 	var out []Info
 	for _, c := range m.files.Load().list {
-		leaf, err := Leaf(c)
+		leaf, err := leafOf(c)
 		if err != nil {
 			continue
 		}
-		out = append(out, Info{Names: certNames(c), NotAfter: leaf.NotAfter, Fingerprint: Fingerprint(c)})
+		out = append(out, Info{Names: certNames(c), NotAfter: leaf.NotAfter, Fingerprint: fingerprint(c)})
 	}
 	return out
 }

@@ -57,12 +57,3 @@ func SelfSigned(hosts []string, validity time.Duration) (*tls.Certificate, error
 	}
 	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, nil
 }
-
-// CertPool returns a pool holding cert's leaf, for clients that trust it.
-func CertPool(cert *tls.Certificate) *x509.CertPool {
-	p := x509.NewCertPool()
-	if leaf, err := Leaf(cert); err == nil {
-		p.AddCert(leaf)
-	}
-	return p
-}

@@ -39,9 +39,9 @@ type keyFileError struct{ error }
 
 func (e keyFileError) Unwrap() error { return e.error }
 
-// LoadKeyPair reads a PEM certificate chain (leaf first) and its private key,
+// loadKeyPair reads a PEM certificate chain (leaf first) and its private key,
 // and checks that they belong together. Its errors say which file is at fault.
-func LoadKeyPair(certFile, keyFile string) (*tls.Certificate, error) {
+func loadKeyPair(certFile, keyFile string) (*tls.Certificate, error) {
 	certPEM, err := os.ReadFile(certFile)
 	if err != nil {
 		return nil, fmt.Errorf("read certificate: %w", err)
@@ -84,10 +84,10 @@ func containsBlock(data []byte, typ string) bool {
 	}
 }
 
-// Fingerprint is the SHA-256 of the leaf certificate, as colon-separated hex
+// fingerprint is the SHA-256 of the leaf certificate, as colon-separated hex
 // (the form browsers show), so a person can compare what they are offered
 // with what the proxy serves.
-func Fingerprint(cert *tls.Certificate) string {
+func fingerprint(cert *tls.Certificate) string {
 	if len(cert.Certificate) == 0 {
 		return ""
 	}
@@ -102,8 +102,8 @@ func Fingerprint(cert *tls.Certificate) string {
 	return b.String()
 }
 
-// Leaf returns the parsed leaf certificate.
-func Leaf(cert *tls.Certificate) (*x509.Certificate, error) {
+// leafOf returns the parsed leaf certificate.
+func leafOf(cert *tls.Certificate) (*x509.Certificate, error) {
 	if cert.Leaf != nil {
 		return cert.Leaf, nil
 	}
@@ -113,10 +113,10 @@ func Leaf(cert *tls.Certificate) (*x509.Certificate, error) {
 	return x509.ParseCertificate(cert.Certificate[0])
 }
 
-// ExpiryWarning returns a warning when the leaf has expired or expires within
+// expiryWarning returns a warning when the leaf has expired or expires within
 // 30 days of now, and "" otherwise.
-func ExpiryWarning(cert *tls.Certificate, now time.Time) string {
-	leaf, err := Leaf(cert)
+func expiryWarning(cert *tls.Certificate, now time.Time) string {
+	leaf, err := leafOf(cert)
 	if err != nil {
 		return ""
 	}

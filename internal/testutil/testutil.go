@@ -37,7 +37,7 @@ func Cert(t testing.TB, hosts ...string) (*tls.Certificate, *tls.Config) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return cert, &tls.Config{RootCAs: tlsconf.CertPool(cert), ServerName: hosts[0]}
+	return cert, &tls.Config{RootCAs: certPool(cert), ServerName: hosts[0]}
 }
 
 // Issue makes an ECDSA P-256 certificate for names (host names or IP
@@ -203,4 +203,13 @@ func ServeConns(t testing.TB, ln net.Listener, fn func(net.Conn)) {
 		ln.Close()
 		wg.Wait()
 	})
+}
+
+// certPool returns a pool holding cert's leaf, for clients that trust it.
+func certPool(cert *tls.Certificate) *x509.CertPool {
+	p := x509.NewCertPool()
+	if leaf, err := x509.ParseCertificate(cert.Certificate[0]); err == nil {
+		p.AddCert(leaf)
+	}
+	return p
 }
