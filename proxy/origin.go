@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+
+	"github.com/wssproxy/wssproxy/internal/urlport"
 )
 
 // originPattern is one allowed_origins entry: a scheme, a host or
@@ -24,7 +26,7 @@ func parseOrigin(s string) (originPattern, error) {
 	}
 	p := originPattern{scheme: strings.ToLower(u.Scheme), host: strings.ToLower(u.Hostname()), port: u.Port()}
 	if p.port == "" {
-		p.port = defaultPort(p.scheme)
+		p.port = urlport.Default(p.scheme)
 	}
 	if rest, ok := strings.CutPrefix(p.host, "*."); ok {
 		p.host, p.wildcard = "."+rest, true
@@ -33,16 +35,6 @@ func parseOrigin(s string) (originPattern, error) {
 		return originPattern{}, fmt.Errorf("%q: a wildcard may only be the first label (*.example.com)", s)
 	}
 	return p, nil
-}
-
-func defaultPort(scheme string) string {
-	switch scheme {
-	case "https", "wss":
-		return "443"
-	case "http", "ws":
-		return "80"
-	}
-	return ""
 }
 
 // originAllowed reports whether an Origin header value matches one of

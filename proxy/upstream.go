@@ -7,13 +7,14 @@ import (
 	"hash/fnv"
 	"log/slog"
 	"math"
-	"net"
 	"net/url"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/wssproxy/wssproxy/internal/urlport"
 )
 
 // Pools: a route's backends, the order they are tried in, and their health.
@@ -101,11 +102,7 @@ func (s *Server) newPool(plan *routePlan, rt *route) *pool {
 		case r.Socket != "":
 			key.network, key.addr = "unix", r.Socket
 		case u.Port() == "":
-			port := "80"
-			if isTLSScheme(u.Scheme) {
-				port = "443"
-			}
-			key.addr = net.JoinHostPort(u.Hostname(), port)
+			key.addr = urlport.HostPort(u)
 		}
 		up.transport = key.addr
 		if key.network == "unix" {

@@ -18,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/wssproxy/wssproxy/internal/urlport"
 	"github.com/wssproxy/wssproxy/internal/wsframe"
 )
 
@@ -56,15 +57,7 @@ type dialer struct {
 func (d *dialer) dial(ctx context.Context, local net.Addr) (*conn, error) {
 	nd := d.net
 	nd.LocalAddr = local
-	host := d.target.Host
-	if d.target.Port() == "" {
-		if d.target.Scheme == "wss" {
-			host = net.JoinHostPort(d.target.Hostname(), "443")
-		} else {
-			host = net.JoinHostPort(d.target.Hostname(), "80")
-		}
-	}
-	nc, err := nd.DialContext(ctx, "tcp", host)
+	nc, err := nd.DialContext(ctx, "tcp", urlport.HostPort(d.target))
 	if err != nil {
 		return nil, err
 	}

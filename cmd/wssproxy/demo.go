@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/wssproxy/wssproxy/internal/echo"
+	"github.com/wssproxy/wssproxy/internal/urlport"
 )
 
 // startDemoBackend runs the echo backend of -demo on addr, in this process.
@@ -29,12 +30,5 @@ func urlHostPort(backend string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if u.Port() != "" {
-		return u.Host, nil
-	}
-	port := "80"
-	if u.Scheme == "wss" || u.Scheme == "https" {
-		port = "443"
-	}
-	return net.JoinHostPort(u.Hostname(), port), nil
+	return urlport.HostPort(u), nil
 }

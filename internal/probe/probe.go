@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/wssproxy/wssproxy/internal/cli"
+	"github.com/wssproxy/wssproxy/internal/urlport"
 )
 
 // Probe exit codes: each kind of failure has its own, so scripts can act
@@ -226,7 +227,7 @@ func (p *prober) run(ctx context.Context) int {
 	p.host, p.port = u.Hostname(), u.Port()
 	secure := u.Scheme == "wss"
 	if p.port == "" {
-		p.port = map[bool]string{true: "443", false: "80"}[secure]
+		p.port = urlport.Default(u.Scheme)
 	}
 
 	// 1. DNS.
