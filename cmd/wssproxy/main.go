@@ -22,6 +22,7 @@ import (
 
 	"github.com/wssproxy/wssproxy/internal/cli"
 	"github.com/wssproxy/wssproxy/internal/config"
+	"github.com/wssproxy/wssproxy/internal/importconf"
 	"github.com/wssproxy/wssproxy/internal/probe"
 	"github.com/wssproxy/wssproxy/proxy"
 )
@@ -78,7 +79,7 @@ func commands() []subcommand {
 	return []subcommand{
 		{"probe", "[flags] wss://host[:port]/path", "check a WebSocket endpoint step by step, as a browser reaches it, and say what to fix", probe.Run},
 		{"health", "[-admin ADDR] [-path /readyz]", "exit 0 when the admin /healthz (or -path) answers 200: a container's HEALTHCHECK", runHealth},
-		{"import", "[-o FILE] nginx.conf|httpd.conf", "turn an nginx or Apache httpd configuration into wssproxy's, saying on stderr what changed", runImport},
+		{"import", "[-o FILE] nginx.conf|httpd.conf", "turn an nginx or Apache httpd configuration into wssproxy's, saying on stderr what changed", importconf.Run},
 	}
 }
 

@@ -21,6 +21,7 @@ import (
 
 	"github.com/wssproxy/wssproxy/internal/config"
 	"github.com/wssproxy/wssproxy/internal/fielderr"
+	"github.com/wssproxy/wssproxy/internal/handover"
 	"github.com/wssproxy/wssproxy/proxy"
 	"github.com/wssproxy/wssproxy/tlsconf"
 )
@@ -47,7 +48,7 @@ type runner struct {
 	redirectLn *listener
 	admin      *http.Server
 	adminLn    *listener
-	inherit    *inherited // sockets handed over by the process this one replaces
+	inherit    *handover.Inherited // sockets handed over by the process this one replaces
 	metrics    *adminMetrics
 	started    time.Time
 	timeouts   sideTimeouts // of the redirect and admin servers; zero: the defaults
@@ -85,7 +86,7 @@ func (r *runner) serve(ctx context.Context, fc *compiled) error {
 	usr2 := make(chan os.Signal, 1)
 	signal.Notify(usr2, syscall.SIGUSR2)
 	defer signal.Stop(usr2)
-	r.inherit = takeInherited()
+	r.inherit = handover.Take(r.log)
 
 	r.level.Set(fc.level)
 	if r.o.demo {
@@ -125,7 +126,7 @@ func (r *runner) serve(ctx context.Context, fc *compiled) error {
 	if err := writePidFile(fc.PidFile); err != nil {
 		r.log.Error("pid_file not written; -s reload will not find this process", "error", err)
 	}
-	r.ready()
+	r.inherit.Ready()
 	handedOver := false
 	defer func() { // the pid_file of the last configuration, unless it names the new process
 		if !handedOver {

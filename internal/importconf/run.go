@@ -1,4 +1,4 @@
-package main
+package importconf
 
 import (
 	"context"
@@ -10,13 +10,12 @@ import (
 	"path/filepath"
 
 	"github.com/wssproxy/wssproxy/internal/cli"
-	"github.com/wssproxy/wssproxy/internal/importconf"
 )
 
-// runImport is `wssproxy import [-o FILE] FILE`: an nginx or Apache httpd
+// Run is `wssproxy import [-o FILE] FILE`: an nginx or Apache httpd
 // configuration translated into wssproxy's TOML, on stdout or into -o's
 // file, with one line on stderr for each thing changed or dropped.
-func runImport(_ context.Context, args []string, stdout, stderr io.Writer) error {
+func Run(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("wssproxy import", flag.ContinueOnError)
 	out := fs.String("o", "", "write the configuration to `file` (and full certificate chains beside it) instead of stdout")
 	fs.Usage = func() {
@@ -36,18 +35,18 @@ func runImport(_ context.Context, args []string, stdout, stderr io.Writer) error
 	if len(files) != 1 {
 		return &cli.UsageError{Cmd: fs.Name(), Err: fmt.Errorf("import takes one configuration file, got %d", len(files))}
 	}
-	var opts importconf.Options
+	var opts Options
 	if *out != "" {
 		opts.OutDir = filepath.Dir(*out)
 	}
-	res, err := importconf.Import(files[0], opts)
+	res, err := Import(files[0], opts)
 	if res != nil {
 		for _, n := range res.Notes {
 			fmt.Fprintln(stderr, n)
 		}
 	}
 	switch {
-	case errors.Is(err, importconf.ErrNothingRoutable):
+	case errors.Is(err, ErrNothingRoutable):
 		fmt.Fprintf(stderr, "wssproxy import: nothing routable in %s: no TLS server block or virtual host with a proxy_pass, ProxyPass, root or DocumentRoot\n", files[0])
 		return &cli.ExitError{Code: 1}
 	case err != nil:
