@@ -24,11 +24,13 @@ import (
 	"github.com/wssproxy/wssproxy/internal/config"
 	"github.com/wssproxy/wssproxy/internal/importconf"
 	"github.com/wssproxy/wssproxy/internal/probe"
+	"github.com/wssproxy/wssproxy/internal/xconnect"
 	"github.com/wssproxy/wssproxy/proxy"
 )
 
 func main() {
-	reexecForHTTP2(os.Args[1:]) // GODEBUG for WebSockets over HTTP/2 (xconnect.go)
+	// GODEBUG for WebSockets over HTTP/2 (internal/xconnect)
+	xconnect.Reexec(func() (bool, bool) { return servesH2WebSockets(os.Args[1:]) })
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	context.AfterFunc(ctx, func() {
 		// Shutting down: a second Ctrl-C ends the process at once, but a
