@@ -22,7 +22,9 @@ import (
 
 	"github.com/wssproxy/wssproxy/internal/cli"
 	"github.com/wssproxy/wssproxy/internal/config"
+	"github.com/wssproxy/wssproxy/internal/health"
 	"github.com/wssproxy/wssproxy/internal/importconf"
+	"github.com/wssproxy/wssproxy/internal/logfile"
 	"github.com/wssproxy/wssproxy/internal/probe"
 	"github.com/wssproxy/wssproxy/internal/xconnect"
 	"github.com/wssproxy/wssproxy/proxy"
@@ -80,7 +82,7 @@ type subcommand struct {
 func commands() []subcommand {
 	return []subcommand{
 		{"probe", "[flags] wss://host[:port]/path", "check a WebSocket endpoint step by step, as a browser reaches it, and say what to fix", probe.Run},
-		{"health", "[-admin ADDR] [-path /readyz]", "exit 0 when the admin /healthz (or -path) answers 200: a container's HEALTHCHECK", runHealth},
+		{"health", "[-admin ADDR] [-path /readyz]", "exit 0 when the admin /healthz (or -path) answers 200: a container's HEALTHCHECK", health.Run},
 		{"import", "[-o FILE] nginx.conf|httpd.conf", "turn an nginx or Apache httpd configuration into wssproxy's, saying on stderr what changed", importconf.Run},
 	}
 }
@@ -258,7 +260,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	r := &runner{o: o, errc: make(chan error, 1)}
 	var out io.Writer = stderr
 	if l.LogFile != "" {
-		lf, err := openLogFile(l.LogFile)
+		lf, err := logfile.Open(l.LogFile)
 		if err != nil {
 			return fmt.Errorf("log_file: %w", err)
 		}

@@ -22,6 +22,7 @@ import (
 	"github.com/wssproxy/wssproxy/internal/config"
 	"github.com/wssproxy/wssproxy/internal/fielderr"
 	"github.com/wssproxy/wssproxy/internal/handover"
+	"github.com/wssproxy/wssproxy/internal/logfile"
 	"github.com/wssproxy/wssproxy/proxy"
 	"github.com/wssproxy/wssproxy/tlsconf"
 )
@@ -32,7 +33,7 @@ import (
 type runner struct {
 	o       *options
 	log     *slog.Logger
-	logFile *logFile // nil: logs go to stderr
+	logFile *logfile.File // nil: logs go to stderr
 	level   slog.LevelVar
 	bg      sync.WaitGroup
 	errc    chan error // the first unexpected listener failure
@@ -151,7 +152,7 @@ func (r *runner) serve(ctx context.Context, fc *compiled) error {
 			} else if err := r.logFile.Reopen(); err != nil {
 				r.log.Error("SIGUSR1: reopening log_file failed; still writing the old one", "error", err)
 			} else {
-				r.log.Info("SIGUSR1: log file reopened", "path", r.logFile.path)
+				r.log.Info("SIGUSR1: log file reopened", "path", r.logFile.Path())
 			}
 		case <-ctx.Done():
 			r.log.Info("shutting down", "open_tunnels", r.srv.OpenTunnels(), "timeout", r.shutdownTimeout())

@@ -1,4 +1,6 @@
-package main
+// Package health is `wssproxy health`, the admin listener asked from the
+// command line.
+package health
 
 import (
 	"context"
@@ -9,15 +11,16 @@ import (
 	"time"
 
 	"github.com/wssproxy/wssproxy/internal/cli"
+	"github.com/wssproxy/wssproxy/internal/config"
 )
 
-// runHealth is `wssproxy health`: GET the admin /healthz (or -path
+// Run is `wssproxy health`: GET the admin /healthz (or -path
 // /readyz), exit 0 when it answers 200. It is the container's HEALTHCHECK
 // and Kubernetes' exec probe: an empty image has no curl, and the admin
 // listener is loopback-only, out of reach of the kubelet's HTTP probes.
-func runHealth(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("wssproxy health", flag.ContinueOnError)
-	admin := fs.String("admin", defaultAdmin, "admin listener `address`")
+	admin := fs.String("admin", config.DefaultAdmin, "admin listener `address`")
 	path := fs.String("path", "/healthz", "endpoint to ask: /healthz (serving) or /readyz (backends reachable)")
 	timeout := fs.Duration("timeout", 3*time.Second, "time limit")
 	fs.Usage = func() {
