@@ -186,7 +186,7 @@
 // only with GODEBUG=http2xconnect=1 at start (read in net/http's init; a
 // //go:debug directive is refused). wssproxy's main therefore re-executes
 // itself once with GODEBUG agreeing with http2_websockets
-// (cmd/wssproxy/xconnect.go), and this package's tests re-execute the test
+// (internal/xconnect), and this package's tests re-execute the test
 // binary (testutil.ExtendedConnect). http2_websockets = false with the
 // variable set anyway (a program embedding this package) is refused with
 // 405, although advertised. When Go 1.28, with
@@ -194,7 +194,8 @@
 //  1. in New, set s.http.HTTP2.EnableConnectProtocol from
 //     cfg.H2WebSockets() and drop extendedConnect (h2stream.go) and the
 //     warnings about it;
-//  2. delete cmd/wssproxy/xconnect.go and its call in main, and
+//  2. delete internal/xconnect, cmd/wssproxy/xconnect.go and the call in
+//     main, and
 //     internal/testutil/xconnect.go and its call in the TestMain of this
 //     package's tests, with TestHTTP2WebSocketsProcess's GODEBUG checks;
 //  3. check whether Go's own HTTP/2 client then sends :protocol (in 1.27
