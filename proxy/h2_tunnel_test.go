@@ -182,12 +182,7 @@ func TestH2Closes(t *testing.T) {
 	testutil.CheckLeaks(t)
 	ctx := testutil.Context(t, 20*time.Second)
 	backendSaw := make(chan error, 1)
-	backend := testutil.Serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, err := websocket.Accept(w, r, nil)
-		if err != nil {
-			return
-		}
-		defer c.CloseNow()
+	backend := wsBackend(t, func(c *websocket.Conn, r *http.Request) {
 		switch r.URL.Path {
 		case "/close": // closes with a code of its own
 			c.Close(4002, "room closed")
@@ -197,7 +192,7 @@ func TestH2Closes(t *testing.T) {
 			_, _, err := c.Read(r.Context())
 			backendSaw <- err
 		}
-	}))
+	})
 	e := startProxy(t, route("/", "ws://"+backend))
 	h := e.h2(t)
 	t.Run("client's close code", func(t *testing.T) {
@@ -250,12 +245,7 @@ func TestH2FlowControl(t *testing.T) {
 	var flooded atomic.Int64
 	floodDone := make(chan error, 1)
 	release := make(chan struct{})
-	backend := testutil.Serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, err := websocket.Accept(w, r, nil)
-		if err != nil {
-			return
-		}
-		defer c.CloseNow()
+	backend := wsBackend(t, func(c *websocket.Conn, r *http.Request) {
 		switch r.URL.Path {
 		case "/flood": // writes until a write waits 500 ms
 			msg := make([]byte, 64<<10)
@@ -276,7 +266,7 @@ func TestH2FlowControl(t *testing.T) {
 			c.SetReadLimit(-1)
 			echo.Serve(r.Context(), c)
 		}
-	}))
+	})
 	cfg := route("/", "ws://"+backend)
 	cfg.Routes[0].SendTimeout = time.Hour // stuck is what is tested, not dropped
 	e := startProxy(t, cfg)
@@ -354,12 +344,7 @@ func TestH2SendTimeout(t *testing.T) {
 	testutil.CheckLeaks(t)
 	ctx := testutil.Context(t, 30*time.Second)
 	backendSaw := make(chan error, 1)
-	backend := testutil.Serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, err := websocket.Accept(w, r, nil)
-		if err != nil {
-			return
-		}
-		defer c.CloseNow()
+	backend := wsBackend(t, func(c *websocket.Conn, r *http.Request) {
 		if r.URL.Path != "/flood" {
 			echo.Serve(r.Context(), c)
 			return
@@ -371,10 +356,10 @@ func TestH2SendTimeout(t *testing.T) {
 			for c.Write(r.Context(), websocket.MessageBinary, msg) == nil {
 			}
 		})
-		_, _, err = c.Read(r.Context()) // the proxy's close frame
+		_, _, err := c.Read(r.Context()) // the proxy's close frame
 		backendSaw <- err
 		c.CloseNow()
-	}))
+	})
 	cfg := route("/", "ws://"+backend)
 	cfg.Routes[0].SendTimeout = 300 * time.Millisecond
 	logs := &testutil.Logs{}
@@ -410,15 +395,10 @@ func TestH2Shutdown(t *testing.T) {
 	testutil.CheckLeaks(t)
 	ctx := testutil.Context(t, 20*time.Second)
 	backendSaw := make(chan error, 2)
-	backend := testutil.Serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, err := websocket.Accept(w, r, nil)
-		if err != nil {
-			return
-		}
-		defer c.CloseNow()
-		_, _, err = c.Read(r.Context())
+	backend := wsBackend(t, func(c *websocket.Conn, r *http.Request) {
+		_, _, err := c.Read(r.Context())
 		backendSaw <- err
-	}))
+	})
 	srv, err := proxy.New(route("/wss", "ws://"+backend), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -487,12 +467,7 @@ func TestH2DeadConnection(t *testing.T) {
 	testutil.CheckLeaks(t)
 	ctx := testutil.Context(t, 30*time.Second)
 	backendSaw := make(chan error, 1)
-	backend := testutil.Serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, err := websocket.Accept(w, r, nil)
-		if err != nil {
-			return
-		}
-		defer c.CloseNow()
+	backend := wsBackend(t, func(c *websocket.Conn, r *http.Request) {
 		var wg sync.WaitGroup
 		defer wg.Wait()
 		wg.Go(func() {
@@ -500,10 +475,10 @@ func TestH2DeadConnection(t *testing.T) {
 			for c.Write(r.Context(), websocket.MessageBinary, msg) == nil {
 			}
 		})
-		_, _, err = c.Read(r.Context())
+		_, _, err := c.Read(r.Context())
 		backendSaw <- err
 		c.CloseNow()
-	}))
+	})
 	cfg := route("/", "ws://"+backend)
 	cfg.Routes[0].SendTimeout = 300 * time.Millisecond
 	e := startProxy(t, cfg)

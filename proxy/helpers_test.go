@@ -183,3 +183,17 @@ func counter(t *testing.T, reg *prometheus.Registry, name, label, value string) 
 	}
 	return sum
 }
+
+// wsBackend is a WebSocket backend on 127.0.0.1: fn gets each accepted
+// connection with its request, and the connection is closed when fn
+// returns.
+func wsBackend(t testing.TB, fn func(c *websocket.Conn, r *http.Request)) string {
+	return testutil.Serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.CloseNow()
+		fn(c, r)
+	}))
+}

@@ -79,6 +79,40 @@ func readClose(ctx context.Context, c *websocket.Conn) (websocket.StatusCode, st
 	}
 }
 
+// closeWatch reads, each in its own goroutine, the close that every one of
+// n clients on /wss gets.
+type closeWatch struct {
+	n     int
+	wg    sync.WaitGroup
+	codes chan websocket.StatusCode
+}
+
+// watchCloses dials n clients through e and starts reading their closes.
+func watchCloses(ctx context.Context, e *env, n int) *closeWatch {
+	w := &closeWatch{n: n, codes: make(chan websocket.StatusCode, n)}
+	for range n {
+		c := e.mustDial(ctx, "/wss", nil)
+		w.wg.Go(func() { code, _ := readClose(ctx, c); w.codes <- code })
+	}
+	return w
+}
+
+// want waits for every client's close and fails unless each got code, and
+// the backends (recorded by cr) too.
+func (w *closeWatch) want(t *testing.T, ctx context.Context, cr *closeRecorder, code websocket.StatusCode) {
+	t.Helper()
+	w.wg.Wait()
+	close(w.codes)
+	for got := range w.codes {
+		if got != code {
+			t.Fatalf("a client got %d, want %d", got, code)
+		}
+	}
+	for range w.n {
+		cr.wantClose(t, ctx, code)
+	}
+}
+
 // TestDeadClientDetected guards keepalive: a client that stops answering
 // (TCP open, nothing read) is pinged, found dead after ping_timeout, and its
 // tunnel closed on both sides: the backend gets 1001, both fds are freed.
@@ -151,12 +185,7 @@ func TestBackendPingsPassDuringKeepalive(t *testing.T) {
 	testutil.CheckLeaks(t)
 	ctx := testutil.Context(t, 10*time.Second)
 	pinged := make(chan error, 1)
-	backend := testutil.Serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, err := websocket.Accept(w, r, nil)
-		if err != nil {
-			return
-		}
-		defer c.CloseNow()
+	backend := wsBackend(t, func(c *websocket.Conn, r *http.Request) {
 		rctx := c.CloseRead(r.Context())
 		for range 10 {
 			if err := c.Ping(rctx); err != nil {
@@ -166,7 +195,7 @@ func TestBackendPingsPassDuringKeepalive(t *testing.T) {
 		}
 		pinged <- nil
 		<-rctx.Done()
-	}))
+	})
 	e := startProxy(t, proxy.Config{Routes: []proxy.Route{{
 		Path: "/wss", Backend: "ws://" + backend, PingInterval: dur(5 * time.Millisecond),
 	}}})
@@ -191,12 +220,7 @@ func TestProxyPingInsideFragmentedMessage(t *testing.T) {
 	for i := range 10 {
 		want.WriteString(strings.Repeat(string(rune('a'+i)), 1000))
 	}
-	backend := testutil.Serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, err := websocket.Accept(w, r, nil)
-		if err != nil {
-			return
-		}
-		defer c.CloseNow()
+	backend := wsBackend(t, func(c *websocket.Conn, r *http.Request) {
 		mw, _ := c.Writer(r.Context(), websocket.MessageText)
 		for i := range 10 { // a slow backend: a fragment every 3 ping intervals
 			mw.Write(want.Bytes()[i*1000 : (i+1)*1000])
@@ -208,7 +232,7 @@ func TestProxyPingInsideFragmentedMessage(t *testing.T) {
 		}
 		mw.Close()
 		c.Read(r.Context())
-	}))
+	})
 	e := startProxy(t, proxy.Config{Routes: []proxy.Route{{
 		Path: "/wss", Backend: "ws://" + backend, PingInterval: dur(interval),
 	}}})
@@ -277,17 +301,12 @@ func TestBackendNotReading(t *testing.T) {
 	testutil.CheckLeaks(t)
 	ctx := testutil.Context(t, 30*time.Second)
 	release := make(chan struct{})
-	backend := testutil.Serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, err := websocket.Accept(w, r, nil)
-		if err != nil {
-			return
-		}
-		defer c.CloseNow()
+	backend := wsBackend(t, func(c *websocket.Conn, r *http.Request) {
 		select { // never reads
 		case <-release:
 		case <-r.Context().Done():
 		}
-	}))
+	})
 	defer close(release)
 	e := startProxy(t, proxy.Config{Routes: []proxy.Route{{
 		Path: "/wss", Backend: "ws://" + backend,
@@ -427,30 +446,13 @@ func TestShutdownSends1001(t *testing.T) {
 	ctx := testutil.Context(t, 60*time.Second)
 	cr := newCloseRecorder(n)
 	e := startProxy(t, route("/wss", "ws://"+testutil.Serve(t, cr)))
-	conns := make([]*websocket.Conn, n)
-	for i := range conns {
-		conns[i] = e.mustDial(ctx, "/wss", nil)
-	}
-	codes := make(chan websocket.StatusCode, n)
-	var wg sync.WaitGroup
-	for _, c := range conns {
-		wg.Go(func() { code, _ := readClose(ctx, c); codes <- code })
-	}
+	w := watchCloses(ctx, e, n)
 	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if err := e.srv.Shutdown(sctx); err != nil {
 		t.Fatalf("shutdown: %v (open tunnels %d)", err, e.srv.OpenTunnels())
 	}
-	wg.Wait()
-	close(codes)
-	for code := range codes {
-		if code != websocket.StatusGoingAway {
-			t.Fatalf("a client got %d, want 1001", code)
-		}
-	}
-	for range n {
-		cr.wantClose(t, ctx, websocket.StatusGoingAway)
-	}
+	w.want(t, ctx, cr, websocket.StatusGoingAway)
 }
 
 // TestShutdownServesAccepted guards the drain's promise to a balancer: a
@@ -561,28 +563,14 @@ func TestHandoverSends1012(t *testing.T) {
 	cfg := route("/wss", "ws://"+testutil.Serve(t, cr))
 	cfg.UpgradeDrain = 200 * time.Millisecond
 	e := startProxy(t, cfg)
-	codes := make(chan websocket.StatusCode, n)
-	var wg sync.WaitGroup
-	for range n {
-		c := e.mustDial(ctx, "/wss", nil)
-		wg.Go(func() { code, _ := readClose(ctx, c); codes <- code })
-	}
+	w := watchCloses(ctx, e, n)
 	if err := e.srv.Handover(ctx); err != nil {
 		t.Fatalf("handover: %v (open tunnels %d)", err, e.srv.OpenTunnels())
 	}
 	if open := e.srv.OpenTunnels(); open != 0 {
 		t.Errorf("Handover returned with %d tunnels open", open)
 	}
-	wg.Wait()
-	close(codes)
-	for code := range codes {
-		if code != websocket.StatusServiceRestart {
-			t.Fatalf("a client got %d, want 1012", code)
-		}
-	}
-	for range n {
-		cr.wantClose(t, ctx, websocket.StatusServiceRestart)
-	}
+	w.want(t, ctx, cr, websocket.StatusServiceRestart)
 }
 
 // TestDeadBackendDetected guards backend_ping_interval: a backend that stops
@@ -592,17 +580,12 @@ func TestDeadBackendDetected(t *testing.T) {
 	testutil.CheckLeaks(t)
 	ctx := testutil.Context(t, 10*time.Second)
 	release := make(chan struct{})
-	backend := testutil.Serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, err := websocket.Accept(w, r, nil)
-		if err != nil {
-			return
-		}
-		defer c.CloseNow()
+	backend := wsBackend(t, func(c *websocket.Conn, r *http.Request) {
 		select { // never reads: pings go unanswered
 		case <-release:
 		case <-r.Context().Done():
 		}
-	}))
+	})
 	defer close(release)
 	e := startProxy(t, proxy.Config{Routes: []proxy.Route{{
 		Path: "/wss", Backend: "ws://" + backend, PingInterval: dur(0),

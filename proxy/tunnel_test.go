@@ -253,15 +253,10 @@ func TestPeerVanishes(t *testing.T) {
 		testutil.CheckLeaks(t)
 		ctx := testutil.Context(t, 10*time.Second)
 		backendErr := make(chan error, 1)
-		backend := testutil.Serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			c, err := websocket.Accept(w, r, nil)
-			if err != nil {
-				return
-			}
-			defer c.CloseNow()
-			_, _, err = c.Read(r.Context())
+		backend := wsBackend(t, func(c *websocket.Conn, r *http.Request) {
+			_, _, err := c.Read(r.Context())
 			backendErr <- err
-		}))
+		})
 		e := startProxy(t, route("/wss", "ws://"+backend))
 		c := e.mustDial(ctx, "/wss", nil)
 		c.CloseNow()

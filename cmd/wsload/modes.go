@@ -204,11 +204,7 @@ func runRTT(ctx context.Context, o *options) (*result, error) {
 	closeAll(conns)
 	r := o.newResult()
 	r.Messages = r.latencies(samples)
-	r.MsgsPerS = float64(r.Messages) / o.duration.Seconds()
-	if len(o.pids) > 0 && r.Messages > 0 {
-		r.ProxyCPUs = w.cpu.Seconds()
-		r.CPUusPerMsg = float64(w.cpu.Microseconds()) / float64(r.Messages)
-	}
+	r.MsgsPerS, r.CPUusPerMsg = o.perSample(r, r.Messages, w.cpu)
 	failed.into(r)
 	return r, nil
 }
@@ -327,11 +323,7 @@ func runHandshake(ctx context.Context, o *options) (*result, error) {
 	}
 	r := o.newResult()
 	r.Handshake = r.latencies(samples)
-	r.HsPerS = float64(r.Handshake) / o.duration.Seconds()
-	if len(o.pids) > 0 && r.Handshake > 0 {
-		r.ProxyCPUs = w.cpu.Seconds()
-		r.CPUusPerHs = float64(w.cpu.Microseconds()) / float64(r.Handshake)
-	}
+	r.HsPerS, r.CPUusPerHs = o.perSample(r, r.Handshake, w.cpu)
 	failed.into(r)
 	return r, nil
 }
@@ -410,4 +402,16 @@ func runIdle(ctx context.Context, o *options) (*result, error) {
 	closeAll(conns)
 	failed.into(r)
 	return r, nil
+}
+
+// perSample is the rate of n samples (messages, handshakes) over the run,
+// and, when the proxy's processes are watched (-pid) and there are
+// samples, the proxy's CPU microseconds per sample; r gets the CPU total.
+func (o *options) perSample(r *result, n int64, cpu time.Duration) (perS, cpuUsPer float64) {
+	perS = float64(n) / o.duration.Seconds()
+	if len(o.pids) > 0 && n > 0 {
+		r.ProxyCPUs = cpu.Seconds()
+		cpuUsPer = float64(cpu.Microseconds()) / float64(n)
+	}
+	return perS, cpuUsPer
 }

@@ -180,13 +180,7 @@ func TestSignals(t *testing.T) {
 			os.WriteFile(cfg, []byte(fmt.Sprintf("listen = \"127.0.0.1:0\"\nshutdown_timeout = %q\n[[route]]\npath = \"/wss\"\nbackend = %q\n", timeout, backend)), 0o600)
 			p := startProc(t, ctx, bin, "-config", cfg)
 			cmd, logs, addr := p.cmd, p.logs, p.addr
-			client := insecureClient()
-			defer client.CloseIdleConnections()
-			c, _, err := websocket.Dial(ctx, "wss://"+addr+"/wss", &websocket.DialOptions{HTTPClient: client})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.CloseNow()
+			c := p.dialWSS(t, ctx)
 			c.Write(ctx, websocket.MessageText, []byte("tom"))
 			if _, got, err := c.Read(ctx); err != nil || string(got) != "tom" {
 				t.Fatalf("echo: %q %v", got, err)
@@ -288,6 +282,20 @@ func startProc(t *testing.T, ctx context.Context, bin string, args ...string) *p
 	return p
 }
 
+// dialWSS opens a WebSocket to the process's /wss, not checking its
+// certificate, and closes it when the test ends.
+func (p *proc) dialWSS(t *testing.T, ctx context.Context) *websocket.Conn {
+	t.Helper()
+	client := insecureClient()
+	t.Cleanup(client.CloseIdleConnections)
+	c, _, err := websocket.Dial(ctx, "wss://"+p.addr+"/wss", &websocket.DialOptions{HTTPClient: client})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.CloseNow() })
+	return c
+}
+
 // buildBinary builds wssproxy into the test's temporary directory.
 func buildBinary(t *testing.T) string {
 	t.Helper()
@@ -319,13 +327,7 @@ func TestSIGHUPReloadsCertificates(t *testing.T) {
 		certFile, keyFile, testutil.Serve(t, echo.Handler(echo.Options{})))), 0o600)
 	p := startProc(t, ctx, bin, "-config", cfg)
 	cmd, logs, addr := p.cmd, p.logs, p.addr
-	client := insecureClient()
-	defer client.CloseIdleConnections()
-	c, _, err := websocket.Dial(ctx, "wss://"+addr+"/wss", &websocket.DialOptions{HTTPClient: client})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.CloseNow()
+	c := p.dialWSS(t, ctx)
 
 	cmd.Process.Signal(syscall.SIGHUP)
 	logs.Wait(t, ctx, `(?s)certificates reloaded.*configuration reloaded`)

@@ -11,31 +11,32 @@
 // browser would verify a real one; nothing here ignores certificate errors.
 // The name wss.test is mapped to 127.0.0.1 with --host-resolver-rules, so
 // the browser sends SNI and checks the name like it would for domain.com.
-import assert from 'node:assert/strict';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { after, before } from 'node:test';
+import { before } from 'node:test';
 import { chromium } from 'playwright-core';
 import { startBackend, startProxy } from './lib.mjs';
 import { pageTests } from './pages.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 
-let backend, proxy, proxyOff, browser, origin, originOff;
+// env is what the before hook starts, for pages.mjs's tests (and their
+// after hook, which stops it).
+const env = {};
 
 before(async () => {
-  backend = await startBackend();
+  env.backend = await startBackend();
   const routes = [
-    { path: '/wss', backend: `ws://${backend.addr}` },
-    { path: '/echo', backend: `ws://${backend.addr}` },
+    { path: '/wss', backend: `ws://${env.backend.addr}` },
+    { path: '/echo', backend: `ws://${env.backend.addr}` },
     // The seeds' page (the demo page: connect to /wss, send tom, show the reply).
     { path: '/', static: path.join(here, '..', 'echo') },
   ];
-  proxy = await startProxy(routes, { admin: true });
-  proxyOff = await startProxy(routes, { global: { http2_websockets: false } });
-  origin = `https://wss.test:${proxy.addr.split(':').pop()}`;
-  originOff = `https://wss.test:${proxyOff.addr.split(':').pop()}`;
-  browser = await chromium.launch({
+  env.proxy = await startProxy(routes, { admin: true });
+  env.proxyOff = await startProxy(routes, { global: { http2_websockets: false } });
+  env.origin = `https://wss.test:${env.proxy.addr.split(':').pop()}`;
+  env.originOff = `https://wss.test:${env.proxyOff.addr.split(':').pop()}`;
+  env.browser = await chromium.launch({
     executablePath: process.env.CHROMIUM,
     args: [
       '--no-sandbox', // CI runs as root
@@ -55,32 +56,4 @@ before(async () => {
   });
 });
 
-after(async () => {
-  await browser?.close();
-  await backend?.stop();
-  await proxy?.stop();
-  await proxyOff?.stop();
-});
-
-// page opens a fresh page on the proxy's origin, so scripts connect to
-// wss://wss.test:PORT like a page served there would.
-async function page(from) {
-  const ctx = await browser.newContext();
-  const p = await ctx.newPage();
-  const errors = [];
-  p.on('pageerror', (e) => errors.push(e));
-  const resp = await p.goto(from + '/');
-  assert.equal(resp.status(), 200);
-  const proto = await p.evaluate(() => performance.getEntriesByType('navigation')[0].nextHopProtocol);
-  assert.equal(proto, 'h2', 'the page came over HTTP/2');
-  return { p, ctx, errors };
-}
-
-pageTests({
-  page,
-  get proxy() { return proxy; },
-  get proxyOff() { return proxyOff; },
-  get origin() { return origin; },
-  get originOff() { return originOff; },
-  get backend() { return backend; },
-});
+pageTests(env, () => env.browser.newContext());

@@ -8,30 +8,31 @@
 // holds only the run's test CA as a trusted issuer, and passes it as
 // FIREFOX_PROFILE; nothing here ignores certificate errors. Pages come
 // from https://localhost:PORT, a name the test certificate holds.
-import assert from 'node:assert/strict';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { after, before } from 'node:test';
+import { before } from 'node:test';
 import puppeteer from 'puppeteer-core';
 import { startBackend, startProxy } from './lib.mjs';
 import { pageTests } from './pages.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 
-let backend, proxy, proxyOff, browser, origin, originOff;
+// env is what the before hook starts, for pages.mjs's tests (and their
+// after hook, which stops it).
+const env = {};
 
 before(async () => {
-  backend = await startBackend();
+  env.backend = await startBackend();
   const routes = [
-    { path: '/wss', backend: `ws://${backend.addr}` },
-    { path: '/echo', backend: `ws://${backend.addr}` },
+    { path: '/wss', backend: `ws://${env.backend.addr}` },
+    { path: '/echo', backend: `ws://${env.backend.addr}` },
     { path: '/', static: path.join(here, '..', 'echo') },
   ];
-  proxy = await startProxy(routes, { admin: true });
-  proxyOff = await startProxy(routes, { global: { http2_websockets: false } });
-  origin = `https://localhost:${proxy.addr.split(':').pop()}`;
-  originOff = `https://localhost:${proxyOff.addr.split(':').pop()}`;
-  browser = await puppeteer.launch({
+  env.proxy = await startProxy(routes, { admin: true });
+  env.proxyOff = await startProxy(routes, { global: { http2_websockets: false } });
+  env.origin = `https://localhost:${env.proxy.addr.split(':').pop()}`;
+  env.originOff = `https://localhost:${env.proxyOff.addr.split(':').pop()}`;
+  env.browser = await puppeteer.launch({
     browser: 'firefox',
     executablePath: process.env.FIREFOX,
     headless: true,
@@ -48,31 +49,4 @@ before(async () => {
   });
 });
 
-after(async () => {
-  await browser?.close();
-  await backend?.stop();
-  await proxy?.stop();
-  await proxyOff?.stop();
-});
-
-// page opens a fresh page in a context of its own (its own connections).
-async function page(from) {
-  const ctx = await browser.createBrowserContext();
-  const p = await ctx.newPage();
-  const errors = [];
-  p.on('pageerror', (e) => errors.push(e));
-  const resp = await p.goto(from + '/');
-  assert.equal(resp.status(), 200);
-  const proto = await p.evaluate(() => performance.getEntriesByType('navigation')[0].nextHopProtocol);
-  assert.equal(proto, 'h2', 'the page came over HTTP/2');
-  return { p, ctx, errors };
-}
-
-pageTests({
-  page,
-  get proxy() { return proxy; },
-  get proxyOff() { return proxyOff; },
-  get origin() { return origin; },
-  get originOff() { return originOff; },
-  get backend() { return backend; },
-});
+pageTests(env, () => env.browser.createBrowserContext());

@@ -6,16 +6,36 @@
 // protocol; a second proxy with http2_websockets = false shows the
 // fallback to HTTP/1.1.
 //
-// env is filled in by the suite's before hook: page(from) opens a fresh
-// page (with its own connections) at from + '/' and returns { p, ctx,
-// errors }; proxy (with admin) and proxyOff from startProxy; origin and
-// originOff their https origins; backend from startBackend.
+// env is filled in by the suite's before hook: browser (closed after the
+// suite, with the rest); proxy (with admin) and proxyOff from startProxy;
+// origin and originOff their https origins; backend from startBackend.
+// newContext() opens a browser context of its own (its own connections).
 import assert from 'node:assert/strict';
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import { within } from './lib.mjs';
 
-export function pageTests(env) {
-  const page = (from) => env.page(from ?? env.origin);
+export function pageTests(env, newContext) {
+  after(async () => {
+    await env.browser?.close();
+    await env.backend?.stop();
+    await env.proxy?.stop();
+    await env.proxyOff?.stop();
+  });
+
+  // page opens a fresh page in a context of its own on from (the proxy's
+  // origin by default), so scripts connect to wss://HOST:PORT like a page
+  // served there would, and checks that it came over HTTP/2.
+  async function page(from = env.origin) {
+    const ctx = await newContext();
+    const p = await ctx.newPage();
+    const errors = [];
+    p.on('pageerror', (e) => errors.push(e));
+    const resp = await p.goto(from + '/');
+    assert.equal(resp.status(), 200);
+    const proto = await p.evaluate(() => performance.getEntriesByType('navigation')[0].nextHopProtocol);
+    assert.equal(proto, 'h2', 'the page came over HTTP/2');
+    return { p, ctx, errors };
+  }
 
   // tunnelLines waits until the proxy has logged n tunnel ends for path and
   // returns them.
