@@ -1,6 +1,7 @@
 package proxy_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -339,6 +340,22 @@ func TestBackendNotReading(t *testing.T) {
 	}
 }
 
+// maxSizeClient starts a proxy with max_message_size = 1000 in front of a
+// close recorder, and connects a raw client through it, closed when the
+// test or ctx ends.
+func maxSizeClient(t *testing.T, ctx context.Context) (*closeRecorder, *env, net.Conn, *bufio.Reader) {
+	t.Helper()
+	cr := newCloseRecorder(1)
+	e := startProxy(t, proxy.Config{Routes: []proxy.Route{{
+		Path: "/wss", Backend: "ws://" + testutil.Serve(t, cr), MaxMessageSize: 1000,
+	}}})
+	conn, br := rawClient(t, e.addr, e.tls)
+	t.Cleanup(func() { conn.Close() })
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	t.Cleanup(func() { stop() })
+	return cr, e, conn, br
+}
+
 // TestMaxMessageSizeCloseReply guards that after a message over
 // max_message_size the proxy still follows the sender's frames: the
 // sender's reply to the proxy's 1009 ends its connection at once. (The
@@ -348,14 +365,7 @@ func TestMaxMessageSizeCloseReply(t *testing.T) {
 	testutil.CheckLeaks(t)
 	proxy.SetCloseGrace(t, time.Hour)
 	ctx := testutil.Context(t, 10*time.Second)
-	cr := newCloseRecorder(1)
-	e := startProxy(t, proxy.Config{Routes: []proxy.Route{{
-		Path: "/wss", Backend: "ws://" + testutil.Serve(t, cr), MaxMessageSize: 1000,
-	}}})
-	conn, br := rawClient(t, e.addr, e.tls)
-	defer conn.Close()
-	stop := context.AfterFunc(ctx, func() { conn.Close() })
-	defer stop()
+	cr, e, conn, br := maxSizeClient(t, ctx)
 	conn.Write(frame(true, 0, 0x2, make([]byte, 2000), false))
 	got := make([]byte, 2+len("message too big")+2)
 	if _, err := io.ReadFull(br, got); err != nil || !bytes.Equal(got[:4], []byte{0x88, 17, 0x03, 0xf1}) {
@@ -377,14 +387,7 @@ func TestMaxMessageSizeCloseReply(t *testing.T) {
 func TestMaxMessageSizeTopBitLength(t *testing.T) {
 	testutil.CheckLeaks(t)
 	ctx := testutil.Context(t, 10*time.Second)
-	cr := newCloseRecorder(1)
-	e := startProxy(t, proxy.Config{Routes: []proxy.Route{{
-		Path: "/wss", Backend: "ws://" + testutil.Serve(t, cr), MaxMessageSize: 1000,
-	}}})
-	conn, br := rawClient(t, e.addr, e.tls)
-	defer conn.Close()
-	stop := context.AfterFunc(ctx, func() { conn.Close() })
-	defer stop()
+	cr, e, conn, br := maxSizeClient(t, ctx)
 	start := frame(false, 0, 0x1, bytes.Repeat([]byte("a"), 100), false)
 	wrap := []byte{0x80, 0x80 | 127, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xce, 1, 2, 3, 4}
 	conn.Write(cat(start, wrap, bytes.Repeat([]byte("x"), 64)))
