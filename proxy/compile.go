@@ -187,7 +187,7 @@ func compileRoute(key string, i int, raw, r *Route) (*routePlan, []error) {
 	}
 
 	targets := 0
-	for _, set := range []bool{r.Backend != "" || len(r.Backends) > 0, r.Static != "", r.Handler != nil} {
+	for _, set := range []bool{len(r.Entries()) > 0, r.Static != "", r.Handler != nil} {
 		if set {
 			targets++
 		}
@@ -200,12 +200,12 @@ func compileRoute(key string, i int, raw, r *Route) (*routePlan, []error) {
 	case r.Backend != "" && len(r.Backends) > 0:
 		add(fieldErr(key+".backends", "a route has backend or backends, not both"))
 	}
-	entries, entryKey := r.Backends, key+".backends"
+	entryKey := key + ".backends"
 	if r.Backend != "" {
-		entries, entryKey = []string{r.Backend}, key+".backend"
+		entryKey = key + ".backend"
 	}
 	paths := map[string]bool{}
-	for _, e := range entries {
+	for _, e := range r.Entries() {
 		u, weight, err := parseUpstream(e)
 		if err != nil {
 			add(fielderr.Wrap(entryKey, err))

@@ -332,3 +332,12 @@ func (c Config) withDefaults() Config {
 	}
 	return c
 }
+
+// Entries are the route's backends as written: Backend alone, or
+// Backends; none for a static or handler route.
+func (r *Route) Entries() []string {
+	if r.Backend != "" {
+		return []string{r.Backend}
+	}
+	return r.Backends
+}

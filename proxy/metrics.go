@@ -192,13 +192,7 @@ func (s *Server) Ready(ctx context.Context) []string {
 			}
 			answered := new(atomic.Bool)
 			ok[u.backend] = answered
-			wg.Go(func() {
-				var d net.Dialer
-				if c, err := d.DialContext(ctx, u.network, u.addr); err == nil {
-					c.Close()
-					answered.Store(true)
-				}
-			})
+			wg.Go(func() { answered.Store(Reachable(ctx, u.network, u.addr) == nil) })
 		}
 	}
 	wg.Wait()
@@ -212,6 +206,41 @@ func (s *Server) Ready(ctx context.Context) []string {
 		}
 	}
 	return problems
+}
+
+// Reachable dials addr on network ("tcp", "unix") and reports, as nil,
+// that it accepts a connection now: the one check of a backend that Ready
+// and Unreachable make.
+func Reachable(ctx context.Context, network, addr string) error {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, network, addr)
+	if err != nil {
+		return err
+	}
+	return c.Close()
+}
+
+// BackendError is a backend, named as configured, and why it failed.
+type BackendError struct {
+	Backend string
+	Err     error
+}
+
+// Unreachable checks, with Reachable, each backend of route i (from 0, in
+// the order of the configuration being served) and returns those that do
+// not accept a connection now. A static or handler route has none.
+func (s *Server) Unreachable(ctx context.Context, i int) []BackendError {
+	routes := s.state.Load().router.routes
+	if i < 0 || i >= len(routes) || routes[i].pool == nil {
+		return nil
+	}
+	var bad []BackendError
+	for _, u := range routes[i].pool.ups {
+		if err := Reachable(ctx, u.network, u.addr); err != nil {
+			bad = append(bad, BackendError{Backend: u.name, Err: err})
+		}
+	}
+	return bad
 }
 
 // RouteStatus is one route as the status page shows it.

@@ -4,12 +4,10 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/url"
 	"sync"
 	"time"
 
 	"github.com/wssproxy/wssproxy/internal/echo"
-	"github.com/wssproxy/wssproxy/internal/urlport"
 )
 
 // startDemoBackend runs the echo backend of -demo on addr, in this process.
@@ -22,13 +20,4 @@ func startDemoBackend(addr string, bg *sync.WaitGroup) (string, func(), error) {
 	srv := &http.Server{Handler: echo.Handler(echo.Options{}), ReadHeaderTimeout: 10 * time.Second}
 	bg.Go(func() { srv.Serve(ln) })
 	return ln.Addr().String(), func() { srv.Close() }, nil
-}
-
-// urlHostPort is the host:port to dial for a backend URL.
-func urlHostPort(backend string) (string, error) {
-	u, err := url.Parse(backend)
-	if err != nil {
-		return "", err
-	}
-	return urlport.HostPort(u), nil
 }

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -299,27 +298,18 @@ func sources(f *config.Flags) string {
 	return what
 }
 
-// logRoute logs a route and warns when its backend is not reachable now:
-// the most common first-day problem is a backend that is not running.
-func logRoute(ctx context.Context, log *slog.Logger, i int, r proxy.Route) {
-	target := r.Backend
+// logRoute logs a route and warns when one of its backends is not
+// reachable now (proxy.Server.Unreachable, the dial /readyz makes): the
+// most common first-day problem is a backend that is not running.
+func logRoute(ctx context.Context, log *slog.Logger, srv *proxy.Server, i int, r proxy.Route) {
+	target := strings.Join(r.Entries(), ", ")
 	if r.Static != "" {
 		target = "static " + r.Static
 	}
 	log.Info("route", "n", i+1, "host", r.Host, "path", r.Path, "to", target)
-	if r.Backend == "" {
-		return
-	}
-	u, err := urlHostPort(r.Backend)
-	if err != nil {
-		return
-	}
 	dctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	c, err := (&net.Dialer{}).DialContext(dctx, "tcp", u)
-	if err != nil {
-		log.Warn("backend not reachable now; handshakes will get 502 until it is", "backend", r.Backend, "error", err)
-		return
+	for _, b := range srv.Unreachable(dctx, i) {
+		log.Warn("backend not reachable now; handshakes will get 502 until it is", "backend", b.Backend, "error", b.Err)
 	}
-	c.Close()
 }

@@ -228,7 +228,7 @@ func (r *runner) startWatch(m *tlsconf.Manager) {
 
 func (r *runner) describe(ctx context.Context, fc *compiled) {
 	for i, rt := range fc.Routes {
-		logRoute(ctx, r.log, i, rt)
+		logRoute(ctx, r.log, r.srv, i, rt)
 		if rt.Host != "" && !r.certs.Load().Covers(rt.Host) {
 			r.log.Warn("no certificate covers this route's host: clients will see a name mismatch", "route", i+1, "host", rt.Host)
 		}
