@@ -57,6 +57,7 @@ type Server struct {
 	pending   int                   // HTTP/1 connections that may bring a request (conn.go)
 	answered  chan struct{}         // closed when pending reaches 0, while a drain waits
 	listeners map[net.Listener]bool // being served, guarded by pmu
+	serving   sync.WaitGroup        // Serve loops running: Add under pmu while not draining
 	cmu       sync.Mutex
 	rateLogs  []*rateLog // of every bounded listener, flushed at shutdown
 }
@@ -244,15 +245,22 @@ func (s *Server) Serve(ln net.Listener) error {
 func (s *Server) serve(ln net.Listener) error {
 	tl := &trackListener{Listener: ln, s: s}
 	s.pmu.Lock()
+	if s.Draining() { // stop has closed the listeners already
+		s.pmu.Unlock()
+		ln.Close()
+		return ErrShuttingDown
+	}
 	if s.listeners == nil {
 		s.listeners = make(map[net.Listener]bool)
 	}
 	s.listeners[tl] = true
+	s.serving.Add(1)
 	s.pmu.Unlock()
 	defer func() {
 		s.pmu.Lock()
 		delete(s.listeners, tl)
 		s.pmu.Unlock()
+		s.serving.Done()
 	}()
 	err := s.http.Serve(tl)
 	if errors.Is(err, http.ErrServerClosed) || s.Draining() { // stop closed the listener
@@ -331,6 +339,18 @@ func (s *Server) stop(ctx context.Context, plan *drainPlan) error {
 		ln.Close()
 	}
 	s.pmu.Unlock()
+	// Once every Serve loop has returned, every connection they accepted
+	// has been counted (net/http reports StateNew before its next Accept);
+	// one accepted as its listener closed would otherwise be missed, and
+	// get only EOF from Shutdown. (Bounded: a listener whose Accept does
+	// not return when closed is net/http's to close again.)
+	served := make(chan struct{})
+	go func() { s.serving.Wait(); close(served) }()
+	select {
+	case <-served:
+	case <-time.After(time.Second):
+	case <-ctx.Done():
+	}
 	s.http.SetKeepAlivesEnabled(false) // idle connections close now, the others after their answer
 	s.waitAnswered(ctx, s.state.Load().cfg.ReadHeaderTimeout)
 	s.mu.Lock()

@@ -44,7 +44,12 @@ func startDetached(t *testing.T, ctx context.Context, bin string, args ...string
 	go func() { p.err = p.cmd.Wait(); close(p.exited) }()
 	t.Cleanup(func() {
 		p.cmd.Process.Signal(syscall.SIGTERM)
-		<-p.exited
+		select {
+		case <-p.exited:
+		case <-time.After(20 * time.Second):
+			p.cmd.Process.Kill()
+			<-p.exited
+		}
 		pr.Close()
 	})
 	p.addr = p.logs.Wait(t, ctx, `msg=listening addr=(\S+)`)
