@@ -47,13 +47,37 @@ func startDetached(t *testing.T, ctx context.Context, bin string, args ...string
 		select {
 		case <-p.exited:
 		case <-time.After(20 * time.Second):
+			quitForStacks(p.logs, p.cmd.Process.Pid)
+			t.Errorf("wssproxy (pid %d) did not stop within 20 s of SIGTERM (SIGQUIT: its goroutines are in its stderr below)", p.cmd.Process.Pid)
 			p.cmd.Process.Kill()
 			<-p.exited
 		}
 		pr.Close()
+		if t.Failed() {
+			t.Logf("wssproxy's stderr (both processes of an upgrade):\n%s", p.logs)
+		}
 	})
 	p.addr = p.logs.Wait(t, ctx, `msg=listening addr=(\S+)`)
 	return p
+}
+
+// quitForStacks sends SIGQUIT to pid, a Go process whose stderr logs
+// collects: the runtime prints every goroutine's stack there and exits,
+// and the test's log shows it when the test fails. For a process that
+// hung; the dump has no end marker, so this returns once the output has
+// been still for half a second (at most 10 s).
+func quitForStacks(logs *testutil.Logs, pid int) {
+	before := len(logs.String())
+	syscall.Kill(pid, syscall.SIGQUIT)
+	last, still := before, time.Now()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
+		time.Sleep(100 * time.Millisecond)
+		if n := len(logs.String()); n != last {
+			last, still = n, time.Now()
+		} else if n > before && time.Since(still) > 500*time.Millisecond {
+			return
+		}
+	}
 }
 
 // stopPID sends SIGTERM to a process this test did not start directly (an
@@ -216,7 +240,9 @@ backend = %q
 			t.Errorf("old process: %v", p.err)
 		}
 	case <-ctx.Done():
-		t.Fatalf("old process did not exit:\n%s", p.logs)
+		quitForStacks(p.logs, oldPID)
+		t.Fatalf("old process (pid %d) did not exit (%d of %d tunnels had moved; SIGQUIT: its goroutines are in its stderr below)",
+			oldPID, restarts.Load(), n)
 	}
 	if got, _ := os.ReadFile(pidFile); strings.TrimSpace(string(got)) != strconv.Itoa(newPID) {
 		t.Errorf("pid_file holds %q, want the new process %d", bytes.TrimSpace(got), newPID)
