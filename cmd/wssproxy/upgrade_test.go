@@ -90,7 +90,9 @@ func stopPID(t *testing.T, ctx context.Context, logs *testutil.Logs, pid int) {
 
 // TestUpgrade guards binary upgrades in real processes:
 //   - a new binary that fails to start (here one that exits at once) is
-//     reported, and the old process keeps serving under its pid_file;
+//     reported, and the old process keeps serving under its pid_file, its
+//     admin listener too, whose socket stays non-blocking so that the next
+//     upgrade's hand-over can close it;
 //   - -s upgrade (SIGUSR2 through pid_file) under 1,000 tunnels echoing and a loop of new connections:
 //     the new process takes over the listeners, the pid_file names it, not
 //     one connection is refused and no tunnel fails; every old tunnel is
@@ -160,6 +162,19 @@ backend = %q
 	p.logs.Wait(t, ctx, `msg="upgrade failed; this process keeps serving" error="new process \d+ exited before it was ready: exit status 3"`)
 	if err := dialEcho(ctx); err != nil {
 		t.Fatalf("after a failed upgrade: %v", err)
+	}
+	// The admin listener serves too. Its Accept then waits again, on a
+	// socket the failed upgrade must have left non-blocking: in a blocking
+	// accept(2), nothing but a connection would let the hand-over below
+	// close it, and the old process would never exit.
+	req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+p.logs.Wait(t, ctx, `msg="admin listening" addr=(\S+)`)+"/healthz", nil)
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("admin after a failed upgrade: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("admin /healthz after a failed upgrade: %s", resp.Status)
 	}
 	if got, _ := os.ReadFile(pidFile); strings.TrimSpace(string(got)) != strconv.Itoa(oldPID) {
 		t.Fatalf("pid_file holds %q after a failed upgrade, want %d", got, oldPID)

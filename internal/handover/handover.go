@@ -37,6 +37,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -173,7 +174,7 @@ func Start(listeners []Listener, timeout time.Duration) (newPID int, err error) 
 		}
 	}()
 	for _, l := range listeners {
-		f, err := l.Ln.File()
+		f, err := dupListener(l.Ln)
 		if err != nil {
 			readyW.Close()
 			return 0, fmt.Errorf("hand over the %s listener: %w", l.Role, err)
@@ -215,4 +216,33 @@ func Start(listeners []Listener, timeout time.Duration) (newPID int, err error) 
 		<-exited
 		return 0, fmt.Errorf("new process %d not ready within %v; stopped it", pid, timeout)
 	}
+}
+
+// dupListener is a copy of ln's socket for the new process, left in
+// non-blocking mode. Not (*net.TCPListener).File: exec passes a file by its
+// Fd, which puts such a copy in blocking mode, and with it ln itself, as
+// O_NONBLOCK belongs to the open file description the copies share. Go's
+// poller would then call a blocking accept(2) on ln, which neither a
+// deadline nor Close ends, only a connection: until the new process's
+// net.FileListener set the flag back (never, when it failed or took no
+// socket), an Accept that found the queue empty hung, and so did closing
+// the listener (an old process whose admin listener nobody called never
+// exited).
+func dupListener(ln *net.TCPListener) (*os.File, error) {
+	rc, err := ln.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	var fd uintptr
+	var errno syscall.Errno
+	if err := rc.Control(func(s uintptr) {
+		fd, _, errno = syscall.Syscall(syscall.SYS_FCNTL, s, syscall.F_DUPFD_CLOEXEC, 0)
+	}); err != nil {
+		return nil, err
+	}
+	if errno != 0 {
+		return nil, os.NewSyscallError("fcntl", errno)
+	}
+	// os.NewFile sees O_NONBLOCK and leaves it be: its Fd does not clear it.
+	return os.NewFile(fd, "listener"), nil
 }

@@ -1,6 +1,7 @@
 package handover
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -8,7 +9,86 @@ import (
 	"os"
 	"syscall"
 	"testing"
+	"time"
 )
+
+// childEnv tells this test binary, started by Start as the new process,
+// what to do: "exit" (a broken binary) or "ready" (say ready, serving none
+// of the sockets, as when the new configuration moved every address).
+const childEnv = "HANDOVER_TEST_CHILD"
+
+func TestMain(m *testing.M) {
+	if _, ok := os.LookupEnv(Env); ok { // started by Start: the new process
+		switch os.Getenv(childEnv) {
+		case "ready":
+			Take(slog.New(slog.DiscardHandler)).Ready()
+			os.Exit(0)
+		default:
+			os.Exit(3)
+		}
+	}
+	os.Exit(m.Run())
+}
+
+// TestStartLeavesListenersNonblocking guards the old process's listeners
+// through a hand-over: whether the new process fails or is ready without
+// taking a socket over, this process's listener stays in non-blocking
+// mode, so an Accept keeps its deadline and Close ends it. A copy made by
+// (*net.TCPListener).File and passed as ExtraFiles (whose Fd clears
+// O_NONBLOCK on the open file description both copies share) left Go's
+// poller calling a blocking accept(2): Close then waited for a connection
+// to come, and an old process whose admin listener nobody called never
+// exited (TestUpgrade hung).
+func TestStartLeavesListenersNonblocking(t *testing.T) {
+	t.Setenv("NOTIFY_SOCKET", "") // the child's Ready tells systemd only when it asks
+	for _, tc := range []struct {
+		name, child string
+		ok          bool
+	}{
+		{"new process fails", "exit", false},
+		{"new process ready, takes no socket", "ready", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv(childEnv, tc.child)
+			ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			_, err = Start([]Listener{{Role: "tls", Addr: "cfg:443", Ln: ln}}, 30*time.Second)
+			if (err == nil) != tc.ok {
+				t.Fatalf("Start: %v; want ok %v", err, tc.ok)
+			}
+			// Nothing is queued, so a non-blocking accept(2) finds the
+			// queue empty and the poller waits out the deadline; a
+			// blocking one waits in the kernel for a connection.
+			ln.SetDeadline(time.Now().Add(50 * time.Millisecond))
+			accepted := make(chan error, 1)
+			go func() {
+				c, err := ln.Accept()
+				if c != nil {
+					c.Close()
+				}
+				accepted <- err
+			}()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			select {
+			case err := <-accepted:
+				if !errors.Is(err, os.ErrDeadlineExceeded) {
+					t.Errorf("Accept after Start: %v; want its deadline", err)
+				}
+			case <-ctx.Done():
+				// A connection ends the blocked accept(2), and the goroutine.
+				if c, err := net.Dial("tcp", ln.Addr().String()); err == nil {
+					c.Close()
+				}
+				<-accepted
+				t.Errorf("Accept after Start ignored its deadline: the listener was left in blocking mode, and its Close would wait for a connection")
+			}
+		})
+	}
+}
 
 // TestListenInherited guards the new process's side of the hand-over: a
 // socket named in Env is served for its role when the configuration still
