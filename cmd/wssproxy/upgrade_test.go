@@ -196,13 +196,24 @@ backend = %q
 	lctx, stopLoad := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	opened := make(chan struct{}, n)
+	// At most 50 opening handshakes at once: 1,000 at a time on a busy
+	// machine left some TLS handshakes waiting past read_header_timeout,
+	// which the proxy rightly closed (the client saw EOF) before the test
+	// had begun.
+	opening := make(chan struct{}, 50)
 	for i := range n {
 		wg.Go(func() {
+			opening <- struct{}{}
 			c, _, err := websocket.Dial(lctx, url, &websocket.DialOptions{HTTPClient: client})
+			<-opening
 			opened <- struct{}{}
 			for reconnected := false; lctx.Err() == nil; {
 				if err != nil {
-					fail(fmt.Errorf("tunnel %d dial: %w", i, err))
+					what := "dial"
+					if reconnected {
+						what = "reconnect"
+					}
+					fail(fmt.Errorf("tunnel %d %s: %w", i, what, err))
 					return
 				}
 				err = echoOnce(lctx, c, "msg")
