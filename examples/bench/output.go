@@ -186,6 +186,8 @@ set xlabel "connections (round trips, one in flight each)"
 set ylabel "µs per message"
 plot for [i=2:%d] "growth-cpu.dat" using 1:i with linespoints lw 2 pt 7
 set title "proxy RSS per idle tunnel"
+unset logscale x
+set xrange [0:*]
 set xlabel "idle tunnels held"
 set ylabel "KiB per tunnel"
 plot for [i=2:%d] "growth-rss.dat" using 1:i with linespoints lw 2 pt 7

@@ -176,7 +176,7 @@ func printTargets(w io.Writer, c *config, rs runs) {
 	goals := []goal{
 		{fmt.Sprintf("proxy CPU µs per 32 B message, %d connections ≤ 0.90× nginx", tableConns), rtt, func(r *result) float64 { return r.CPUusPerMsg }, []string{"nginx"}, 0.90},
 		{"proxy CPU ms per MB, 64 KiB messages, 4 connections ≤ 0.90× " + all, "throughput", func(r *result) float64 { return r.CPUmsPerMB }, peerNames, 0.90},
-		{"proxy CPU µs per full TLS handshake + upgrade ≤ 0.90× nginx", "handshake", func(r *result) float64 { return r.CPUusPerHs }, []string{"nginx"}, 0.90},
+		{"proxy CPU µs per full TLS handshake + upgrade (X25519 offered) ≤ 0.90× nginx", "handshake", func(r *result) float64 { return r.CPUusPerHs }, []string{"nginx"}, 0.90},
 		{fmt.Sprintf("proxy RSS KiB per idle tunnel, %d held, fresh process ≤ HAProxy", c.idle), "idle", rssPerTunnel(c.idle), []string{"haproxy"}, 1},
 		{fmt.Sprintf("p99 round trip, %d connections ≤ %s", tableConns, all), rtt, func(r *result) float64 { return r.P99ms }, peerNames, 1},
 	}
@@ -194,27 +194,53 @@ func printTargets(w io.Writer, c *config, rs runs) {
 		}
 		fmt.Fprintf(w, "- %s: %.3f× %s — %s\n", g.label, own/ref, name, met(own/ref <= g.limit))
 	}
-	if !c.growth || len(c.conns) < 2 || len(c.steps) < 2 {
+	if !c.growth {
 		return
 	}
 	// Growth is flat or falling when the figure at the largest count is
 	// within growthSlack of the one at the smallest: the runs spread by
-	// about that much.
+	// about that much. The peers' own growth is given beside wssproxy's.
 	const growthSlack = 1.10
 	cpu := func(r *result) float64 { return r.CPUusPerMsg }
-	lo, lok := rs.median(rttKey(c.conns[0]), "wssproxy", cpu)
-	hi, hok := rs.median(rttKey(c.conns[len(c.conns)-1]), "wssproxy", cpu)
-	if lok && hok {
-		fmt.Fprintf(w, "- growth, proxy CPU per message at %d ÷ at %d connections, flat or falling (≤ %.2f): %.3f — %s\n",
-			c.conns[len(c.conns)-1], c.conns[0], growthSlack, hi/lo, met(hi/lo <= growthSlack))
+	if lo, hi := c.conns[0], c.conns[len(c.conns)-1]; lo < hi {
+		printGrowth(w, rs, fmt.Sprintf("proxy CPU per message at %d ÷ at %d connections", hi, lo), growthSlack,
+			point{rttKey(lo), cpu}, point{rttKey(hi), cpu})
 	}
-	first, last := c.steps[0], c.steps[len(c.steps)-1]
-	lo, lok = rs.median("idle", "wssproxy", rssPerTunnel(first))
-	hi, hok = rs.median("idle", "wssproxy", rssPerTunnel(last))
-	if lok && hok {
-		fmt.Fprintf(w, "- growth, proxy RSS per idle tunnel at %d ÷ at %d held, flat or falling (≤ %.2f): %.3f — %s\n",
-			last, first, growthSlack, hi/lo, met(hi/lo <= growthSlack))
+	if first, last := c.steps[0], c.steps[len(c.steps)-1]; first < last {
+		printGrowth(w, rs, fmt.Sprintf("proxy RSS per idle tunnel at %d ÷ at %d held", last, first), growthSlack,
+			point{"idle", rssPerTunnel(first)}, point{"idle", rssPerTunnel(last)})
 	}
+}
+
+// point is one figure of a growth run: the runs' key and what to read.
+type point struct {
+	key string
+	f   func(*result) float64
+}
+
+// printGrowth prints wssproxy's ratio of the figure at hi to the one at lo,
+// met if at most slack, with the peers' ratios beside it.
+func printGrowth(w io.Writer, rs runs, what string, slack float64, lo, hi point) {
+	ratio := func(target string) (float64, bool) {
+		a, aok := rs.median(lo.key, target, lo.f)
+		b, bok := rs.median(hi.key, target, hi.f)
+		return b / a, aok && bok
+	}
+	own, ok := ratio("wssproxy")
+	if !ok {
+		return
+	}
+	fmt.Fprintf(w, "- growth, %s, flat or falling (≤ %.2f): %.3f — %s", what, slack, own, met(own <= slack))
+	var others []string
+	for _, p := range peerNames {
+		if v, ok := ratio(p); ok {
+			others = append(others, fmt.Sprintf("%s %.3f", p, v))
+		}
+	}
+	if len(others) > 0 {
+		fmt.Fprintf(w, " (%s)", strings.Join(others, ", "))
+	}
+	fmt.Fprintln(w)
 }
 
 func met(ok bool) string {
