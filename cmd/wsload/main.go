@@ -5,13 +5,15 @@
 //	wsload -mode rtt        -url wss://127.0.0.1:8443/wss -c 100 -size 32 -d 10s
 //	wsload -mode throughput -url wss://127.0.0.1:8443/wss -c 4 -size 65536 -window 4
 //	wsload -mode idle       -url wss://127.0.0.1:8443/wss -n 9000 -hold 20s
+//	wsload -mode idle       -url wss://127.0.0.1:8443/wss -steps 1000,5000,9000 -hold 10s
 //	wsload -mode handshake  -url wss://127.0.0.1:8443/wss -c 4 -d 10s
 //
 // Each run prints one JSON line and one line for people. With -pids it also
 // reads the CPU time and RSS of those processes (and of their children, so
 // nginx's or HAProxy's master PID covers its workers) before and after the
 // measured window, and reports the cost per message, per MB, per handshake
-// and per idle connection.
+// and per idle connection; with -steps the idle mode grows the number held
+// in steps and reports RSS per connection at each.
 //
 // Every run is bounded: -d and -hold at most 10 minutes, -n at most 19,000
 // connections (this machine allows 20,000 open files per process). It
@@ -56,6 +58,7 @@ type options struct {
 	duration time.Duration
 	warmup   time.Duration
 	count    int
+	steps    []int // idle: counts to hold in turn; the last is count
 	hold     time.Duration
 	sources  int
 	window   int
@@ -80,6 +83,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		name     string
 		pids     string
 		curves   string
+		steps    string
 	)
 	fs.StringVar(&o.mode, "mode", "rtt", "rtt, throughput, idle or handshake")
 	fs.StringVar(&rawURL, "url", "wss://127.0.0.1:8443/wss", "ws:// or wss:// URL to load")
@@ -88,7 +92,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&o.duration, "d", 10*time.Second, "measured time for rtt, throughput and handshake")
 	fs.DurationVar(&o.warmup, "warmup", time.Second, "unmeasured time before -d starts")
 	fs.IntVar(&o.count, "n", 1000, "idle: connections to open and hold")
-	fs.DurationVar(&o.hold, "hold", 10*time.Second, "idle: how long to hold them before checking each still echoes")
+	fs.StringVar(&steps, "steps", "", "idle: hold 1000, then 5000, … connections in turn (e.g. 1000,5000,9000), RSS read at each; replaces -n")
+	fs.DurationVar(&o.hold, "hold", 10*time.Second, "idle: how long to hold them (at each of -steps) before checking each still echoes")
 	fs.IntVar(&o.sources, "sources", 8, "idle: spread connections over 127.0.0.1 … 127.0.0.N (loopback targets)")
 	fs.IntVar(&o.window, "window", 4, "throughput: messages in flight per connection")
 	fs.BoolVar(&o.resume, "resume", false, "handshake: allow TLS session resumption (default: a full handshake each time)")
@@ -136,6 +141,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	if o.mode == "idle" && o.sources > 1 && !isLoopback(u.Hostname()) {
 		return nil, fmt.Errorf("-sources %d spreads over 127.0.0.x and needs a loopback target; use -sources 1 for %s", o.sources, u.Hostname())
 	}
+	if err := o.parseSteps(fs, steps); err != nil {
+		return nil, err
+	}
 	for _, p := range strings.FieldsFunc(pids, func(r rune) bool { return r == ',' || r == ' ' }) {
 		n, err := strconv.Atoi(p)
 		if err != nil || n <= 0 {
@@ -170,6 +178,35 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	}
 	o.dialer = &dialer{target: u, tls: cfg, net: net.Dialer{Timeout: 10 * time.Second}}
 	return &o, nil
+}
+
+// parseSteps sets o.steps and o.count from -steps: increasing counts, each
+// within maxConns. Without -steps the one step is -n.
+func (o *options) parseSteps(fs *flag.FlagSet, steps string) error {
+	if steps == "" {
+		o.steps = []int{o.count}
+		return nil
+	}
+	if o.mode != "idle" {
+		return fmt.Errorf("-steps: only for -mode idle")
+	}
+	nSet := false
+	fs.Visit(func(f *flag.Flag) { nSet = nSet || f.Name == "n" })
+	if nSet {
+		return errors.New("-n and -steps: give one (-steps ends at the number held)")
+	}
+	for _, f := range strings.Split(steps, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 || n > maxConns {
+			return fmt.Errorf("-steps: want counts from 1 to %d, got %q", maxConns, f)
+		}
+		if len(o.steps) > 0 && n <= o.steps[len(o.steps)-1] {
+			return fmt.Errorf("-steps: want increasing counts, got %s", steps)
+		}
+		o.steps = append(o.steps, n)
+	}
+	o.count = o.steps[len(o.steps)-1]
+	return nil
 }
 
 var curveIDs = map[string]tls.CurveID{

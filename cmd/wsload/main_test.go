@@ -105,6 +105,32 @@ func TestModes(t *testing.T) {
 	}
 }
 
+// TestIdleSteps guards -steps: one run grows the connections it holds
+// through each count in turn, reads the process's RSS at each, and at the
+// end every connection of every step still echoes.
+func TestIdleSteps(t *testing.T) {
+	url, ca := proxyURL(t)
+	r, human := load(t, "-mode", "idle", "-steps", "10,25,40", "-hold", "0s", "-sources", "4",
+		"-url", url, "-ca", ca, "-server-name", "localhost", "-pids", strconv.Itoa(os.Getpid()))
+	if r.Opened != 40 || r.Echoed != 40 {
+		t.Errorf("want 40 opened and still echoing: %+v", r)
+	}
+	if len(r.Steps) != 3 {
+		t.Fatalf("want 3 steps, got %+v", r.Steps)
+	}
+	for i, want := range []int{10, 25, 40} {
+		if s := r.Steps[i]; s.Held != want || s.RSSHoldingKiB <= 0 {
+			t.Errorf("step %d: want %d held and proxy_rss_kib_holding: %+v", i, want, s)
+		}
+	}
+	if last := r.Steps[2]; last.RSSHoldingKiB != r.RSSHoldingKiB || last.RSSKiBPerConn != r.RSSKiBPerConn {
+		t.Errorf("the top-level RSS fields should be the last step's: %+v against %+v", r, last)
+	}
+	if !strings.Contains(human, "at 10/25/40 held") {
+		t.Errorf("idle human line: %s", human)
+	}
+}
+
 // TestRunEndsAfterWindow guards -d bounding a run: with one message in
 // flight per connection the writer finds nothing in flight when the window
 // ends, and the reader must stop then, not wait out a read deadline (it
@@ -146,6 +172,11 @@ func TestBounds(t *testing.T) {
 		{"sources need loopback", []string{"-mode", "idle", "-url", "wss://example.com/wss"}, "needs a loopback target"},
 		{"bad curve", []string{"-curves", "X448"}, "-curves: unknown"},
 		{"bad pid", []string{"-pids", "nginx"}, "-pids:"},
+		{"steps not increasing", []string{"-mode", "idle", "-steps", "100,50"}, "-steps: want increasing"},
+		{"steps too many", []string{"-mode", "idle", "-steps", "1000,20000"}, "-steps: want counts from 1 to 19000"},
+		{"steps not a number", []string{"-mode", "idle", "-steps", "1000,lots"}, "-steps: want counts"},
+		{"steps outside idle", []string{"-mode", "rtt", "-steps", "10,20"}, "-steps: only for -mode idle"},
+		{"steps and n", []string{"-mode", "idle", "-n", "10", "-steps", "10,20"}, "-n and -steps"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			var out, errb bytes.Buffer

@@ -108,6 +108,12 @@ func (o *options) source(i int) net.Addr {
 // openAll opens n connections, at most par at a time, each within 30 s.
 // They close when ctx ends.
 func openAll(ctx context.Context, o *options, n, par int) ([]*conn, error) {
+	return openMore(ctx, o, 0, n, par)
+}
+
+// openMore is openAll for connections first … first+n-1 of a run, so that
+// a run opening in several batches spreads all of them over the sources.
+func openMore(ctx context.Context, o *options, first, n, par int) ([]*conn, error) {
 	conns := make([]*conn, n)
 	var wg sync.WaitGroup
 	var failed errs
@@ -118,7 +124,7 @@ func openAll(ctx context.Context, o *options, n, par int) ([]*conn, error) {
 			defer func() { <-sem }()
 			dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 			defer cancel()
-			c, err := o.dialer.dial(dctx, o.source(i))
+			c, err := o.dialer.dial(dctx, o.source(first+i))
 			if err != nil {
 				failed.add(err)
 				return
@@ -352,36 +358,45 @@ func handshakeOnce(ctx context.Context, o *options, n int, msg []byte) error {
 
 // runIdle opens -n connections, holds them silent (answering pings) for
 // -hold, reads the processes' RSS while holding, then checks that each one
-// still echoes.
+// still echoes. With -steps it opens up to each step's count in turn and
+// holds and reads at each, so one fresh process shows how RSS per
+// connection grows.
 func runIdle(ctx context.Context, o *options) (*result, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	p := procs{o.pids}
 	rss0 := p.rss()
-	conns, err := openAll(ctx, o, o.count, o.conns)
-	if err != nil {
-		return nil, err
-	}
-	fmt.Fprintf(os.Stderr, "wsload: %d connections open, holding them for %v\n", len(conns), o.hold)
-	echoes := make([]chan error, len(conns))
-	for i, c := range conns {
-		echoes[i] = make(chan error, 1)
-		go func() { // answers pings while idle; delivers the echo check
-			_, _, err := c.readMessage()
-			echoes[i] <- err
-		}()
-	}
-	cpu0 := p.cpu()
-	if err := sleep(ctx, o.hold); err != nil {
-		return nil, err
-	}
+	var conns []*conn
+	var echoes []chan error
 	r := o.newResult()
-	r.Conns, r.Size, r.Seconds, r.Opened = o.count, 0, o.hold.Seconds(), len(conns)
-	if len(o.pids) > 0 {
-		r.ProxyCPUHoldMs = float64((p.cpu() - cpu0).Microseconds()) / 1000
-		r.RSSBeforeKiB, r.RSSHoldingKiB = rss0, p.rss()
-		r.RSSKiBPerConn = float64(r.RSSHoldingKiB-r.RSSBeforeKiB) / float64(len(conns))
+	for _, n := range o.steps {
+		more, err := openMore(ctx, o, len(conns), n-len(conns), o.conns)
+		if err != nil {
+			return nil, err
+		}
+		for _, c := range more {
+			echo := make(chan error, 1)
+			echoes = append(echoes, echo)
+			go func() { // answers pings while idle; delivers the echo check
+				_, _, err := c.readMessage()
+				echo <- err
+			}()
+		}
+		conns = append(conns, more...)
+		fmt.Fprintf(os.Stderr, "wsload: %d connections open, holding them for %v\n", len(conns), o.hold)
+		cpu0 := p.cpu()
+		if err := sleep(ctx, o.hold); err != nil {
+			return nil, err
+		}
+		if len(o.pids) > 0 {
+			r.ProxyCPUHoldMs = float64((p.cpu() - cpu0).Microseconds()) / 1000
+			r.RSSBeforeKiB, r.RSSHoldingKiB = rss0, p.rss()
+			r.RSSKiBPerConn = float64(r.RSSHoldingKiB-r.RSSBeforeKiB) / float64(len(conns))
+		}
+		r.Steps = append(r.Steps, idleStep{Held: len(conns), RSSHoldingKiB: r.RSSHoldingKiB,
+			RSSKiBPerConn: r.RSSKiBPerConn, ProxyCPUHoldMs: r.ProxyCPUHoldMs})
 	}
+	r.Conns, r.Size, r.Seconds, r.Opened = o.count, 0, o.hold.Seconds(), len(conns)
 	var failed errs
 	msg := payload(32)
 	deadline := time.Now().Add(30 * time.Second)

@@ -45,8 +45,20 @@ type result struct {
 	RSSKiBPerConn  float64 `json:"proxy_rss_kib_per_conn,omitempty"`
 	ProxyCPUHoldMs float64 `json:"proxy_cpu_ms_while_holding,omitempty"`
 
+	// Steps (idle) has what was read at each -steps count; the proxy_*
+	// fields above are the last step's.
+	Steps []idleStep `json:"steps,omitempty"`
+
 	Errors     int64  `json:"errors"`
 	FirstError string `json:"first_error,omitempty"`
+}
+
+// idleStep is what the idle mode read while holding Held connections.
+type idleStep struct {
+	Held           int     `json:"held"`
+	RSSHoldingKiB  int64   `json:"proxy_rss_kib_holding,omitempty"`
+	RSSKiBPerConn  float64 `json:"proxy_rss_kib_per_conn,omitempty"`
+	ProxyCPUHoldMs float64 `json:"proxy_cpu_ms_while_holding,omitempty"`
 }
 
 // human is the line for people.
@@ -74,6 +86,13 @@ func (r *result) human() string {
 			fmt.Fprintf(&b, "; proxy CPU %.0f µs/handshake", r.CPUusPerHs)
 		case "idle":
 			fmt.Fprintf(&b, "; proxy RSS %d → %d KiB, %.1f KiB per connection", r.RSSBeforeKiB, r.RSSHoldingKiB, r.RSSKiBPerConn)
+			if len(r.Steps) > 1 {
+				held, per := make([]string, len(r.Steps)), make([]string, len(r.Steps))
+				for i, s := range r.Steps {
+					held[i], per[i] = strconv.Itoa(s.Held), fmt.Sprintf("%.1f", s.RSSKiBPerConn)
+				}
+				fmt.Fprintf(&b, " (at %s held: %s)", strings.Join(held, "/"), strings.Join(per, "/"))
+			}
 		}
 	}
 	if r.Errors > 0 {
