@@ -104,6 +104,24 @@ func (t *tunnel) logEnd(in, out direction) {
 	t.mu.Lock()
 	reason := t.reason
 	t.mu.Unlock()
+	level, endedBy, detail := slog.LevelInfo, "", ""
+	switch {
+	case reason != "":
+		endedBy, detail = "proxy", reason
+		if strings.HasPrefix(reason, "backend ") {
+			level = slog.LevelWarn
+		}
+	case out.err != nil && !isClosed(out.err):
+		endedBy, detail = "backend", out.err.Error()
+		level = slog.LevelWarn
+	case in.err != nil && !isClosed(in.err):
+		endedBy, detail = "client", in.err.Error()
+		level = slog.LevelDebug
+	}
+	ctx := context.Background()
+	if !t.log.Enabled(ctx, level) {
+		return // at log_level warn, most tunnels: no attributes built
+	}
 	code, by := 1006, "none" // RFC 6455 §7.1.5: closed without a close frame
 	if c := t.firstClose.Load(); c != nil {
 		code, by = c.code, c.by
@@ -114,21 +132,13 @@ func (t *tunnel) logEnd(in, out direction) {
 		"duration", time.Since(t.start).Round(time.Millisecond),
 		"bytes_in", in.n, "bytes_out", out.n, "close_code", code, "closed_by", by, "proto", t.proto,
 	}
-	level := slog.LevelInfo
-	switch {
-	case reason != "":
-		attrs = append(attrs, "ended_by", "proxy", "reason", reason)
-		if strings.HasPrefix(reason, "backend ") {
-			level = slog.LevelWarn
-		}
-	case out.err != nil && !isClosed(out.err):
-		attrs = append(attrs, "ended_by", "backend", "error", out.err.Error())
-		level = slog.LevelWarn
-	case in.err != nil && !isClosed(in.err):
-		attrs = append(attrs, "ended_by", "client", "error", in.err.Error())
-		level = slog.LevelDebug
+	switch endedBy {
+	case "proxy":
+		attrs = append(attrs, "ended_by", endedBy, "reason", detail)
+	case "backend", "client":
+		attrs = append(attrs, "ended_by", endedBy, "error", detail)
 	}
-	t.log.Log(context.Background(), level, "tunnel closed", attrs...)
+	t.log.Log(ctx, level, "tunnel closed", attrs...)
 }
 
 // closeWrite half-closes c: for TLS a close_notify alert, then the TCP FIN

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"sync"
 	"time"
 )
 
@@ -65,6 +66,7 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, st *stat
 		s.refuse(w, r, rt, be.status, be.kind, be.public, err)
 		return
 	}
+	defer b.release()
 	backend, up, br, resp := b.conn, b.up, b.br, b.resp
 	if resp.StatusCode != http.StatusSwitchingProtocols {
 		s.relayResponse(w, ip, rt, up, resp)
@@ -102,7 +104,9 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, st *stat
 		}
 		stream := newH2Stream(w, r)
 		t := s.newTunnel(r, ip, rt, up, stream, backend, start)
-		s.goTunnel(t, adm.handOff(), nil, buffered(br))
+		fromBackend := buffered(br)
+		b.release() // not held while the stream lives
+		s.goTunnel(t, adm.handOff(), nil, fromBackend)
 		// The stream lives while this handler runs: it returns once the
 		// tunnel has closed the stream, which may be before the tunnel
 		// is done with the backend.
@@ -250,8 +254,37 @@ func (e *backendError) Unwrap() error { return e.err }
 type backendAnswer struct {
 	conn net.Conn
 	up   *upstream
-	br   *bufio.Reader
+	br   *bufio.Reader // pooled: release gives it back
 	resp *http.Response
+}
+
+// release gives the answer's reader back to its pool, once nothing reads
+// it: what the tunnel needs of it has been copied (buffered), and the
+// response's body, if any, read. The answer is left without one.
+func (a *backendAnswer) release() {
+	if a.br != nil {
+		putReader(a.br)
+		a.br = nil
+	}
+}
+
+// Pools for the backend handshake's buffers: they are needed only until
+// the backend's answer has been read (a few KiB per handshake otherwise
+// allocated and collected).
+var (
+	readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
+	writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 2048) }}
+)
+
+func getReader(r io.Reader) *bufio.Reader {
+	br := readerPool.Get().(*bufio.Reader)
+	br.Reset(r)
+	return br
+}
+
+func putReader(br *bufio.Reader) {
+	br.Reset(nil)
+	readerPool.Put(br)
 }
 
 // backendHandshake dials the route's backends in the pool's order until
@@ -327,16 +360,21 @@ func (s *Server) forwardHandshake(r *http.Request, rt *route, up *upstream, conn
 		return nil, nil, nil, &backendError{http.StatusBadGateway, "backend-handshake", "backend failed the handshake",
 			fmt.Errorf("backend %s handshake: %w", up.name, err)}
 	}
-	bw := bufio.NewWriterSize(conn, 2048)
-	if err := req.Write(bw); err != nil {
+	bw := writerPool.Get().(*bufio.Writer)
+	bw.Reset(conn)
+	err := req.Write(bw)
+	if err == nil {
+		err = bw.Flush()
+	}
+	bw.Reset(nil)
+	writerPool.Put(bw)
+	if err != nil {
 		return fail(err)
 	}
-	if err := bw.Flush(); err != nil {
-		return fail(err)
-	}
-	br := bufio.NewReaderSize(conn, 4096)
+	br := getReader(conn)
 	resp, err := http.ReadResponse(br, req)
 	if err != nil {
+		putReader(br)
 		return fail(err)
 	}
 	if resp.StatusCode == http.StatusSwitchingProtocols {

@@ -32,6 +32,7 @@ import (
 func main() {
 	// GODEBUG for WebSockets over HTTP/2 (internal/xconnect)
 	xconnect.Reexec(func() (bool, bool) { return servesH2WebSockets(os.Args[1:]) })
+	tuneGC() // here, not in run: tests that call run keep their own GC
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	context.AfterFunc(ctx, func() {
 		// Shutting down: a second Ctrl-C ends the process at once, but a
