@@ -139,6 +139,18 @@ type boundConn struct {
 	net.Conn
 	budget *connBudget
 	closed atomic.Bool
+
+	// The tunnel's reader while it reads this socket under crypto/tls
+	// inside RawConn.Read (reader.go); set and cleared by that reader's
+	// goroutine, the only one that reads a hijacked connection.
+	direct *reader
+}
+
+func (c *boundConn) Read(p []byte) (int, error) {
+	if c.direct != nil {
+		return c.direct.readUnder(p)
+	}
+	return c.Conn.Read(p)
 }
 
 func (c *boundConn) Close() error {

@@ -141,9 +141,9 @@ func (s *side) closeWrite() {
 	}
 	if err := closeWrite(s.conn); errors.Is(err, errors.ErrUnsupported) {
 		if s.sawClose.Load() {
-			s.conn.Close()
+			s.closeConn()
 		} else {
-			s.t.after(closeGrace, func() { s.conn.Close() })
+			s.t.after(closeGrace, s.closeConn)
 		}
 	}
 }

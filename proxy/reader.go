@@ -1,48 +1,91 @@
 package proxy
 
 import (
+	"crypto/tls"
+	"errors"
 	"io"
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
+	"time"
 )
 
-// A pump's reads. An idle tunnel should hold as little as possible:
-// memory per idle connection is what bounds a proxy of long-lived
-// WebSockets. A 16 KiB buffer (the largest TLS record's plaintext) comes
-// from a pool only while data moves:
+// A pump's reads. Two things decide how they are done: the system calls
+// per message (a 32 B round trip through the proxy is two reads and two
+// writes at best), and what an idle tunnel holds (memory per idle
+// connection is what bounds a proxy of long-lived WebSockets).
 //
-//   - A plain socket (the backend over TCP or a unix socket) is read inside
-//     syscall.RawConn.Read: the buffer is taken for the read(2) and given
-//     back if the socket turns out empty (EAGAIN), before the goroutine
-//     parks on the runtime's poller. An idle backend side holds nothing.
-//   - Anything layered (crypto/tls on the client's side, which may hold
-//     plaintext and records it read ahead; a PROXY protocol reader) is read
-//     with net.Conn.Read into a 256-byte buffer of the reader's own while
-//     the peer is quiet. A read that fills it means more is coming: the next
-//     reads use a pooled buffer, served from what crypto/tls already holds,
-//     until one comes back short.
+// Where the pump's side is a socket the runtime polls, directly (a plain
+// backend over TCP or a unix socket) or under crypto/tls (the client's
+// side, when nothing is layered between TLS and the socket), the pump runs
+// inside syscall.RawConn.Read: it reads the socket itself, and forwards
+// what it read (feed) before it reads again. The runtime clears the
+// socket's readiness when RawConn.Read starts, not each time its function
+// returns "wait", and every arrival after that start wakes the function
+// again. So a read that comes back short of the buffer has taken all the
+// data there was, and the pump can wait at once, without the read(2) that
+// would find the socket empty: a 32 B round trip makes two system calls
+// fewer. Under crypto/tls the socket is read through the connection's own
+// Read (boundConn.Read calls readUnder), which says "nothing more" with a
+// temporary error; crypto/tls passes that up and keeps what it has of a
+// record.
 //
-// Measured and rejected (examples/bench/PERFORMANCE.md): parking the
-// layered side with no buffer at all. It needs a read with a past deadline
-// (to learn that crypto/tls holds nothing) and a MSG_PEEK (RawConn.Read
-// clears the poller's readiness before it calls its function, so data that
-// arrived since the last read is only seen by trying), which costs more
-// CPU per message than the 256 bytes it saves are worth.
-// Nor can the read that finds a socket empty be skipped after a short
-// read, for the same reason: the tunnel would hang.
+// What a short read does not show is an end of stream (FIN or reset) that
+// arrived together with the data: its wake-up was the data's, and the read
+// that would return it is the one skipped. So the skip is never made after
+// the peer's close frame (then its end is due, and is read at once), and a
+// side waiting after a skipped read is checked: a timer (checkAfter,
+// armed once per burst, not per read) finds a side that has waited a whole
+// period since a skip and wakes it with a past read deadline, and its next
+// RawConn.Read starts with a real read. A peer that vanishes without a
+// close frame, right after data, is seen within two periods.
+//
+// A 16 KiB buffer (the largest TLS record's plaintext) comes from a pool
+// for each burst and goes back before the pump waits: an idle side holds
+// no buffer.
+//
+// Anything else (an HTTP/2 stream, a PROXY protocol reader, TLS to a
+// backend) is read with net.Conn.Read into a 256-byte buffer of the
+// reader's own while the peer is quiet; a read that fills it means more
+// is coming, and the next reads use a pooled buffer until one comes back
+// short.
+//
+// While the pump is inside RawConn.Read it holds the socket's read lock,
+// and net.Conn.Close waits for that lock: a Close from the pump itself (its
+// forward decided the side is done) would never return. side.closeConn
+// therefore leaves the Close to the pump when the pump is forwarding, and
+// the pump looks for that after each forward.
 type reader struct {
-	conn   net.Conn
-	raw    syscall.RawConn // conn's socket when conn is one: read directly
-	buf    *[]byte         // pooled, while data moves
-	shrink bool            // give buf back at the next read
+	conn  net.Conn
+	raw   syscall.RawConn // conn's socket (or, with tls, the socket under it)
+	tls   *tls.Conn       // set when the socket is read through crypto/tls
+	under *boundConn      // the socket's connection under tls
+	eof   *atomic.Bool    // the side sent its close frame: its end is due
+
+	buf    *[]byte // pooled, while data moves
+	shrink bool    // give buf back at the next read
 	small  [smallBufSize]byte
 
-	// For raw.Read, without a closure allocated per read.
-	readFD func(uintptr) bool
-	n      int
-	errno  error
+	// The state of one RawConn.Read, in fields rather than a closure
+	// allocated per tunnel.
+	feed       func([]byte) error
+	readFD     func(uintptr) bool
+	ferr, rerr error
+	fd         int  // the socket, for readUnder
+	drained    bool // the last read emptied the socket: wait before reading
+	skipped    bool // readUnder skipped a read (rather than finding EAGAIN)
+
+	forwarding  atomic.Bool // feed is running (inside RawConn.Read)
+	closeWanted atomic.Bool // closeConn left the Close to the pump
+
+	// The check after a skipped read.
+	waitSkip atomic.Bool   // waiting after a skipped read
+	wakes    atomic.Uint32 // times the pump was woken or started
+	armed    atomic.Bool   // check is armed (or running)
+	check    *time.Timer   // created by the pump at its first skip
+	seen     uint32        // wakes at the check's last run (the check's own)
 }
 
 const (
@@ -50,12 +93,35 @@ const (
 	smallBufSize = 256
 )
 
+// checkAfter is the period of the check after a skipped read.
+const checkAfter = 50 * time.Millisecond
+
 var bufPool = sync.Pool{New: func() any { b := make([]byte, copyBufSize); return &b }}
 
-func newReader(c net.Conn) *reader {
-	r := &reader{conn: c}
-	if sc, ok := c.(syscall.Conn); ok {
-		if raw, err := sc.SyscallConn(); err == nil {
+// errWouldBlock is readUnder's "the socket is empty": temporary, so
+// crypto/tls keeps what it has read of a record and reads on later.
+var errWouldBlock = &wouldBlock{}
+
+type wouldBlock struct{}
+
+func (*wouldBlock) Error() string   { return "socket drained" }
+func (*wouldBlock) Timeout() bool   { return false }
+func (*wouldBlock) Temporary() bool { return true }
+
+// newReader reads c; eof, if not nil, is set once c's peer has sent its
+// close frame.
+func newReader(c net.Conn, eof *atomic.Bool) *reader {
+	r := &reader{conn: c, eof: eof}
+	switch c := c.(type) {
+	case *tls.Conn:
+		if bc, ok := c.NetConn().(*boundConn); ok {
+			if raw, err := bc.SyscallConn(); err == nil {
+				r.raw, r.tls, r.under = raw, c, bc
+				r.readFD = r.fdReadTLS
+			}
+		}
+	case syscall.Conn:
+		if raw, err := c.SyscallConn(); err == nil {
 			r.raw = raw
 			r.readFD = r.fdRead
 		}
@@ -63,12 +129,231 @@ func newReader(c net.Conn) *reader {
 	return r
 }
 
-// read returns the next bytes from the connection, valid until the next
-// call; at the end of the stream, io.EOF.
-func (r *reader) read() ([]byte, error) {
-	if r.raw != nil {
-		return r.readDirect()
+// run reads the connection until it ends or feed fails, passing each
+// chunk read to feed; a chunk is valid until feed returns. It returns
+// feed's error, or the read's (io.EOF at the end of the stream;
+// net.ErrClosed after a closeConn).
+func (r *reader) run(feed func([]byte) error) (ferr, rerr error) {
+	if r.raw == nil {
+		for {
+			b, rerr := r.read()
+			if len(b) > 0 {
+				if err := feed(b); err != nil {
+					return err, nil
+				}
+			}
+			if rerr != nil {
+				return nil, rerr
+			}
+		}
 	}
+	r.feed = feed
+	if r.under != nil {
+		r.under.direct = r
+		defer func() { r.under.direct = nil }()
+	}
+	for {
+		err := r.raw.Read(r.readFD)
+		if err != nil && r.rerr == nil && r.ferr == nil && errors.Is(err, os.ErrDeadlineExceeded) {
+			// The check's wake-up: read again, from a real read.
+			r.deadlineConn().SetReadDeadline(time.Time{})
+			continue
+		}
+		if err != nil && r.rerr == nil && r.ferr == nil {
+			r.rerr = err
+		}
+		break
+	}
+	if r.check != nil {
+		r.check.Stop()
+	}
+	r.feed = nil
+	r.release()
+	return r.ferr, r.rerr
+}
+
+// forward passes b to feed, marked as forwarding for closeConn; false
+// means stop reading.
+func (r *reader) forward(b []byte) bool {
+	r.forwarding.Store(true)
+	err := r.feed(b)
+	r.forwarding.Store(false)
+	if err != nil {
+		r.ferr = err
+		return false
+	}
+	return !r.stopWanted()
+}
+
+// stopWanted reports a closeConn that was left to the pump.
+func (r *reader) stopWanted() bool {
+	if r.closeWanted.Load() {
+		r.rerr = net.ErrClosed
+		return true
+	}
+	return false
+}
+
+// woken starts each run of RawConn.Read's function.
+func (r *reader) woken() {
+	r.waitSkip.Store(false)
+	r.wakes.Add(1)
+}
+
+// waitAfterSkip is the pump going to wait right after a skipped read: the
+// check is armed unless it already is.
+func (r *reader) waitAfterSkip() {
+	r.waitSkip.Store(true)
+	if r.armed.CompareAndSwap(false, true) {
+		if r.check == nil {
+			// Set before it can run: the check uses it.
+			r.check = time.AfterFunc(time.Hour, r.runCheck)
+			r.check.Stop()
+		}
+		r.check.Reset(checkAfter)
+	}
+}
+
+// runCheck runs on the check's timer: a pump that has waited since a
+// skipped read for a whole period, woken by nothing, is woken to read.
+// Otherwise the check goes on while the pump skips, and stops when it does
+// not.
+func (r *reader) runCheck() {
+	w := r.wakes.Load()
+	if r.waitSkip.Load() {
+		if w == r.seen {
+			r.armed.Store(false)
+			r.deadlineConn().SetReadDeadline(time.Unix(1, 0))
+			return
+		}
+		r.seen = w
+		r.check.Reset(checkAfter)
+		return
+	}
+	r.seen = w
+	r.armed.Store(false)
+	// The pump may have skipped again after the load above, and found the
+	// check armed.
+	if r.waitSkip.Load() && r.armed.CompareAndSwap(false, true) {
+		r.check.Reset(checkAfter)
+	}
+}
+
+func (r *reader) deadlineConn() net.Conn {
+	if r.under != nil {
+		return r.under
+	}
+	return r.conn
+}
+
+// fdRead is RawConn.Read's function for a plain socket.
+func (r *reader) fdRead(fd uintptr) bool {
+	r.woken()
+	if r.stopWanted() {
+		return true
+	}
+	for {
+		r.take()
+		n, errno := readFD(int(fd), *r.buf)
+		switch {
+		case errno == syscall.EAGAIN:
+			r.release() // wait holding no buffer
+			return false
+		case errno != nil:
+			r.rerr = r.opError(errno)
+			return true
+		case n == 0:
+			r.rerr = io.EOF
+			return true
+		}
+		if !r.forward((*r.buf)[:n]) {
+			return true
+		}
+		if n < len(*r.buf) && !r.eofDue() { // the socket is empty now
+			r.release()
+			r.waitAfterSkip()
+			return false
+		}
+	}
+}
+
+// fdReadTLS is RawConn.Read's function for a socket under crypto/tls,
+// which reads the socket through boundConn.Read, that is readUnder.
+func (r *reader) fdReadTLS(fd uintptr) bool {
+	r.woken()
+	if r.stopWanted() {
+		return true
+	}
+	r.fd, r.drained = int(fd), false // woken: the socket may have bytes
+	for {
+		r.take()
+		r.skipped = false
+		n, err := r.tls.Read(*r.buf)
+		if n > 0 {
+			if !r.forward((*r.buf)[:n]) {
+				return true
+			}
+			if r.eofDue() {
+				r.drained = false // read its end at once
+			}
+		}
+		switch {
+		case err == errWouldBlock:
+			r.release()
+			if r.skipped {
+				r.waitAfterSkip()
+			}
+			return false
+		case err != nil:
+			r.rerr = err
+			return true
+		}
+	}
+}
+
+// eofDue reports that the side has sent its close frame.
+func (r *reader) eofDue() bool { return r.eof != nil && r.eof.Load() }
+
+// readUnder is boundConn.Read while the pump reads through crypto/tls:
+// one read(2), unless the last one emptied the socket.
+func (r *reader) readUnder(p []byte) (int, error) {
+	if r.drained {
+		r.skipped = true
+		return 0, errWouldBlock
+	}
+	n, errno := readFD(r.fd, p)
+	switch {
+	case errno == syscall.EAGAIN:
+		r.drained = true
+		return 0, errWouldBlock
+	case errno != nil:
+		return 0, r.opError(errno)
+	case n == 0:
+		return 0, io.EOF
+	case n < len(p):
+		r.drained = true
+	}
+	return n, nil
+}
+
+func readFD(fd int, p []byte) (int, error) {
+	for {
+		n, err := syscall.Read(fd, p)
+		if err != syscall.EINTR {
+			return n, err
+		}
+	}
+}
+
+func (r *reader) opError(errno error) error {
+	c := r.deadlineConn()
+	return &net.OpError{Op: "read", Net: c.LocalAddr().Network(), Source: c.LocalAddr(),
+		Addr: c.RemoteAddr(), Err: os.NewSyscallError("read", errno)}
+}
+
+// read returns the next bytes from a connection that is not read
+// directly, valid until the next call; at the end of the stream, io.EOF.
+func (r *reader) read() ([]byte, error) {
 	if r.shrink { // the burst is over: the caller is done with the last bytes
 		r.release()
 		r.shrink = false
@@ -99,33 +384,4 @@ func (r *reader) release() {
 		bufPool.Put(r.buf)
 		r.buf = nil
 	}
-}
-
-func (r *reader) fdRead(fd uintptr) bool {
-	r.take()
-	for {
-		r.n, r.errno = syscall.Read(int(fd), *r.buf)
-		if r.errno != syscall.EINTR {
-			break
-		}
-	}
-	if r.errno == syscall.EAGAIN {
-		r.release() // park holding no buffer
-		return false
-	}
-	return true
-}
-
-func (r *reader) readDirect() ([]byte, error) {
-	if err := r.raw.Read(r.readFD); err != nil {
-		return nil, err
-	}
-	switch {
-	case r.errno != nil:
-		return nil, &net.OpError{Op: "read", Net: r.conn.LocalAddr().Network(), Source: r.conn.LocalAddr(),
-			Addr: r.conn.RemoteAddr(), Err: os.NewSyscallError("read", r.errno)}
-	case r.n <= 0:
-		return nil, io.EOF
-	}
-	return (*r.buf)[:r.n], nil
 }

@@ -70,7 +70,8 @@ type tunnel struct {
 type side struct {
 	name string
 	conn net.Conn
-	mask bool // frames written to it are masked (it is a server: the backend)
+	rd   *reader // its pump's reads (reader.go)
+	mask bool    // frames written to it are masked (it is a server: the backend)
 	t    *tunnel
 
 	// Written by the opposite pump and by the proxy's own frames.
@@ -97,6 +98,7 @@ type side struct {
 
 func newSide(t *tunnel, name string, conn net.Conn, mask bool) *side {
 	s := &side{name: name, conn: conn, mask: mask, t: t}
+	s.rd = newReader(conn, &s.sawClose)
 	rand.Read(s.pingToken[:])
 	return s
 }
@@ -144,6 +146,21 @@ func (s *side) write(b []byte) (int, error) {
 // drop closes s's connection on purpose: its writes fail quietly.
 func (s *side) drop() {
 	s.dropped.Store(true)
+	s.closeConn()
+}
+
+// closeConn closes s's connection, from any goroutine, s's own pump
+// included. A pump that reads its socket inside RawConn.Read holds the
+// socket's read lock while it forwards, and Close waits for that lock; so
+// when it is forwarding, the Close is left to it: it stops reading as soon
+// as the forward returns, and closes the connection then (reader.go).
+func (s *side) closeConn() {
+	if s.rd.raw != nil {
+		s.rd.closeWanted.Store(true)
+		if s.rd.forwarding.Load() {
+			return
+		}
+	}
 	s.conn.Close()
 }
 
@@ -256,7 +273,7 @@ func (t *tunnel) pump(src, dst *side, pending []byte) direction {
 		}
 		if h.closeReply {
 			h.closeReply = false
-			src.conn.Close() // the proxy's close handshake with src is done
+			src.closeConn() // the proxy's close handshake with src is done
 		}
 		return err
 	}
@@ -266,45 +283,39 @@ func (t *tunnel) pump(src, dst *side, pending []byte) direction {
 			return direction{n, err}
 		}
 	}
-	rd := newReader(src.conn)
-	defer rd.release()
-	for {
-		b, rerr := rd.read()
-		if len(b) > 0 {
-			if err := feed(b); err != nil {
-				t.close()
-				return direction{n, err}
-			}
-		}
-		if rerr == nil {
-			continue
-		}
-		switch {
-		case !sc.AtBoundary() && !isClosed(rerr):
-			t.setReason(src.name + " vanished mid-frame")
-			t.close() // dst's stream cannot be ended cleanly
-		case src.proxyClosed.Load() || isClosed(rerr):
-			// The proxy ended it, or the other pump closed everything.
-		case src.sawClose.Load():
-			dst.closeWrite()
-		case dst.sawClose.Load():
-			// dst has sent its close frame and src answered by dropping
-			// TCP, as an endpoint may after a protocol error (RFC 6455
-			// §7.1.1): dst sees the drop, as it would directly.
-			t.close()
-		default:
-			code, reason := closeGoingAway, "client went away"
-			if src == t.backend {
-				code, reason = closeBadGateway, "backend went away"
-			}
-			t.setReason(src.name + " vanished")
-			t.noteClose(code, "proxy")
-			t.after(closeGrace, t.close) // armed before a write that may wait
-			dst.send(closeFrame(code, reason, dst.mask), true)
-		}
-		if rerr == io.EOF {
-			rerr = nil
-		}
-		return direction{n, rerr}
+	ferr, rerr := src.rd.run(feed)
+	if src.rd.closeWanted.Load() {
+		src.conn.Close() // left to this pump by closeConn
 	}
+	if ferr != nil {
+		t.close()
+		return direction{n, ferr}
+	}
+	switch {
+	case !sc.AtBoundary() && !isClosed(rerr):
+		t.setReason(src.name + " vanished mid-frame")
+		t.close() // dst's stream cannot be ended cleanly
+	case src.proxyClosed.Load() || isClosed(rerr):
+		// The proxy ended it, or the other pump closed everything.
+	case src.sawClose.Load():
+		dst.closeWrite()
+	case dst.sawClose.Load():
+		// dst has sent its close frame and src answered by dropping
+		// TCP, as an endpoint may after a protocol error (RFC 6455
+		// §7.1.1): dst sees the drop, as it would directly.
+		t.close()
+	default:
+		code, reason := closeGoingAway, "client went away"
+		if src == t.backend {
+			code, reason = closeBadGateway, "backend went away"
+		}
+		t.setReason(src.name + " vanished")
+		t.noteClose(code, "proxy")
+		t.after(closeGrace, t.close) // armed before a write that may wait
+		dst.send(closeFrame(code, reason, dst.mask), true)
+	}
+	if rerr == io.EOF {
+		rerr = nil
+	}
+	return direction{n, rerr}
 }

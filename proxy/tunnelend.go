@@ -93,8 +93,8 @@ func (t *tunnel) close() {
 	}
 	t.closed = true
 	t.mu.Unlock()
-	t.client.conn.Close()
-	t.backend.conn.Close()
+	t.client.closeConn()
+	t.backend.closeConn()
 }
 
 // logEnd writes the tunnel's access log line: who, where, how long, how
