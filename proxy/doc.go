@@ -81,8 +81,10 @@
 //     (a goroutine per stream, not the connection's) waits until the tunnel
 //     has closed the stream.
 //     Two pumps, copyFromBackend (on the tunnel's goroutine) and
-//     copyToBackend (on a second one), each a read loop (reader.go, which
-//     holds a pooled 16 KiB buffer only while data moves) feeding a frame
+//     copyToBackend (on a second one), each a read loop (reader.go: on a
+//     socket, plain or under the client's TLS, one syscall.RawConn.Read
+//     for the whole tunnel, forwarding inside it; a pooled 16 KiB buffer
+//     held only while data moves) feeding a frame
 //     scanner (internal/wsframe, the module's one frame codec) that reads
 //     frame headers only: payloads are never unmasked or buffered, and the
 //     bytes out are the bytes in. Bytes the server read ahead of the hijack
@@ -238,8 +240,10 @@
 //
 // # The hot path
 //
-// Per read the tunnel does: one Read (and one that finds the socket empty
-// at the end of a burst); a scan of the frame headers in it;
+// Per read the tunnel does: one read(2), and none that finds the socket
+// empty at the end of a burst (a short read ends it; reader.go says why
+// that loses nothing, and how an end of stream that came with the data is
+// still seen, within 2×checkAfter); a scan of the frame headers in it;
 // one uncontended lock of the destination's output; one clock read for the
 // write deadline (set only when an eighth of send_timeout has passed); usually one Write (more
 // only when a header straddles two reads or a control frame is consumed);

@@ -92,6 +92,7 @@ type side struct {
 	lastFrame   atomic.Int64 // ns since tunnel start of the last frame read
 	sawClose    atomic.Bool  // it sent a close frame
 	proxyClosed atomic.Bool  // the proxy itself sent it a close frame
+	ended       atomic.Bool  // its pump has read all there is of it
 	pingToken   [8]byte      // payload prefix of the proxy's pings
 	pings       atomic.Uint32
 }
@@ -284,6 +285,7 @@ func (t *tunnel) pump(src, dst *side, pending []byte) direction {
 		}
 	}
 	ferr, rerr := src.rd.run(feed)
+	src.ended.Store(true)
 	if src.rd.closeWanted.Load() {
 		src.conn.Close() // left to this pump by closeConn
 	}
@@ -298,7 +300,12 @@ func (t *tunnel) pump(src, dst *side, pending []byte) direction {
 	case src.proxyClosed.Load() || isClosed(rerr):
 		// The proxy ended it, or the other pump closed everything.
 	case src.sawClose.Load():
-		dst.closeWrite()
+		// Half-closed, so that the other direction flows until it ends;
+		// unless it has ended already: then both connections are closed
+		// next (run), and the FIN would be sent twice.
+		if !dst.ended.Load() {
+			dst.closeWrite()
+		}
 	case dst.sawClose.Load():
 		// dst has sent its close frame and src answered by dropping
 		// TCP, as an endpoint may after a protocol error (RFC 6455
