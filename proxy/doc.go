@@ -83,7 +83,7 @@
 //     Two pumps, copyFromBackend (on the tunnel's goroutine) and
 //     copyToBackend (on a second one), each a read loop (reader.go: on a
 //     socket, plain or under the client's TLS, one syscall.RawConn.Read
-//     for the whole tunnel, forwarding inside it; a pooled 16 KiB buffer
+//     for the whole tunnel, forwarding inside it; a pooled 64 KiB buffer
 //     held only while data moves) feeding a frame
 //     scanner (internal/wsframe, the module's one frame codec) that reads
 //     frame headers only: payloads are never unmasked or buffered, and the
