@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -22,7 +23,12 @@ import (
 
 func TestMain(m *testing.M) {
 	testutil.ExtendedConnect() // WebSockets over HTTP/2 (h2_test.go)
-	goleak.VerifyTestMain(m)
+	// WSSPROXY_TEST_PARK=1ms runs every test with tunnels that park after
+	// 4 ms of quiet (parker.go): .ci/run does so once.
+	if d, err := time.ParseDuration(os.Getenv("WSSPROXY_TEST_PARK")); err == nil {
+		proxy.SetCheckPeriodAll(d)
+	}
+	goleak.VerifyTestMain(m, testutil.IgnoreParker)
 }
 
 // env is a running proxy on a real TLS listener on 127.0.0.1:0.

@@ -81,15 +81,20 @@ type reader struct {
 	drained    bool // the last read emptied the socket: wait before reading
 	skipped    bool // readUnder skipped a read (rather than finding EAGAIN)
 
-	forwarding  atomic.Bool // feed is running (inside RawConn.Read)
+	inRaw       atomic.Bool // the pump is inside RawConn.Read
 	closeWanted atomic.Bool // closeConn left the Close to the pump
 
-	// The check after a skipped read.
-	waitSkip atomic.Bool   // waiting after a skipped read
-	wakes    atomic.Uint32 // times the pump was woken or started
-	armed    atomic.Bool   // check is armed (or running)
-	check    *time.Timer   // created by the pump at its first skip
-	seen     uint32        // wakes at the check's last run (the check's own)
+	// The check on a waiting pump (runCheck).
+	waiting    atomic.Bool   // the pump waits for its socket
+	waitSkip   atomic.Bool   // it does so after a skipped read
+	wakes      atomic.Uint32 // times the pump was woken or started
+	armed      atomic.Bool   // check is armed (or running)
+	parkWanted atomic.Bool   // the check woke the pump to park
+	check      *time.Timer   // created by the pump when it first waits
+	parkable   bool          // the pump can park (set before it first waits)
+	seen       uint32        // wakes at the check's last run (the check's own)
+	peek       *time.Timer   // the look after a skipped read (runPeek)
+	peekArmed  atomic.Bool
 }
 
 const (
@@ -97,10 +102,28 @@ const (
 	smallBufSize = 256
 )
 
-// checkAfter is the period of the check after a skipped read.
-const checkAfter = 50 * time.Millisecond
+// checkAfter is the period of the check on a waiting pump: one that has
+// waited a whole period parks. A variable (checkPeriod) only so that tests
+// can make pumps park at once. peekAfter is when a pump waiting after a
+// skipped read is looked at.
+const (
+	checkAfter = time.Second
+	peekAfter  = 50 * time.Millisecond
+)
+
+var checkPeriod atomic.Int64
+
+// checkRuns counts the check's runs (for tests: parked pumps have none).
+var checkRuns atomic.Int64
+
+func init() { checkPeriod.Store(int64(checkAfter)) }
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, copyBufSize); return &b }}
+
+// errParked is run's "the pump has waited long enough to park": it may
+// hand its socket to the parker and end its goroutine (parker.go), then
+// call run again when the socket is ready.
+var errParked = errors.New("parked")
 
 // errWouldBlock is readUnder's "the socket is empty": temporary, so
 // crypto/tls keeps what it has read of a record and reads on later.
@@ -130,6 +153,7 @@ func newReader(c net.Conn, eof *atomic.Bool) *reader {
 			r.readFD = r.fdRead
 		}
 	}
+	r.parkable = r.raw != nil && parkingWorks()
 	return r
 }
 
@@ -156,11 +180,19 @@ func (r *reader) run(feed func([]byte) error) (ferr, rerr error) {
 		r.under.direct = r
 		defer func() { r.under.direct = nil }()
 	}
+	r.ferr, r.rerr = nil, nil
+	r.inRaw.Store(true)
+	defer r.inRaw.Store(false)
 	for {
 		err := r.raw.Read(r.readFD)
 		if err != nil && r.rerr == nil && r.ferr == nil && errors.Is(err, os.ErrDeadlineExceeded) {
-			// The check's wake-up: read again, from a real read.
+			// The check's wake-up: read again, from a real read; or park.
 			r.deadlineConn().SetReadDeadline(time.Time{})
+			if r.parkWanted.Swap(false) {
+				r.rerr = errParked
+				r.waiting.Store(false) // in the parker's hands now: no more checks
+				break
+			}
 			continue
 		}
 		if err != nil && r.rerr == nil && r.ferr == nil {
@@ -168,20 +200,20 @@ func (r *reader) run(feed func([]byte) error) (ferr, rerr error) {
 		}
 		break
 	}
-	if r.check != nil {
+	if r.check != nil && r.rerr != errParked {
 		r.check.Stop()
+	}
+	if r.peek != nil && r.peek.Stop() {
+		r.peekArmed.Store(false) // stopped before it ran, which disarms it
 	}
 	r.feed = nil
 	r.release()
 	return r.ferr, r.rerr
 }
 
-// forward passes b to feed, marked as forwarding for closeConn; false
-// means stop reading.
+// forward passes b to feed; false means stop reading.
 func (r *reader) forward(b []byte) bool {
-	r.forwarding.Store(true)
 	err := r.feed(b)
-	r.forwarding.Store(false)
 	if err != nil {
 		r.ferr = err
 		return false
@@ -200,47 +232,101 @@ func (r *reader) stopWanted() bool {
 
 // woken starts each run of RawConn.Read's function.
 func (r *reader) woken() {
+	r.waiting.Store(false)
 	r.waitSkip.Store(false)
 	r.wakes.Add(1)
 }
 
-// waitAfterSkip is the pump going to wait right after a skipped read: the
-// check is armed unless it already is.
-func (r *reader) waitAfterSkip() {
-	r.waitSkip.Store(true)
+// wait is the pump going to wait for its socket, right after a skipped
+// read if skip: the check is armed unless it already is.
+func (r *reader) wait(skip bool) {
+	r.release() // wait holding no buffer
+	r.waitSkip.Store(skip)
+	r.waiting.Store(true)
 	if r.armed.CompareAndSwap(false, true) {
 		if r.check == nil {
 			// Set before it can run: the check uses it.
 			r.check = time.AfterFunc(time.Hour, r.runCheck)
 			r.check.Stop()
 		}
-		r.check.Reset(checkAfter)
+		r.check.Reset(time.Duration(checkPeriod.Load()))
+	}
+	if skip && r.peekArmed.CompareAndSwap(false, true) {
+		if r.peek == nil {
+			r.peek = time.AfterFunc(time.Hour, r.runPeek)
+			r.peek.Stop()
+		}
+		r.peek.Reset(peekAfter)
 	}
 }
 
-// runCheck runs on the check's timer: a pump that has waited since a
-// skipped read for a whole period, woken by nothing, is woken to read.
-// Otherwise the check goes on while the pump skips, and stops when it does
-// not.
+// runCheck runs on the check's timer while armed: a pump found waiting,
+// woken by nothing for a whole checkAfter, parks (parker.go). The check
+// stops when it is not needed (the pump arms it again when it waits).
 func (r *reader) runCheck() {
+	checkRuns.Add(1)
 	w := r.wakes.Load()
-	if r.waitSkip.Load() {
-		if w == r.seen {
-			r.armed.Store(false)
-			r.deadlineConn().SetReadDeadline(time.Unix(1, 0))
-			return
-		}
+	waiting := r.waiting.Load()
+	switch {
+	case waiting && w != r.seen:
 		r.seen = w
-		r.check.Reset(checkAfter)
+		r.check.Reset(time.Duration(checkPeriod.Load()))
 		return
+	case waiting && r.parkable:
+		r.parkWanted.Store(true)
+		r.wake()
 	}
 	r.seen = w
+	r.disarm()
+}
+
+// disarm stops the check; the pump may have started waiting after the
+// check looked, and found it armed: then it goes on.
+func (r *reader) disarm() {
 	r.armed.Store(false)
-	// The pump may have skipped again after the load above, and found the
-	// check armed.
-	if r.waitSkip.Load() && r.armed.CompareAndSwap(false, true) {
-		r.check.Reset(checkAfter)
+	if r.waiting.Load() && r.armed.CompareAndSwap(false, true) {
+		r.check.Reset(time.Duration(checkPeriod.Load()))
 	}
+}
+
+// runPeek runs on the peek's timer, peekAfter after a pump began to wait
+// after a skipped read: an end of stream or an error on its socket, which
+// came with its last data, wakes it to read.
+func (r *reader) runPeek() {
+	w := r.wakes.Load()
+	if r.waiting.Load() && r.waitSkip.Load() && r.pending() {
+		r.wake()
+	}
+	r.peekArmed.Store(false)
+	// A wait after a skip that began since the load above found the peek
+	// armed: look again for it.
+	if r.wakes.Load() != w && r.waiting.Load() && r.waitSkip.Load() && r.peekArmed.CompareAndSwap(false, true) {
+		r.peek.Reset(peekAfter)
+	}
+}
+
+// pending reports whether the socket has an end of stream, an error or
+// bytes waiting (MSG_PEEK: nothing is taken).
+func (r *reader) pending() bool {
+	var b [1]byte
+	got := false
+	r.raw.Control(func(fd uintptr) {
+		n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		got = err != syscall.EAGAIN || n > 0
+	})
+	return got
+}
+
+// shutdown ends the socket's reads and writes at once (its peer sees the
+// end, a write to it blocked elsewhere fails), but leaves the descriptor,
+// whose Close would wait for the pump: the pump closes it (closeConn).
+func (r *reader) shutdown() {
+	r.raw.Control(func(fd uintptr) { syscall.Shutdown(int(fd), syscall.SHUT_RDWR) })
+}
+
+// wake ends the pump's wait with a past read deadline.
+func (r *reader) wake() {
+	r.deadlineConn().SetReadDeadline(time.Unix(1, 0))
 }
 
 func (r *reader) deadlineConn() net.Conn {
@@ -261,7 +347,7 @@ func (r *reader) fdRead(fd uintptr) bool {
 		n, errno := readFD(int(fd), *r.buf)
 		switch {
 		case errno == syscall.EAGAIN:
-			r.release() // wait holding no buffer
+			r.wait(false)
 			return false
 		case errno != nil:
 			r.rerr = r.opError(errno)
@@ -274,8 +360,7 @@ func (r *reader) fdRead(fd uintptr) bool {
 			return true
 		}
 		if n < len(*r.buf) && !r.eofDue() { // the socket is empty now
-			r.release()
-			r.waitAfterSkip()
+			r.wait(true)
 			return false
 		}
 	}
@@ -306,16 +391,12 @@ func (r *reader) fdReadTLS(fd uintptr) bool {
 			if !r.forward((*r.buf)[:n]) {
 				return true
 			}
-			if r.eofDue() {
-				r.drained = false // read its end at once
-			}
 		}
 		switch {
+		case err == errWouldBlock && r.skipped && r.eofDue():
+			r.drained = false // its close frame came: read its end at once
 		case err == errWouldBlock:
-			r.release()
-			if r.skipped {
-				r.waitAfterSkip()
-			}
+			r.wait(r.skipped)
 			return false
 		case err != nil:
 			r.rerr = err

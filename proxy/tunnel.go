@@ -58,6 +58,11 @@ type tunnel struct {
 	ended      *prometheus.CounterVec     // nil without metrics
 	plan       *atomic.Pointer[drainPlan] // the server's: how to close at drain
 
+	pumps               atomic.Int32 // pumps still running (or parked)
+	in, out             direction    // how they ended: client to backend, and back
+	stopDrain, stopKill func() bool
+	done                func()
+
 	mu      sync.Mutex // guards the fields below
 	timers  []*time.Timer
 	reason  string // why the proxy ended the tunnel, if it did
@@ -95,6 +100,13 @@ type side struct {
 	ended       atomic.Bool  // its pump has read all there is of it
 	pingToken   [8]byte      // payload prefix of the proxy's pings
 	pings       atomic.Uint32
+
+	// Its pump's state between reads, which a parked pump keeps
+	// (parker.go).
+	feed    func([]byte) error
+	finish  func(ferr, rerr error) direction
+	park    parkState
+	parkTok int32
 }
 
 func newSide(t *tunnel, name string, conn net.Conn, mask bool) *side {
@@ -152,13 +164,24 @@ func (s *side) drop() {
 
 // closeConn closes s's connection, from any goroutine, s's own pump
 // included. A pump that reads its socket inside RawConn.Read holds the
-// socket's read lock while it forwards, and Close waits for that lock; so
-// when it is forwarding, the Close is left to it: it stops reading as soon
-// as the forward returns, and closes the connection then (reader.go).
+// socket's read lock, and Close waits for that lock (for ever, from the
+// pump itself); so then the socket is shut down, which ends its peer's
+// stream and any write to it at once, and the Close is left to the pump,
+// which stops reading at its next look and closes it (reader.go). Over
+// TLS no close_notify goes first then: the proxy is dropping the peer, or
+// the close handshake is over.
 func (s *side) closeConn() {
 	if s.rd.raw != nil {
 		s.rd.closeWanted.Store(true)
-		if s.rd.forwarding.Load() {
+		if s.rd.inRaw.Load() {
+			s.rd.shutdown()
+			return
+		}
+		if unpark(s) {
+			// Parked: nobody reads it, so this goroutine takes its pump
+			// over, to find it closed and end.
+			s.conn.Close()
+			go s.t.pumpLoop(s)
 			return
 		}
 	}
@@ -171,12 +194,14 @@ type direction struct {
 	err error // nil for a clean end of stream
 }
 
-// run tunnels until both pumps have ended, then closes both connections
-// and logs one line. ctx is the server's drain context: when it ends, both
+// run starts the tunnel: its pumps, on the calling goroutine and on a
+// second one, which may park (parker.go) and resume on others. When both
+// have ended, both connections are closed, one line is logged and done is
+// called. ctx is the server's drain context: when it ends, both
 // peers are sent 1001 Going Away. kill ends with the server's hard
 // deadline: then both connections are closed.
-func (t *tunnel) run(drain, kill context.Context, fromClient, fromBackend []byte) {
-	stopDrain := context.AfterFunc(drain, func() {
+func (t *tunnel) run(drain, kill context.Context, fromClient, fromBackend []byte, done func()) {
+	t.stopDrain = context.AfterFunc(drain, func() {
 		p := &drainPlan{code: closeGoingAway, text: "server shutting down"}
 		if t.plan != nil && t.plan.Load() != nil {
 			p = t.plan.Load()
@@ -188,37 +213,45 @@ func (t *tunnel) run(drain, kill context.Context, fromClient, fromBackend []byte
 			shut()
 		}
 	})
-	defer stopDrain()
-	stopKill := context.AfterFunc(kill, t.close)
-	defer stopKill()
+	t.stopKill = context.AfterFunc(kill, t.close)
+	t.done = done
 	t.startTimers()
 	t.rt.open.Add(1)
-	defer t.rt.open.Add(-1)
 	if m := t.rt.metrics; m != nil {
 		m.open.Inc()
-		defer m.open.Dec()
 	}
+	t.pumps.Store(2)
+	go t.pump(t.client, t.backend, fromClient) // copies to the backend, masked as they came
+	t.pump(t.backend, t.client, fromBackend)
+}
 
-	toBackend := make(chan direction, 1)
-	go func() { toBackend <- t.copyToBackend(fromClient) }()
-	out := t.copyFromBackend(fromBackend)
-	in := <-toBackend
+// pumpEnded records how src's pump ended; the last of the two ends the
+// tunnel: both connections closed, its timers stopped, its line logged,
+// and done called.
+func (t *tunnel) pumpEnded(src *side, d direction) {
+	if src == t.client {
+		t.in = d
+	} else {
+		t.out = d
+	}
+	if t.pumps.Add(-1) > 0 {
+		return
+	}
 	t.close()
 	t.stopTimers()
-	t.logEnd(in, out)
+	t.logEnd(t.in, t.out)
 	if t.ended != nil {
 		t.ended.WithLabelValues(t.rt.name, t.endReason()).Inc()
 	}
-}
-
-// copyToBackend forwards the client's frames, masked as they came.
-func (t *tunnel) copyToBackend(pending []byte) direction {
-	return t.pump(t.client, t.backend, pending)
-}
-
-// copyFromBackend forwards the backend's frames.
-func (t *tunnel) copyFromBackend(pending []byte) direction {
-	return t.pump(t.backend, t.client, pending)
+	t.stopKill()
+	t.stopDrain()
+	t.rt.open.Add(-1)
+	if m := t.rt.metrics; m != nil {
+		m.open.Dec()
+	}
+	if t.done != nil {
+		t.done()
+	}
 }
 
 // pump copies src to dst through a frame scanner until src ends, then
@@ -230,7 +263,7 @@ func (t *tunnel) copyFromBackend(pending []byte) direction {
 //     Bad Gateway to the client, 1001 Going Away to the backend) and gets
 //     closeGrace to answer.
 //   - the proxy had sent src a close frame: src is done.
-func (t *tunnel) pump(src, dst *side, pending []byte) direction {
+func (t *tunnel) pump(src, dst *side, pending []byte) {
 	var sc wsframe.Scanner
 	h := &hooks{t: t, src: src, dst: dst}
 	var n int64
@@ -278,21 +311,48 @@ func (t *tunnel) pump(src, dst *side, pending []byte) direction {
 		}
 		return err
 	}
+	src.feed = feed
+	src.finish = func(ferr, rerr error) direction {
+		src.ended.Store(true)
+		if src.rd.closeWanted.Load() {
+			src.conn.Close() // left to this pump by closeConn
+			if src.rd.under != nil {
+				src.rd.under.Close() // crypto/tls may have closed before: the socket
+			}
+		}
+		if ferr != nil {
+			t.close()
+			return direction{n, ferr}
+		}
+		return t.pumpEnd(src, dst, &sc, n, rerr)
+	}
 	if len(pending) > 0 {
 		if err := feed(pending); err != nil {
-			t.close()
-			return direction{n, err}
+			t.pumpEnded(src, src.finish(err, nil))
+			return
 		}
 	}
-	ferr, rerr := src.rd.run(feed)
-	src.ended.Store(true)
-	if src.rd.closeWanted.Load() {
-		src.conn.Close() // left to this pump by closeConn
+	t.pumpLoop(src)
+}
+
+// pumpLoop reads src until it ends, or until it parks: then this goroutine
+// ends, and the parker (or closeConn) calls pumpLoop again on another.
+func (t *tunnel) pumpLoop(src *side) {
+	for {
+		ferr, rerr := src.rd.run(src.feed)
+		if rerr == errParked {
+			if park(src) {
+				return
+			}
+			continue
+		}
+		t.pumpEnded(src, src.finish(ferr, rerr))
+		return
 	}
-	if ferr != nil {
-		t.close()
-		return direction{n, ferr}
-	}
+}
+
+// pumpEnd is how the tunnel goes on when src has ended (see pump).
+func (t *tunnel) pumpEnd(src, dst *side, sc *wsframe.Scanner, n int64, rerr error) direction {
 	switch {
 	case !sc.AtBoundary() && !isClosed(rerr):
 		t.setReason(src.name + " vanished mid-frame")

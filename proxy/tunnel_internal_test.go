@@ -67,7 +67,7 @@ func TestPingIntoFullSocket(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	done := make(chan struct{})
-	go func() { defer close(done); tun.run(context.Background(), ctx, nil, nil) }()
+	go tun.run(context.Background(), ctx, nil, nil, func() { close(done) })
 
 	backendPeer.SetReadDeadline(time.Now().Add(10 * time.Second))
 	br := bufio.NewReader(backendPeer)

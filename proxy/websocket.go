@@ -166,10 +166,7 @@ func (s *Server) newTunnel(r *http.Request, ip string, rt *route, up *upstream, 
 // goTunnel runs t on a goroutine of its own, which then releases what the
 // handshake acquired for it.
 func (s *Server) goTunnel(t *tunnel, adm admission, fromClient, fromBackend []byte) {
-	go func() {
-		defer adm.release()
-		t.run(s.drain, s.ctx, fromClient, fromBackend)
-	}()
+	go t.run(s.drain, s.ctx, fromClient, fromBackend, adm.release)
 }
 
 // An admission is what a WebSocket handshake holds from its limit check

@@ -149,6 +149,10 @@ func Context(t testing.TB, d time.Duration) context.Context {
 	return ctx
 }
 
+// IgnoreParker is the goleak option for package proxy's parker, a
+// goroutine that lives as long as the process (proxy/parker_linux.go).
+var IgnoreParker = goleak.IgnoreAnyFunction("github.com/wssproxy/wssproxy/proxy.parkerLoop")
+
 // CheckLeaks fails the test if, once everything else registered with
 // t.Cleanup has run, goroutines started during the test are still running
 // or the process holds more open files than when CheckLeaks was called.
@@ -156,9 +160,10 @@ func Context(t testing.TB, d time.Duration) context.Context {
 func CheckLeaks(t testing.TB) {
 	t.Helper()
 	ignore := goleak.IgnoreCurrent()
+	parker := IgnoreParker
 	before := OpenFDs()
 	t.Cleanup(func() {
-		goleak.VerifyNone(t, ignore)
+		goleak.VerifyNone(t, ignore, parker)
 		// Closing a socket is synchronous, but a peer's goroutine may
 		// still be on its way out; give the count a bounded time to settle.
 		deadline := time.Now().Add(5 * time.Second)

@@ -1,0 +1,64 @@
+package proxy_test
+
+import (
+	"bufio"
+	"crypto/sha1"
+	"encoding/base64"
+	"io"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/wssproxy/wssproxy/internal/testutil"
+	"github.com/wssproxy/wssproxy/proxy"
+)
+
+// TestCloseBothBlocked guards the tunnel's close (closeGrace after the
+// proxy's own close) when both pumps are stuck writing: both peers send
+// without reading. Closing the connections must end the tunnel, long
+// before send_timeout.
+func TestCloseBothBlocked(t *testing.T) {
+	proxy.SetCloseGrace(t, 300*time.Millisecond)
+	ctx := testutil.Context(t, 20*time.Second)
+	stop := make(chan struct{})
+	defer close(stop)
+	backend := rawBackend(t, func(conn net.Conn) {
+		defer conn.Close()
+		br := bufio.NewReader(conn)
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			return
+		}
+		sum := sha1.Sum([]byte(req.Header.Get("Sec-WebSocket-Key") + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
+		io.WriteString(conn, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+			"Sec-WebSocket-Accept: "+base64.StdEncoding.EncodeToString(sum[:])+"\r\n\r\n")
+		f := frame(true, 0, 0x2, make([]byte, 32<<10), true)
+		for {
+			conn.SetWriteDeadline(time.Now().Add(30 * time.Second))
+			if _, err := conn.Write(f); err != nil {
+				return // never reads
+			}
+		}
+	})
+	cfg := route("/wss", "ws://"+backend)
+	cfg.Routes[0].MaxLifetime = time.Second
+	cfg.Routes[0].SendTimeout = time.Hour
+	e := startProxy(t, cfg)
+	conn, _ := rawClient(t, e.addr, e.tls)
+	defer conn.Close()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f := frame(true, 0, 0x2, make([]byte, 32<<10), false)
+		for {
+			conn.SetWriteDeadline(time.Now().Add(30 * time.Second))
+			if _, err := conn.Write(f); err != nil {
+				return // never reads
+			}
+		}
+	}()
+	waitTunnels(t, ctx, e, 0)
+	conn.Close()
+	<-done
+}

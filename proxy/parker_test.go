@@ -1,0 +1,79 @@
+package proxy_test
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/wssproxy/wssproxy/internal/echo"
+	"github.com/wssproxy/wssproxy/internal/testutil"
+	"github.com/wssproxy/wssproxy/proxy"
+)
+
+// TestIdleTunnelsPark guards parking (parker.go): the pumps of idle
+// tunnels give up their goroutines, and a parked tunnel goes on as if
+// nothing had happened: messages either way wake it, it parks again, and
+// it ends as usual, by its peers or by the proxy.
+func TestIdleTunnelsPark(t *testing.T) {
+	testutil.CheckLeaks(t)
+	proxy.SetCheckPeriod(t, 5*time.Millisecond)
+	ctx := testutil.Context(t, 30*time.Second)
+	e := startProxy(t, route("/wss", echoBackend(t, echo.Options{})))
+	const n = 20
+	waitParked := func(want int) {
+		t.Helper()
+		for proxy.ParkedSides() != want {
+			select {
+			case <-ctx.Done():
+				t.Fatalf("parked sides: %d, want %d", proxy.ParkedSides(), want)
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	}
+	before := runtime.NumGoroutine()
+	var cs []*websocket.Conn
+	for range n {
+		c := e.mustDial(ctx, "/wss", nil)
+		roundTrip(t, ctx, c, websocket.MessageText, []byte("hello"))
+		cs = append(cs, c)
+	}
+	waitParked(2 * n)
+	// Parked, nothing runs for them: at most one check each is on its way.
+	runs := proxy.CheckRuns()
+	<-time.After(20 * 5 * time.Millisecond)
+	if more := proxy.CheckRuns() - runs; more > 2*n {
+		t.Errorf("%d checks ran in 20 periods with every tunnel parked, want at most %d", more, 2*n)
+	}
+	// The clients' goroutines are this process's too: the proxy's own two
+	// per tunnel are what must be gone.
+	if g := runtime.NumGoroutine() - before; g >= 2*n {
+		t.Errorf("%d goroutines more with %d tunnels parked, want fewer than %d", g, n, 2*n)
+	}
+	for round := range 3 {
+		for i, c := range cs {
+			roundTrip(t, ctx, c, websocket.MessageBinary, fmt.Appendf(nil, "round %d tunnel %d", round, i))
+		}
+		waitParked(2 * n)
+	}
+	// Ended by the peers: half by the client, half by the backend's
+	// answer to the client's close.
+	for _, c := range cs[:n/2] {
+		c.Close(websocket.StatusNormalClosure, "bye")
+	}
+	waitTunnels(t, ctx, e, n-n/2)
+	// Ended by the proxy, parked: a hard shutdown closes what is left.
+	sctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	e.srv.Shutdown(sctx)
+	for _, c := range cs[n/2:] {
+		if _, _, err := c.Read(ctx); err == nil {
+			t.Fatal("a tunnel outlived the proxy's shutdown")
+		}
+		c.CloseNow()
+	}
+	waitTunnels(t, ctx, e, 0)
+	waitParked(0)
+}
