@@ -80,19 +80,23 @@
 //     Over HTTP/2 the stream lives while its handler runs, so the handler
 //     (a goroutine per stream, not the connection's) waits until the tunnel
 //     has closed the stream.
-//     Two pumps, copyFromBackend (on the tunnel's goroutine) and
-//     copyToBackend (on a second one), each a read loop (reader.go: on a
-//     socket, plain or under the client's TLS, one syscall.RawConn.Read
-//     for the whole tunnel, forwarding inside it; a pooled 64 KiB buffer
-//     held only while data moves) feeding a frame
+//     Two pumps, one per direction (pump: the backend's on the tunnel's
+//     goroutine, the client's on a second one), each a read loop
+//     (reader.go: on a socket, plain or under the client's TLS, inside
+//     syscall.RawConn.Read, forwarding there; a pooled 64 KiB buffer held
+//     only while data moves) feeding a frame
 //     scanner (internal/wsframe, the module's one frame codec) that reads
 //     frame headers only: payloads are never unmasked or buffered, and the
 //     bytes out are the bytes in. Bytes the server read ahead of the hijack
 //     and bytes that came with the backend's 101 go through first. Control
 //     frames (at most 131 bytes) are held whole, which lets the tunnel
 //     consume the pongs answering its own pings and the close frames
-//     answering its own closes. The tunnel returns, and logs one line, only
-//     when both pumps have ended.
+//     answering its own closes. A pump that has waited a second for its
+//     socket parks (parker.go): its goroutine ends, one epoll goroutine
+//     watches the socket, and a fresh goroutine takes the pump up when
+//     the socket has something or the proxy closes that side; an idle
+//     tunnel holds no goroutine. The tunnel ends, and logs one line, when
+//     both pumps have ended: the last one to end does it (pumpEnded).
 //  9. The proxy's own frames (frames.go, with the hooks through which the
 //     pump's scanner reports each frame): pings and close frames are queued
 //     per side and written at the next frame boundary of that side's
@@ -126,6 +130,11 @@
 //     write). A write that makes no progress for send_timeout means that
 //     peer stopped reading: it is dropped and the other side gets a close
 //     frame (1014 to the client, 1001 to the backend).
+//   - The proxy closing a side (closeConn): a socket whose pump is inside
+//     RawConn.Read is shut down, which its peer sees at once and which
+//     fails a write to it blocked elsewhere; the pump, which holds the
+//     socket's read lock that Close waits for, closes it when it next
+//     looks. A parked side is taken back from the parker and closed.
 //   - Keepalive (keepalive.go): a side silent for ping_interval is pinged
 //     with the proxy's token; silent for ping_timeout more, it is dropped and
 //     the other side gets a close frame. A side whose pump is blocked writing

@@ -163,8 +163,8 @@ func (s *Server) newTunnel(r *http.Request, ip string, rt *route, up *upstream, 
 	return t
 }
 
-// goTunnel runs t on a goroutine of its own, which then releases what the
-// handshake acquired for it.
+// goTunnel starts t on a goroutine of its own; when t ends, what the
+// handshake acquired for it is released.
 func (s *Server) goTunnel(t *tunnel, adm admission, fromClient, fromBackend []byte) {
 	go t.run(s.drain, s.ctx, fromClient, fromBackend, adm.release)
 }
@@ -173,8 +173,8 @@ func (s *Server) goTunnel(t *tunnel, adm admission, fromClient, fromBackend []by
 // until its tunnel ends: the limiter's slot for the client's address and,
 // once registered, a tunnel counted by the Server (which Shutdown waits
 // for) and a connection counted by its backend (least_conn). Exactly one
-// owner releases it: the handshake, or after handOff the tunnel's
-// goroutine.
+// owner releases it: the handshake, or after handOff the tunnel, when it
+// ends.
 type admission struct {
 	s    *Server
 	ip   string
