@@ -144,6 +144,16 @@ type boundConn struct {
 	// inside RawConn.Read (reader.go); set and cleared by that reader's
 	// goroutine, the only one that reads a hijacked connection.
 	direct *reader
+	// The tunnel's writes (crypto/tls's, under its own lock): set once,
+	// before the tunnel starts.
+	w *rawWriter
+}
+
+func (c *boundConn) Write(p []byte) (int, error) {
+	if c.w != nil {
+		return c.w.write(p)
+	}
+	return c.Conn.Write(p)
 }
 
 func (c *boundConn) Read(p []byte) (int, error) {

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 )
 
 // A pump's reads. Two things decide how they are done: the system calls
@@ -430,13 +431,84 @@ func (r *reader) readUnder(p []byte) (int, error) {
 	return n, nil
 }
 
+// readFD and writeFD are read(2) and write(2) on a non-blocking socket,
+// without telling the runtime's scheduler: neither can block, and a
+// system call the scheduler knows of, if it takes a while (a loopback
+// write runs the receiver's TCP input too), gets its P handed to another
+// thread by sysmon, which costs two context switches.
 func readFD(fd int, p []byte) (int, error) {
 	for {
-		n, err := syscall.Read(fd, p)
-		if err != syscall.EINTR {
-			return n, err
+		var ptr unsafe.Pointer
+		if len(p) > 0 {
+			ptr = unsafe.Pointer(&p[0])
 		}
+		r, _, e := syscall.RawSyscall(syscall.SYS_READ, uintptr(fd), uintptr(ptr), uintptr(len(p)))
+		if e == syscall.EINTR {
+			continue
+		}
+		if e != 0 {
+			return -1, e
+		}
+		return int(r), nil
 	}
+}
+
+func writeFD(fd int, p []byte) (int, error) {
+	for {
+		var ptr unsafe.Pointer
+		if len(p) > 0 {
+			ptr = unsafe.Pointer(&p[0])
+		}
+		r, _, e := syscall.RawSyscall(syscall.SYS_WRITE, uintptr(fd), uintptr(ptr), uintptr(len(p)))
+		if e == syscall.EINTR {
+			continue
+		}
+		if e != 0 {
+			return -1, e
+		}
+		return int(r), nil
+	}
+}
+
+// rawWriter writes to a socket with writeFD inside RawConn.Write, which
+// waits for the socket when it is full and honours the write deadline.
+type rawWriter struct {
+	raw     syscall.RawConn
+	p       []byte
+	n       int
+	err     error
+	writeFn func(uintptr) bool
+}
+
+func newRawWriter(raw syscall.RawConn) *rawWriter {
+	w := &rawWriter{raw: raw}
+	w.writeFn = w.fdWrite
+	return w
+}
+
+func (w *rawWriter) fdWrite(fd uintptr) bool {
+	for w.n < len(w.p) {
+		m, err := writeFD(int(fd), w.p[w.n:])
+		if err == syscall.EAGAIN {
+			return false
+		}
+		if err != nil {
+			w.err = os.NewSyscallError("write", err)
+			return true
+		}
+		w.n += m
+	}
+	return true
+}
+
+func (w *rawWriter) write(p []byte) (int, error) {
+	w.p, w.n, w.err = p, 0, nil
+	if err := w.raw.Write(w.writeFn); err != nil && w.err == nil {
+		w.err = err
+	}
+	n, err := w.n, w.err
+	w.p = nil
+	return n, err
 }
 
 func (r *reader) opError(errno error) error {

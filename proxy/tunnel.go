@@ -75,8 +75,9 @@ type tunnel struct {
 type side struct {
 	name string
 	conn net.Conn
-	rd   *reader // its pump's reads (reader.go)
-	mask bool    // frames written to it are masked (it is a server: the backend)
+	rd   *reader    // its pump's reads (reader.go)
+	w    *rawWriter // writes to a plain socket (reader.go), or nil
+	mask bool       // frames written to it are masked (it is a server: the backend)
 	t    *tunnel
 
 	// Written by the opposite pump and by the proxy's own frames.
@@ -112,6 +113,11 @@ type side struct {
 func newSide(t *tunnel, name string, conn net.Conn, mask bool) *side {
 	s := &side{name: name, conn: conn, mask: mask, t: t}
 	s.rd = newReader(conn, &s.sawClose)
+	if s.rd.under != nil && s.rd.under.w == nil {
+		s.rd.under.w = newRawWriter(s.rd.raw)
+	} else if s.rd.raw != nil && s.rd.tls == nil {
+		s.w = newRawWriter(s.rd.raw)
+	}
 	rand.Read(s.pingToken[:])
 	return s
 }
@@ -145,7 +151,13 @@ func (s *side) write(b []byte) (int, error) {
 			s.conn.SetWriteDeadline(s.t.start.Add(s.deadline))
 		}
 	}
-	n, err := s.conn.Write(b)
+	var n int
+	var err error
+	if s.w != nil {
+		n, err = s.w.write(b)
+	} else {
+		n, err = s.conn.Write(b)
+	}
 	if err != nil && s.dropped.Load() {
 		err = nil // the proxy closed it on purpose
 	}
