@@ -96,6 +96,7 @@ type reader struct {
 	seen       uint32        // wakes at the check's last run (the check's own)
 	peek       *time.Timer   // the look after a skipped read (runPeek)
 	peekArmed  atomic.Bool
+	peekWakes  atomic.Uint32 // wakes when the peek was armed
 }
 
 const (
@@ -109,7 +110,7 @@ const (
 // skipped read is looked at.
 const (
 	checkAfter = time.Second
-	peekAfter  = 50 * time.Millisecond
+	peekAfter  = 250 * time.Millisecond
 )
 
 var checkPeriod atomic.Int64
@@ -253,6 +254,7 @@ func (r *reader) wait(skip bool) {
 		r.check.Reset(time.Duration(checkPeriod.Load()))
 	}
 	if skip && r.peekArmed.CompareAndSwap(false, true) {
+		r.peekWakes.Store(r.wakes.Load())
 		if r.peek == nil {
 			r.peek = time.AfterFunc(time.Hour, r.runPeek)
 			r.peek.Stop()
@@ -295,13 +297,16 @@ func (r *reader) disarm() {
 // came with its last data, wakes it to read.
 func (r *reader) runPeek() {
 	w := r.wakes.Load()
-	if r.waiting.Load() && r.waitSkip.Load() && r.pending() {
+	// Woken since the wait it was armed for, the pump has read again: only
+	// a wait that has lasted the whole period is looked at.
+	if w == r.peekWakes.Load() && r.waiting.Load() && r.waitSkip.Load() && r.pending() {
 		r.wake()
 	}
 	r.peekArmed.Store(false)
 	// A wait after a skip that began since the load above found the peek
 	// armed: look again for it.
-	if r.wakes.Load() != w && r.waiting.Load() && r.waitSkip.Load() && r.peekArmed.CompareAndSwap(false, true) {
+	if w2 := r.wakes.Load(); w2 != r.peekWakes.Load() && r.waiting.Load() && r.waitSkip.Load() && r.peekArmed.CompareAndSwap(false, true) {
+		r.peekWakes.Store(w2)
 		r.peek.Reset(peekAfter)
 	}
 }

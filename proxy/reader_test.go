@@ -20,10 +20,10 @@ import (
 // other side gets its data and then a close frame. Each way, many times,
 // since the two arrive in one wake-up only some of the time.
 func TestEndRightAfterData(t *testing.T) {
-	const rounds = 30
+	const rounds = 12
 	t.Run("backend", func(t *testing.T) {
 		testutil.CheckLeaks(t)
-		ctx := testutil.Context(t, 30*time.Second)
+		ctx := testutil.Context(t, 60*time.Second)
 		backend := rawBackend(t, func(conn net.Conn) {
 			defer conn.Close()
 			conn.SetDeadline(time.Now().Add(20 * time.Second))
@@ -58,7 +58,7 @@ func TestEndRightAfterData(t *testing.T) {
 	})
 	t.Run("client", func(t *testing.T) {
 		testutil.CheckLeaks(t)
-		ctx := testutil.Context(t, 30*time.Second)
+		ctx := testutil.Context(t, 60*time.Second)
 		type end struct {
 			msg string
 			err error
