@@ -4,7 +4,7 @@
 # tunnels, with each proxy's CPU per unit of work and RSS per idle tunnel,
 # and how CPU per message and RSS per tunnel grow with the connections.
 #
-#   bash examples/bench/compare.sh            # about 15 minutes on 2 cores
+#   bash examples/bench/compare.sh            # about 10 minutes on 2 cores
 #   bash examples/bench/compare.sh -rounds 5 -hold 20s -out /tmp/bench
 #   bash examples/bench/compare.sh -growth=false -peers=false
 #
