@@ -252,7 +252,7 @@
 // Per read the tunnel does: one read(2), and none that finds the socket
 // empty at the end of a burst (a short read ends it; reader.go says why
 // that loses nothing, and how an end of stream that came with the data is
-// still seen, within 2×checkAfter); a scan of the frame headers in it;
+// still seen, within 2×peekAfter); a scan of the frame headers in it;
 // one uncontended lock of the destination's output; one clock read for the
 // write deadline (set only when an eighth of send_timeout has passed); usually one Write (more
 // only when a header straddles two reads or a control frame is consumed);

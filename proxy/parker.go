@@ -2,7 +2,7 @@ package proxy
 
 import "sync/atomic"
 
-// Parking: a tunnel side whose pump has waited parkAfter×checkAfter for its
+// Parking: a tunnel side whose pump has waited a whole checkAfter for its
 // socket gives up its goroutine. An idle tunnel is otherwise two
 // goroutines parked in the runtime's poller, each with a stack of 4 KiB
 // (the pump's deepest calls, crypto/tls's writes among them, grow it there,

@@ -37,11 +37,12 @@ import (
 // arrived together with the data: its wake-up was the data's, and the read
 // that would return it is the one skipped. So the skip is never made after
 // the peer's close frame (then its end is due, and is read at once), and a
-// side waiting after a skipped read is checked: a timer (checkAfter,
-// armed once per burst, not per read) finds a side that has waited a whole
-// period since a skip and wakes it with a past read deadline, and its next
-// RawConn.Read starts with a real read. A peer that vanishes without a
-// close frame, right after data, is seen within two periods.
+// side that has waited peekAfter since a skipped read is looked at
+// (runPeek: a MSG_PEEK from the timer's goroutine; an end or an error
+// there wakes the pump with a past read deadline, and its next
+// RawConn.Read starts with a real read). A peer that vanishes without a
+// close frame, right after data, is seen within two periods; a busy side
+// makes no such system call.
 //
 // A 64 KiB buffer comes from a pool for each burst and goes back before
 // the pump waits: an idle side holds no buffer. Under TLS it takes as many
@@ -59,9 +60,10 @@ import (
 //
 // While the pump is inside RawConn.Read it holds the socket's read lock,
 // and net.Conn.Close waits for that lock: a Close from the pump itself (its
-// forward decided the side is done) would never return. side.closeConn
-// therefore leaves the Close to the pump when the pump is forwarding, and
-// the pump looks for that after each forward.
+// forward decided the side is done) would never return, and one from
+// elsewhere would wait for the forward. side.closeConn therefore shuts the
+// socket down while the pump is inside RawConn.Read and leaves the Close
+// to the pump, which looks for it after each forward and at each wake-up.
 type reader struct {
 	conn  net.Conn
 	raw   syscall.RawConn // conn's socket (or, with tls, the socket under it)
