@@ -1,12 +1,7 @@
 package proxy_test
 
 import (
-	"bufio"
-	"crypto/sha1"
-	"encoding/base64"
-	"io"
 	"net"
-	"net/http"
 	"testing"
 	"time"
 
@@ -21,18 +16,11 @@ import (
 func TestCloseBothBlocked(t *testing.T) {
 	proxy.SetCloseGrace(t, 300*time.Millisecond)
 	ctx := testutil.Context(t, 20*time.Second)
-	stop := make(chan struct{})
-	defer close(stop)
 	backend := rawBackend(t, func(conn net.Conn) {
 		defer conn.Close()
-		br := bufio.NewReader(conn)
-		req, err := http.ReadRequest(br)
-		if err != nil {
+		if _, ok := acceptRaw(conn); !ok {
 			return
 		}
-		sum := sha1.Sum([]byte(req.Header.Get("Sec-WebSocket-Key") + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
-		io.WriteString(conn, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
-			"Sec-WebSocket-Accept: "+base64.StdEncoding.EncodeToString(sum[:])+"\r\n\r\n")
 		f := frame(true, 0, 0x2, make([]byte, 32<<10), true)
 		for {
 			conn.SetWriteDeadline(time.Now().Add(30 * time.Second))

@@ -4,9 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/sha1"
 	"crypto/tls"
-	"encoding/base64"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -307,14 +305,10 @@ func dropBackend(t *testing.T) (string, chan string) {
 	addr := rawBackend(t, func(conn net.Conn) {
 		defer conn.Close()
 		conn.SetDeadline(time.Now().Add(10 * time.Second))
-		br := bufio.NewReader(conn)
-		req, err := http.ReadRequest(br)
-		if err != nil {
+		br, ok := acceptRaw(conn)
+		if !ok {
 			return
 		}
-		sum := sha1.Sum([]byte(req.Header.Get("Sec-WebSocket-Key") + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
-		io.WriteString(conn, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
-			"Sec-WebSocket-Accept: "+base64.StdEncoding.EncodeToString(sum[:])+"\r\n\r\n")
 		for {
 			b0, payload, err := readClientFrame(br)
 			if err != nil {

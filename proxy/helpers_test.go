@@ -1,9 +1,13 @@
 package proxy_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha1"
 	"crypto/tls"
+	"encoding/base64"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -165,6 +169,20 @@ func rawBackend(t testing.TB, fn func(net.Conn)) string {
 	ln := testutil.Listen(t)
 	testutil.ServeConns(t, ln, fn)
 	return ln.Addr().String()
+}
+
+// acceptRaw answers a WebSocket handshake on a raw backend connection by
+// hand (the 101 with its Sec-WebSocket-Accept); false if no request came.
+func acceptRaw(conn net.Conn) (*bufio.Reader, bool) {
+	br := bufio.NewReader(conn)
+	req, err := http.ReadRequest(br)
+	if err != nil {
+		return nil, false
+	}
+	sum := sha1.Sum([]byte(req.Header.Get("Sec-WebSocket-Key") + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
+	io.WriteString(conn, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+		"Sec-WebSocket-Accept: "+base64.StdEncoding.EncodeToString(sum[:])+"\r\n\r\n")
+	return br, true
 }
 
 // counter is the sum of the counters called name whose label has value.

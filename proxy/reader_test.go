@@ -1,10 +1,6 @@
 package proxy_test
 
 import (
-	"bufio"
-	"crypto/sha1"
-	"encoding/base64"
-	"io"
 	"net"
 	"net/http"
 	"testing"
@@ -27,14 +23,10 @@ func TestEndRightAfterData(t *testing.T) {
 		backend := rawBackend(t, func(conn net.Conn) {
 			defer conn.Close()
 			conn.SetDeadline(time.Now().Add(20 * time.Second))
-			br := bufio.NewReader(conn)
-			req, err := http.ReadRequest(br)
-			if err != nil {
+			br, ok := acceptRaw(conn)
+			if !ok {
 				return
 			}
-			sum := sha1.Sum([]byte(req.Header.Get("Sec-WebSocket-Key") + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
-			io.WriteString(conn, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
-				"Sec-WebSocket-Accept: "+base64.StdEncoding.EncodeToString(sum[:])+"\r\n\r\n")
 			if _, _, err := readClientFrame(br); err != nil {
 				return
 			}
