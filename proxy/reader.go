@@ -71,9 +71,9 @@ type reader struct {
 	under *boundConn      // the socket's connection under tls
 	eof   *atomic.Bool    // the side sent its close frame: its end is due
 
-	buf    *[]byte // pooled, while data moves
-	shrink bool    // give buf back at the next read
-	small  [smallBufSize]byte
+	buf    *[]byte             // pooled, while data moves
+	shrink bool                // give buf back at the next read
+	small  *[smallBufSize]byte // only where the socket is not read directly
 
 	// The state of one RawConn.Read, in fields rather than a closure
 	// allocated per tunnel.
@@ -530,6 +530,9 @@ func (r *reader) read() ([]byte, error) {
 	if r.shrink { // the burst is over: the caller is done with the last bytes
 		r.release()
 		r.shrink = false
+	}
+	if r.small == nil {
+		r.small = new([smallBufSize]byte)
 	}
 	b := r.small[:]
 	if r.buf != nil {
