@@ -14,7 +14,6 @@ import (
 // without reading. Closing the connections must end the tunnel, long
 // before send_timeout.
 func TestCloseBothBlocked(t *testing.T) {
-	proxy.SetCloseGrace(t, 300*time.Millisecond)
 	ctx := testutil.Context(t, 20*time.Second)
 	backend := rawBackend(t, func(conn net.Conn) {
 		defer conn.Close()
@@ -32,7 +31,7 @@ func TestCloseBothBlocked(t *testing.T) {
 	cfg := route("/wss", "ws://"+backend)
 	cfg.Routes[0].MaxLifetime = time.Second
 	cfg.Routes[0].SendTimeout = time.Hour
-	e := startProxy(t, cfg)
+	e := startProxy(t, cfg, func(s *proxy.Server) { proxy.SetCloseGrace(s, 300*time.Millisecond) })
 	conn, _ := rawClient(t, e.addr, e.tls)
 	defer conn.Close()
 	done := make(chan struct{})

@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/wssproxy/wssproxy/internal/sockio"
 )
 
 // Client connections are bounded where they are accepted, so that the
@@ -134,34 +136,34 @@ func (l *boundListener) Accept() (net.Conn, error) {
 	}
 }
 
-// boundConn gives its place back when it is closed, once.
+// boundConn gives its place back when it is closed, once. It is the
+// connection under crypto/tls that the raw socket engine may read and
+// write itself (sockio.Underlay): a tunnel's engine hooks it.
 type boundConn struct {
 	net.Conn
 	budget *connBudget
 	closed atomic.Bool
-
-	// The tunnel's reader while it reads this socket under crypto/tls
-	// inside RawConn.Read (reader.go); set and cleared by that reader's
-	// goroutine, the only one that reads a hijacked connection.
-	direct *reader
-	// The tunnel's writes (crypto/tls's, under its own lock): set once,
-	// before the tunnel starts.
-	w *rawWriter
+	// Set once, before the tunnel starts, by the tunnel's engine: the
+	// connection's reads and writes from then on.
+	hook sockio.Hook
 }
 
 func (c *boundConn) Write(p []byte) (int, error) {
-	if c.w != nil {
-		return c.w.write(p)
+	if c.hook != nil {
+		return c.hook.Write(p)
 	}
 	return c.Conn.Write(p)
 }
 
 func (c *boundConn) Read(p []byte) (int, error) {
-	if c.direct != nil {
-		return c.direct.readUnder(p)
+	if c.hook != nil {
+		return c.hook.Read(p)
 	}
 	return c.Conn.Read(p)
 }
+
+// SetHook makes boundConn a sockio.Underlay.
+func (c *boundConn) SetHook(h sockio.Hook) { c.hook = h }
 
 func (c *boundConn) Close() error {
 	err := c.Conn.Close()
@@ -179,8 +181,7 @@ func (c *boundConn) CloseWrite() error {
 	return errors.ErrUnsupported
 }
 
-// SyscallConn keeps a plain connection's socket reachable for the
-// tunnel's reads (reader.go).
+// SyscallConn keeps the socket reachable for the tunnel's engine.
 func (c *boundConn) SyscallConn() (syscall.RawConn, error) {
 	if sc, ok := c.Conn.(syscall.Conn); ok {
 		return sc.SyscallConn()

@@ -1,34 +1,40 @@
 package proxy
 
 import (
-	"testing"
+	"fmt"
 	"time"
+
+	"github.com/wssproxy/wssproxy/internal/sockio"
 )
 
-// SetCloseGrace makes the wait for a peer's close reply d until the test
-// ends, so that a test can tell a reply seen from a wait run out.
-func SetCloseGrace(t testing.TB, d time.Duration) {
-	old := closeGrace
-	closeGrace = d
-	t.Cleanup(func() { closeGrace = old })
+// SetCloseGrace makes s's tunnels wait d for a peer's close reply, so
+// that a test can tell a reply seen from a wait run out. Call it before s
+// serves.
+func SetCloseGrace(s *Server, d time.Duration) { s.closeGrace = d }
+
+// SetParkAfter makes s's raw tunnel sides park after between d and 2d of
+// quiet. Call it before s serves.
+func SetParkAfter(s *Server, d time.Duration) {
+	s.engine.Close()
+	s.engine = newEngine(s.log, d)
 }
 
-// SetCheckPeriod makes the check on waiting pumps run every d until the
-// test ends: pumps then park after 4d of quiet.
-func SetCheckPeriod(t testing.TB, d time.Duration) {
-	old := checkPeriod.Swap(int64(d))
-	t.Cleanup(func() { checkPeriod.Store(old) })
+// EngineStats is what s's socket engine holds: raw sides, and how many
+// of them are parked.
+func EngineStats(s *Server) sockio.Stats { return s.engine.Stats() }
+
+// Leftovers reports what a stopped Server still holds that it should
+// not: open tunnels, sides of its socket engine (parked ones included),
+// accepted client connections not closed.
+func Leftovers(s *Server) error {
+	s.tmu.Lock()
+	live := len(s.live)
+	s.tmu.Unlock()
+	st := s.engine.Stats()
+	conns := s.clients.open.Load()
+	if live == 0 && st == (sockio.Stats{}) && conns == 0 && s.open.Load() == 0 {
+		return nil
+	}
+	return fmt.Errorf("a stopped server holds %d tunnels (%d counted), %d raw sides (%d parked), %d client connections",
+		live, s.open.Load(), st.Raw, st.Parked, conns)
 }
-
-// ParkedSides is the number of tunnel sides the parker watches.
-func ParkedSides() int {
-	n := 0
-	forEachParked(func(*side) { n++ })
-	return n
-}
-
-// SetCheckPeriodAll is SetCheckPeriod for the whole test binary.
-func SetCheckPeriodAll(d time.Duration) { checkPeriod.Store(int64(d)) }
-
-// CheckRuns is how many times the check on waiting pumps has run.
-func CheckRuns() int64 { return checkRuns.Load() }

@@ -27,12 +27,7 @@ import (
 
 func TestMain(m *testing.M) {
 	testutil.ExtendedConnect() // WebSockets over HTTP/2 (h2_test.go)
-	// WSSPROXY_TEST_PARK=1ms runs every test with tunnels that park after
-	// 4 ms of quiet (parker.go): .ci/run does so once.
-	if d, err := time.ParseDuration(os.Getenv("WSSPROXY_TEST_PARK")); err == nil {
-		proxy.SetCheckPeriodAll(d)
-	}
-	goleak.VerifyTestMain(m, testutil.IgnoreParker)
+	goleak.VerifyTestMain(m)
 }
 
 // env is a running proxy on a real TLS listener on 127.0.0.1:0.
@@ -45,36 +40,43 @@ type env struct {
 	logs   *testutil.Logs
 }
 
-// startProxy runs a proxy for cfg until the test ends.
-func startProxy(t testing.TB, cfg proxy.Config) *env {
+// startProxy runs a proxy for cfg until the test ends; opts are applied
+// to the Server before it serves.
+func startProxy(t testing.TB, cfg proxy.Config, opts ...func(*proxy.Server)) *env {
 	t.Helper()
-	cert, clientTLS := testutil.Cert(t)
-	serverTLS := &tls.Config{MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"}, Certificates: []tls.Certificate{*cert}}
 	logs := &testutil.Logs{}
 	srv, err := proxy.New(cfg, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln := testutil.Listen(t)
-	var wg sync.WaitGroup
-	wg.Go(func() { srv.ServeTLS(ln, serverTLS) })
-	tr := &http.Transport{TLSClientConfig: clientTLS}
-	t.Cleanup(func() {
-		tr.CloseIdleConnections()
+	for _, o := range opts {
+		o(srv)
+	}
+	e := serveProxy(t, srv, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-		wg.Wait()
+		return srv.Shutdown(ctx)
 	})
-	return &env{t: t, srv: srv, addr: ln.Addr().String(), tls: clientTLS, client: &http.Client{Transport: tr}, logs: logs}
+	e.logs = logs
+	return e
 }
 
 // startProxyServer serves an already made Server (for tests that need
-// their own logger) the way startProxy does.
+// their own logger) the way startProxy does, and closes it at the end.
 func startProxyServer(t testing.TB, srv *proxy.Server) *env {
 	t.Helper()
+	return serveProxy(t, srv, srv.Close)
+}
+
+// serveProxy serves srv on a TLS listener until the test ends, then stops
+// it with stop and checks that it holds nothing more.
+// WSSPROXY_TEST_PARK=5ms makes its tunnels park after 5 to 10 ms of quiet
+// (internal/sockio): .ci/run runs the tests so once.
+func serveProxy(t testing.TB, srv *proxy.Server, stop func() error) *env {
+	t.Helper()
+	if d, err := time.ParseDuration(os.Getenv("WSSPROXY_TEST_PARK")); err == nil {
+		proxy.SetParkAfter(srv, d)
+	}
 	cert, clientTLS := testutil.Cert(t)
 	serverTLS := &tls.Config{MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"}, Certificates: []tls.Certificate{*cert}}
 	ln := testutil.Listen(t)
@@ -83,8 +85,19 @@ func startProxyServer(t testing.TB, srv *proxy.Server) *env {
 	tr := &http.Transport{TLSClientConfig: clientTLS}
 	t.Cleanup(func() {
 		tr.CloseIdleConnections()
-		srv.Close()
+		if err := stop(); err != nil {
+			t.Errorf("stop: %v", err)
+		}
 		wg.Wait()
+		// net/http's Close does not wait for its connections' goroutines
+		// to finish closing: give them a bounded time.
+		err := proxy.Leftovers(srv)
+		for deadline := time.Now().Add(5 * time.Second); err != nil && time.Now().Before(deadline); err = proxy.Leftovers(srv) {
+			time.Sleep(5 * time.Millisecond)
+		}
+		if err != nil {
+			t.Error(err)
+		}
 	})
 	return &env{t: t, srv: srv, addr: ln.Addr().String(), tls: clientTLS, client: &http.Client{Transport: tr}, logs: &testutil.Logs{}}
 }

@@ -343,12 +343,12 @@ func TestBackendNotReading(t *testing.T) {
 // maxSizeClient starts a proxy with max_message_size = 1000 in front of a
 // close recorder, and connects a raw client through it, closed when the
 // test or ctx ends.
-func maxSizeClient(t *testing.T, ctx context.Context) (*closeRecorder, *env, net.Conn, *bufio.Reader) {
+func maxSizeClient(t *testing.T, ctx context.Context, opts ...func(*proxy.Server)) (*closeRecorder, *env, net.Conn, *bufio.Reader) {
 	t.Helper()
 	cr := newCloseRecorder(1)
 	e := startProxy(t, proxy.Config{Routes: []proxy.Route{{
 		Path: "/wss", Backend: "ws://" + testutil.Serve(t, cr), MaxMessageSize: 1000,
-	}}})
+	}}}, opts...)
 	conn, br := rawClient(t, e.addr, e.tls)
 	t.Cleanup(func() { conn.Close() })
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
@@ -363,9 +363,8 @@ func maxSizeClient(t *testing.T, ctx context.Context) (*closeRecorder, *env, net
 // ends it.)
 func TestMaxMessageSizeCloseReply(t *testing.T) {
 	testutil.CheckLeaks(t)
-	proxy.SetCloseGrace(t, time.Hour)
 	ctx := testutil.Context(t, 10*time.Second)
-	cr, e, conn, br := maxSizeClient(t, ctx)
+	cr, e, conn, br := maxSizeClient(t, ctx, func(s *proxy.Server) { proxy.SetCloseGrace(s, time.Hour) })
 	conn.Write(frame(true, 0, 0x2, make([]byte, 2000), false))
 	got := make([]byte, 2+len("message too big")+2)
 	if _, err := io.ReadFull(br, got); err != nil || !bytes.Equal(got[:4], []byte{0x88, 17, 0x03, 0xf1}) {

@@ -56,6 +56,9 @@ func (s *Server) RegisterMetrics(reg prometheus.Registerer) error {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "wssproxy_client_connections",
 			Help: "Client connections open now that count against max_client_connections."},
 			func() float64 { return float64(s.clients.open.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "wssproxy_parked_sides",
+			Help: "Tunnel sides whose pump has given up its goroutine while idle (the raw engine's parking; 0 with the portable engine)."},
+			func() float64 { return float64(s.engine.Stats().Parked) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "wssproxy_connections_admitted",
 			Help: "WebSocket connections counted against max_connections (handshakes in progress included)."},
 			func() float64 { s.limit.mu.Lock(); defer s.limit.mu.Unlock(); return float64(s.limit.total) }),
@@ -68,13 +71,6 @@ func (s *Server) RegisterMetrics(reg prometheus.Registerer) error {
 	s.metrics.Store(m)
 	s.resolveMetrics(s.state.Load())
 	return nil
-}
-
-// routeMetrics are one route's counters, resolved once.
-type routeMetrics struct {
-	open      prometheus.Gauge
-	in, out   prometheus.Counter
-	handshake prometheus.Observer
 }
 
 func (s *Server) resolveMetrics(st *state) {
@@ -90,28 +86,6 @@ func (s *Server) resolveMetrics(st *state) {
 			handshake: m.handshake.WithLabelValues(rt.name),
 		}
 	}
-}
-
-// endReason is a tunnel's end, in the metric's words.
-func (t *tunnel) endReason() string {
-	t.mu.Lock()
-	reason := t.reason
-	t.mu.Unlock()
-	switch reason {
-	case "":
-	case "shutdown":
-		return "shutdown"
-	case "client unresponsive", "backend unresponsive", "client not reading", "backend not reading":
-		return "dead_peer"
-	case "idle timeout", "max lifetime":
-		return "timeout"
-	default:
-		return "error"
-	}
-	if c := t.firstClose.Load(); c != nil {
-		return c.by + "_close"
-	}
-	return "error"
 }
 
 // backendCollector reports each backend's rotation state at scrape time.

@@ -7,12 +7,15 @@ import (
 	"io"
 	"log"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/wssproxy/wssproxy/internal/sockio"
+	"github.com/wssproxy/wssproxy/internal/tunnel"
 )
 
 // ErrShuttingDown is returned by Serve after Shutdown.
@@ -27,19 +30,26 @@ type Server struct {
 	limit   *limiter
 	metrics atomic.Pointer[metrics] // nil until RegisterMetrics
 
-	// ctx is the parent of every request and tunnel; cancel closes them all.
+	// ctx is the parent of every request; cancel ends them all.
 	ctx    context.Context
 	cancel context.CancelFunc
-	// drain ends when shutdown (or a handover) begins: every tunnel then
-	// closes as plan says.
+	// drain ends when shutdown (or a handover) begins.
 	drain     context.Context
 	stopDrain context.CancelFunc
-	plan      atomic.Pointer[drainPlan] // set before drain ends
 
 	mu      sync.Mutex // guards closing and tunnels.Add against Shutdown's Wait
 	closing bool
 	tunnels sync.WaitGroup
 	open    atomic.Int64
+
+	// The tunnels (tunnels.go), served by engine (internal/sockio).
+	engine     *sockio.Engine
+	closeGrace time.Duration // 0: tunnel.DefaultCloseGrace (tests set it)
+	tmu        sync.Mutex    // guards the fields below
+	live       map[uint64]*openTunnel
+	nextTunnel uint64
+	plan       *drainPlan // set once the drain has begun: how tunnels close
+	killed     bool       // the hard stop has come: tunnels close at once
 
 	bg sync.WaitGroup // health checkers
 
@@ -90,7 +100,13 @@ func (c *Compiled) Server(logger *slog.Logger) *Server {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{log: logger, limit: newLimiter()}
+	s := &Server{log: logger, limit: newLimiter(), live: make(map[uint64]*openTunnel)}
+	s.engine = newEngine(logger, 0)
+	if io, why := s.engine.Mode(); why != "" {
+		logger.Info("tunnel io: "+io, "why", why)
+	} else {
+		logger.Info("tunnel io: " + io)
+	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.drain, s.stopDrain = context.WithCancel(s.ctx)
 	s.errorLog = log.New(&tlsErrorLog{s: s, next: func(line string) { logger.Debug(line) }}, "", 0)
@@ -281,23 +297,6 @@ func (s *Server) dialFailed(p *pool, u *upstream) {
 	}
 }
 
-// drainPlan is how the tunnels close when the server stops: the close code
-// and reason both peers get, and the window the close frames are spread
-// over (each tunnel's at a random moment in it).
-type drainPlan struct {
-	code   int
-	text   string
-	spread time.Duration
-}
-
-// delay is when, after the drain began, one tunnel's close frames go out.
-func (p *drainPlan) delay() time.Duration {
-	if p.spread <= 0 {
-		return 0
-	}
-	return rand.N(p.spread)
-}
-
 // Draining reports whether Shutdown or Handover has begun: /readyz then
 // answers 503, so that balancers stop sending new clients.
 func (s *Server) Draining() bool { return s.drain.Err() != nil }
@@ -311,7 +310,7 @@ func (s *Server) UpgradeDrain() time.Duration { return s.state.Load().cfg.Upgrad
 // returns when the last tunnel has ended or ctx is done.
 func (s *Server) Handover(ctx context.Context) error {
 	cfg := s.state.Load().cfg
-	return s.stop(ctx, &drainPlan{code: closeServiceRestart, text: "server restarting", spread: cfg.UpgradeDrain})
+	return s.stop(ctx, &drainPlan{code: tunnel.CloseServiceRestart, text: "server restarting", spread: cfg.UpgradeDrain})
 }
 
 // Shutdown stops accepting connections, sends every tunnel's client and
@@ -321,7 +320,7 @@ func (s *Server) Handover(ctx context.Context) error {
 // tunnels are counted here.
 func (s *Server) Shutdown(ctx context.Context) error {
 	cfg := s.state.Load().cfg
-	return s.stop(ctx, &drainPlan{code: closeGoingAway, text: "server shutting down", spread: *cfg.CloseSpread})
+	return s.stop(ctx, &drainPlan{code: tunnel.CloseGoingAway, text: "server shutting down", spread: *cfg.CloseSpread})
 }
 
 // stop drains the server: the listeners close, the tunnels close as plan
@@ -332,8 +331,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // process is taking over), and a 503 would be a failed connection where a
 // close frame is a reconnect.
 func (s *Server) stop(ctx context.Context, plan *drainPlan) error {
-	s.plan.CompareAndSwap(nil, plan) // the first stop's plan holds
 	s.stopDrain()
+	s.drainTunnels(plan)
 	s.pmu.Lock()
 	for ln := range s.listeners {
 		ln.Close()
@@ -370,11 +369,13 @@ func (s *Server) stop(ctx context.Context, plan *drainPlan) error {
 	case <-ctx.Done():
 		err = ctx.Err()
 	}
-	s.cancel() // closes every tunnel and request still open
+	s.killTunnels()
+	s.cancel() // ends every request still open
 	<-done
 	s.bg.Wait()
 	s.closeIdle()
 	s.flushRateLogs()
+	s.engine.Close()
 	return err
 }
 
@@ -384,11 +385,13 @@ func (s *Server) Close() error {
 	s.closing = true
 	s.mu.Unlock()
 	err := s.http.Close()
+	s.killTunnels()
 	s.cancel()
 	s.tunnels.Wait()
 	s.bg.Wait()
 	s.closeIdle()
 	s.flushRateLogs()
+	s.engine.Close()
 	return err
 }
 
@@ -414,6 +417,20 @@ func (s *Server) endTunnel() {
 	s.open.Add(-1)
 	s.tunnels.Done()
 }
+
+// newEngine is the tunnels' socket engine, raw unless WSSPROXY_RAWIO=0
+// says otherwise or the platform cannot; parkAfter 0 is its default.
+func newEngine(log *slog.Logger, parkAfter time.Duration) *sockio.Engine {
+	raw, known := sockio.RawFromEnv()
+	if !known {
+		log.Warn("WSSPROXY_RAWIO: unknown value, the raw engine stays on (0 turns it off)", "value", os.Getenv("WSSPROXY_RAWIO"))
+	}
+	return sockio.New(sockio.Options{Portable: !raw, ParkAfter: parkAfter})
+}
+
+// IOMode is the socket engine that serves tunnels on sockets, "raw" or
+// "portable", and for portable why (for the startup log).
+func (s *Server) IOMode() (io, why string) { return s.engine.Mode() }
 
 // ServeHTTP routes a request: WebSocket handshakes to the tunnel, anything
 // else to the route's plain HTTP handler.

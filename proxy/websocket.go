@@ -103,10 +103,9 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, st *stat
 			rt.metrics.handshake.Observe(time.Since(start).Seconds())
 		}
 		stream := newH2Stream(w, r)
-		t := s.newTunnel(r, ip, rt, up, stream, backend, start)
 		fromBackend := buffered(br)
 		b.release() // not held while the stream lives
-		s.goTunnel(t, adm.handOff(), nil, fromBackend)
+		s.runTunnel(r, ip, rt, up, stream, backend, start, adm.handOff(), nil, fromBackend)
 		// The stream lives while this handler runs: it returns once the
 		// tunnel has closed the stream, which may be before the tunnel
 		// is done with the backend.
@@ -138,35 +137,12 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, st *stat
 			rt.metrics.handshake.Observe(time.Since(at).Seconds())
 		}
 	}
-	t := s.newTunnel(r, ip, rt, up, client, backend, start)
-	// The tunnel runs on a goroutine of its own and this handler returns:
+	// The tunnel runs on goroutines of its own and this handler returns:
 	// net/http's goroutine for the connection then ends, and with it its
 	// stack (grown by the TLS handshake), the request, the response and the
 	// read buffer, which would otherwise stay for the tunnel's whole life.
 	fromClient, fromBackend := buffered(crw.Reader), buffered(br)
-	s.goTunnel(t, adm.handOff(), fromClient, fromBackend)
-}
-
-// newTunnel is the tunnel for r's client connection (a hijacked socket or
-// an HTTP/2 stream; the client's address is ip) and its backend, with what
-// its log line needs.
-func (s *Server) newTunnel(r *http.Request, ip string, rt *route, up *upstream, client, backend net.Conn, start time.Time) *tunnel {
-	t := newTunnel(rt, up, client, backend, start)
-	t.clientIP, t.log, t.host, t.path, t.handshake = ip, s.log, r.Host, r.URL.Path, time.Since(start)
-	t.plan = &s.plan
-	if r.ProtoMajor == 2 {
-		t.proto, t.status = r.Proto, http.StatusOK
-	}
-	if m := s.metrics.Load(); m != nil {
-		t.ended = m.tunnelsEnded
-	}
-	return t
-}
-
-// goTunnel starts t on a goroutine of its own; when t ends, what the
-// handshake acquired for it is released.
-func (s *Server) goTunnel(t *tunnel, adm admission, fromClient, fromBackend []byte) {
-	go t.run(s.drain, s.ctx, fromClient, fromBackend, adm.release)
+	s.runTunnel(r, ip, rt, up, client, backend, start, adm.handOff(), fromClient, fromBackend)
 }
 
 // An admission is what a WebSocket handshake holds from its limit check

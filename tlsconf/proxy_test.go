@@ -24,7 +24,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m, testutil.IgnoreParker)
+	goleak.VerifyTestMain(m)
 }
 
 // startProxy serves /wss → an echo backend through the proxy on ln, with

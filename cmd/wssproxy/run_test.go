@@ -26,7 +26,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m, testutil.IgnoreParker)
+	goleak.VerifyTestMain(m)
 }
 
 // startRun runs run(args) in the background until the test ends and

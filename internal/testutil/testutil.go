@@ -149,10 +149,6 @@ func Context(t testing.TB, d time.Duration) context.Context {
 	return ctx
 }
 
-// IgnoreParker is the goleak option for package proxy's parker, a
-// goroutine that lives as long as the process (proxy/parker_linux.go).
-var IgnoreParker = goleak.IgnoreAnyFunction("github.com/wssproxy/wssproxy/proxy.parkerLoop")
-
 // CheckLeaks fails the test if, once everything else registered with
 // t.Cleanup has run, goroutines started during the test are still running
 // or the process holds more open files than when CheckLeaks was called.
@@ -160,10 +156,9 @@ var IgnoreParker = goleak.IgnoreAnyFunction("github.com/wssproxy/wssproxy/proxy.
 func CheckLeaks(t testing.TB) {
 	t.Helper()
 	ignore := goleak.IgnoreCurrent()
-	parker := IgnoreParker
 	before := OpenFDs()
 	t.Cleanup(func() {
-		goleak.VerifyNone(t, ignore, parker)
+		goleak.VerifyNone(t, ignore)
 		// Closing a socket is synchronous, but a peer's goroutine may
 		// still be on its way out; give the count a bounded time to settle.
 		deadline := time.Now().Add(5 * time.Second)

@@ -1,4 +1,4 @@
-package proxy
+package tunnel
 
 import (
 	"encoding/binary"
@@ -13,47 +13,46 @@ import (
 // an idle tunnel has no goroutine of its own waiting on them, and no clock
 // is read per message beyond one time.Since per read.
 
-func (t *tunnel) startTimers() {
-	rt := t.rt
-	if rt.pingInterval > 0 {
-		t.keepalive(t.client, rt.pingInterval, rt.pingTimeout)
+func (t *Tunnel) startTimers() {
+	p := t.policy
+	if p.PingInterval > 0 {
+		t.keepalive(t.client, p.PingInterval, p.PingTimeout)
 	}
-	if rt.backendPingInterval > 0 {
-		t.keepalive(t.backend, rt.backendPingInterval, rt.pingTimeout)
+	if p.BackendPingInterval > 0 {
+		t.keepalive(t.backend, p.BackendPingInterval, p.PingTimeout)
 	}
-	if rt.idleTimeout > 0 {
-		t.watchIdle(rt.idleTimeout)
+	if p.IdleTimeout > 0 {
+		t.watchIdle(p.IdleTimeout)
 	}
-	if rt.maxLifetime > 0 {
-		t.after(jitter(rt.maxLifetime), func() {
-			t.shut("max lifetime", closeGoingAway, closeGoingAway, "connection lifetime reached")
+	if p.MaxLifetime > 0 {
+		t.after(jitter(p.MaxLifetime), func() {
+			t.Shut(MaxLifetime, CloseGoingAway, CloseGoingAway, "connection lifetime reached")
 		})
 	}
 }
 
 // keeper pings one side of a tunnel when it has been silent for every, and
-// ends the tunnel when nothing at all comes back within timeout: the peer
+// ends the tunnel when nothing at all comes back within limit: the peer
 // is dead (a phone gone out of coverage, a NAT that dropped the mapping)
 // even though TCP still looks open.
 type keeper struct {
-	t            *tunnel
+	t            *Tunnel
 	s            *side
 	every, limit time.Duration
-	timer        func(time.Duration)
+	timer        *time.Timer
 	waiting      bool  // a ping is out
 	mark         int64 // s.lastFrame when it went out
 }
 
-func (t *tunnel) keepalive(s *side, every, timeout time.Duration) {
+func (t *Tunnel) keepalive(s *side, every, timeout time.Duration) {
 	k := &keeper{t: t, s: s, every: every, limit: timeout}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	// Armed only once k is complete: a callback must never see it half-built.
-	tm := time.AfterFunc(time.Hour, k.fire)
-	tm.Stop()
-	k.timer = func(d time.Duration) { tm.Reset(d) }
-	t.timers = append(t.timers, tm)
-	tm.Reset(every)
+	k.timer = time.AfterFunc(time.Hour, k.fire)
+	k.timer.Stop()
+	t.timers = append(t.timers, k.timer)
+	k.timer.Reset(every)
 }
 
 // fire runs on the timer; runs never overlap, as each schedules the next.
@@ -67,33 +66,23 @@ func (k *keeper) fire() {
 		// is being read: its silence says nothing. A stuck other side is
 		// send_timeout's to find.
 		k.waiting = false
-		k.timer(k.every)
+		k.timer.Reset(k.every)
 		return
 	}
 	if k.waiting {
 		if last == k.mark {
-			k.t.deadPeer(k.s, k.s.name+" unresponsive")
+			k.t.deadPeer(k.s, pick(k.s, ClientUnresponsive, BackendUnresponsive))
 			return
 		}
 		k.waiting = false
 	}
 	if silent := time.Duration(now - last); silent < k.every {
-		k.timer(k.every - silent)
+		k.timer.Reset(k.every - silent)
 		return
 	}
 	k.waiting, k.mark = true, last
-	k.timer(k.limit)
+	k.timer.Reset(k.limit)
 	k.s.send(k.s.ping(), false)
-}
-
-// busy reports whether a write to s is under way: the pump that writes to
-// s is then not reading its own side.
-func (s *side) busy() bool {
-	if !s.mu.TryLock() {
-		return true
-	}
-	s.mu.Unlock()
-	return false
 }
 
 // ping is the proxy's ping to s: its token, so the answer can be told
@@ -107,7 +96,7 @@ func (s *side) ping() []byte {
 
 // watchIdle ends the tunnel after d without a data frame either way
 // (control frames, the proxy's pings included, do not count).
-func (t *tunnel) watchIdle(d time.Duration) {
+func (t *Tunnel) watchIdle(d time.Duration) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	var tm *time.Timer
@@ -116,7 +105,7 @@ func (t *tunnel) watchIdle(d time.Duration) {
 			tm.Reset(d - silent)
 			return
 		}
-		t.shut("idle timeout", closeGoingAway, closeGoingAway, "idle timeout")
+		t.Shut(IdleTimeout, CloseGoingAway, CloseGoingAway, "idle timeout")
 	}
 	tm = time.AfterFunc(time.Hour, check) // armed once tm is set
 	tm.Stop()
