@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 
 	"github.com/wssproxy/wssproxy/internal/certpool"
 	"github.com/wssproxy/wssproxy/internal/fielderr"
@@ -228,10 +227,7 @@ func checkWritableDir(dir string) error {
 			if !fi.IsDir() {
 				return fmt.Errorf("%s is not a directory", d)
 			}
-			if syscall.Access(d, 2 /* W_OK */) != nil {
-				return fmt.Errorf("%s is not writable by this user (uid %d); certificates are cached there", d, os.Getuid())
-			}
-			return nil
+			return checkWritable(d)
 		}
 		if d == filepath.Dir(d) {
 			return err

@@ -10,7 +10,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"golang.org/x/crypto/acme"
@@ -310,11 +309,7 @@ func stamp(cfg *Config) string {
 				fmt.Fprintf(&b, "%s:%v;", f, errors.Unwrap(err))
 				continue
 			}
-			var ino uint64
-			if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-				ino = st.Ino
-			}
-			fmt.Fprintf(&b, "%s:%d:%d:%d;", f, ino, fi.Size(), fi.ModTime().UnixNano())
+			fmt.Fprintf(&b, "%s:%d:%d:%d;", f, inode(fi), fi.Size(), fi.ModTime().UnixNano())
 		}
 	}
 	return b.String()

@@ -205,7 +205,12 @@ func TestAdminLoopbackOnly(t *testing.T) {
 // whose backlog is full: a dial to it hangs until its deadline.
 func hangingAddr(t *testing.T) string {
 	t.Helper()
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	syscall.ForkLock.RLock() // no SOCK_CLOEXEC on macOS: close-on-exec before a test starts a process
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+	if err == nil {
+		syscall.CloseOnExec(fd)
+	}
+	syscall.ForkLock.RUnlock()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/wssproxy/wssproxy/internal/cli"
 	"github.com/wssproxy/wssproxy/internal/config"
+	"github.com/wssproxy/wssproxy/internal/gctune"
 	"github.com/wssproxy/wssproxy/internal/health"
 	"github.com/wssproxy/wssproxy/internal/importconf"
 	"github.com/wssproxy/wssproxy/internal/logfile"
@@ -32,7 +33,7 @@ import (
 func main() {
 	// GODEBUG for WebSockets over HTTP/2 (internal/xconnect)
 	xconnect.Reexec(func() (bool, bool) { return servesH2WebSockets(os.Args[1:]) })
-	tuneGC() // here, not in run: tests that call run keep their own GC
+	gctune.Start() // here, not in run: tests that call run keep their own GC
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	context.AfterFunc(ctx, func() {
 		// Shutting down: a second Ctrl-C ends the process at once, but a

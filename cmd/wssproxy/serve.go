@@ -9,17 +9,14 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
-	"os/signal"
 	"reflect"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/wssproxy/wssproxy/internal/config"
+	"github.com/wssproxy/wssproxy/internal/control"
 	"github.com/wssproxy/wssproxy/internal/fielderr"
 	"github.com/wssproxy/wssproxy/internal/handover"
 	"github.com/wssproxy/wssproxy/internal/logfile"
@@ -75,18 +72,8 @@ func (r *runner) fail(l *listener, err error) {
 // serve runs the compiled configuration fc until ctx ends or a listener
 // fails, reloading it on SIGHUP.
 func (r *runner) serve(ctx context.Context, fc *compiled) error {
-	// Before anything is logged: the default action of SIGHUP and SIGUSR1
-	// is to end the process, and logrotate or an operator may send one as
-	// soon as the log shows we run. An early one waits in the channel.
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	usr1 := make(chan os.Signal, 1)
-	signal.Notify(usr1, syscall.SIGUSR1)
-	defer signal.Stop(usr1)
-	usr2 := make(chan os.Signal, 1)
-	signal.Notify(usr2, syscall.SIGUSR2)
-	defer signal.Stop(usr2)
+	sigs := control.Notify() // before anything is logged
+	defer sigs.Stop()
 	r.inherit = handover.Take(r.log)
 
 	r.level.Set(fc.level)
@@ -124,29 +111,29 @@ func (r *runner) serve(ctx context.Context, fc *compiled) error {
 	r.startAdmin(reg)
 	r.startWatch(certs)
 	r.describe(ctx, fc)
-	if err := writePidFile(fc.PidFile); err != nil {
+	if err := control.WritePidFile(fc.PidFile); err != nil {
 		r.log.Error("pid_file not written; -s reload will not find this process", "error", err)
 	}
 	r.inherit.Ready()
 	handedOver := false
 	defer func() { // the pid_file of the last configuration, unless it names the new process
 		if !handedOver {
-			removePidFile(r.fc)
+			control.RemovePidFile(r.fc.PidFile)
 		}
 	}()
 
 	for running := true; running; {
 		select {
-		case <-hup:
+		case <-sigs.Reload:
 			r.reload(ctx)
-		case <-usr2:
+		case <-sigs.Upgrade:
 			r.log.Info("SIGUSR2: upgrading: starting the binary at this process's path")
 			if err := r.upgrade(); err != nil {
 				r.log.Error("upgrade failed; this process keeps serving", "error", err)
 				continue
 			}
 			handedOver, running = true, false
-		case <-usr1:
+		case <-sigs.Reopen:
 			if r.logFile == nil {
 				r.log.Info("SIGUSR1: logs go to stderr; nothing to reopen")
 			} else if err := r.logFile.Reopen(); err != nil {
@@ -340,8 +327,8 @@ func (r *runner) reload(ctx context.Context) {
 		r.log.Warn("log_format and log_file changes apply at the next start")
 	}
 	if fc.PidFile != r.fc.PidFile {
-		removePidFile(r.fc)
-		writePidFile(fc.PidFile)
+		control.RemovePidFile(r.fc.PidFile)
+		control.WritePidFile(fc.PidFile)
 	}
 	if fc.Admin != r.fc.Admin {
 		r.log.Warn("[admin] changes apply at the next start")
@@ -350,19 +337,6 @@ func (r *runner) reload(ctx context.Context) {
 	r.describe(ctx, fc)
 	r.metrics.reloads.WithLabelValues("success").Inc()
 	r.log.Info("configuration reloaded", "routes", len(fc.Routes), "open_tunnels", r.srv.OpenTunnels())
-}
-
-func writePidFile(path string) error {
-	if path == "" {
-		return nil
-	}
-	return os.WriteFile(path, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644)
-}
-
-func removePidFile(fc *compiled) {
-	if fc.PidFile != "" {
-		os.Remove(fc.PidFile)
-	}
 }
 
 // signalRunning sends -s's signal to the process in the configuration's
@@ -385,17 +359,5 @@ func signalRunning(o *options) error {
 		}
 		pidFile = fc.PidFile
 	}
-	data, err := os.ReadFile(pidFile)
-	if err != nil {
-		return fmt.Errorf("-s %s: %w (is wssproxy running with this configuration?)", o.signal, err)
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
-	if err != nil || pid <= 0 {
-		return fmt.Errorf("-s %s: %s does not hold a process ID", o.signal, pidFile)
-	}
-	sig := map[string]syscall.Signal{"reload": syscall.SIGHUP, "stop": syscall.SIGTERM, "upgrade": syscall.SIGUSR2}[o.signal]
-	if err := syscall.Kill(pid, sig); err != nil {
-		return fmt.Errorf("-s %s: process %d from %s: %w (stale pid_file?)", o.signal, pid, pidFile, err)
-	}
-	return nil
+	return control.Send(o.signal, pidFile)
 }

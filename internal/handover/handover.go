@@ -26,6 +26,9 @@
 // upgrader per process (the tests run several servers in one) and owns the
 // listeners' bookkeeping, which reload (new addresses on SIGHUP) already
 // does in cmd/wssproxy. What is left is the few lines below.
+//
+// Unix only: Windows passes no descriptors to a child, and Start there
+// returns an error wrapping errors.ErrUnsupported (dup_windows.go).
 package handover
 
 import (
@@ -37,7 +40,6 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 )
 
@@ -157,6 +159,9 @@ type Listener struct {
 // timeout. An error means the new process is not serving (it has been
 // stopped if it was still running) and this one carries on.
 func Start(listeners []Listener, timeout time.Duration) (newPID int, err error) {
+	if err := supported(); err != nil {
+		return 0, err
+	}
 	exe, err := os.Executable()
 	if err != nil {
 		return 0, fmt.Errorf("find own binary: %w", err)
@@ -216,33 +221,4 @@ func Start(listeners []Listener, timeout time.Duration) (newPID int, err error) 
 		<-exited
 		return 0, fmt.Errorf("new process %d not ready within %v; stopped it", pid, timeout)
 	}
-}
-
-// dupListener is a copy of ln's socket for the new process, left in
-// non-blocking mode. Not (*net.TCPListener).File: exec passes a file by its
-// Fd, which puts such a copy in blocking mode, and with it ln itself, as
-// O_NONBLOCK belongs to the open file description the copies share. Go's
-// poller would then call a blocking accept(2) on ln, which neither a
-// deadline nor Close ends, only a connection: until the new process's
-// net.FileListener set the flag back (never, when it failed or took no
-// socket), an Accept that found the queue empty hung, and so did closing
-// the listener (an old process whose admin listener nobody called never
-// exited).
-func dupListener(ln *net.TCPListener) (*os.File, error) {
-	rc, err := ln.SyscallConn()
-	if err != nil {
-		return nil, err
-	}
-	var fd uintptr
-	var errno syscall.Errno
-	if err := rc.Control(func(s uintptr) {
-		fd, _, errno = syscall.Syscall(syscall.SYS_FCNTL, s, syscall.F_DUPFD_CLOEXEC, 0)
-	}); err != nil {
-		return nil, err
-	}
-	if errno != 0 {
-		return nil, os.NewSyscallError("fcntl", errno)
-	}
-	// os.NewFile sees O_NONBLOCK and leaves it be: its Fd does not clear it.
-	return os.NewFile(fd, "listener"), nil
 }

@@ -1,14 +1,5 @@
-package main
-
-import (
-	"os"
-	"runtime"
-	"runtime/debug"
-	"runtime/metrics"
-)
-
-// The garbage collector's pacing, for a process that holds many idle
-// tunnels and makes handshakes at the same time.
+// Package gctune paces the garbage collector for a process that holds many
+// idle tunnels and makes handshakes at the same time.
 //
 // Go's default (GOGC=100) lets the heap grow by as much as is live (heap,
 // stacks and globals that the collector scans) before the next
@@ -18,14 +9,23 @@ import (
 // collection's fixed costs included; with 9,000 idle tunnels the heap
 // holds up to one live heap of garbage besides, which a fresh process
 // measures as RSS per tunnel (issue 16's figures are in
-// examples/bench/PERFORMANCE.md). tuneGC sets GOGC after every collection
+// examples/bench/PERFORMANCE.md). Start sets GOGC after every collection
 // so that the headroom is half the scanned live size, and never less
 // than gcMinHeadroom: fewer collections while little is live, less
 // garbage held while much is. It costs CPU where much is live: a
 // collection marks the whole live heap, twice as often as at GOGC=100.
 //
-// A GOGC in the environment is the operator's choice: tuneGC then does
+// A GOGC in the environment is the operator's choice: Start then does
 // nothing. GOMEMLIMIT works as usual on top of either.
+package gctune
+
+import (
+	"os"
+	"runtime"
+	"runtime/debug"
+	"runtime/metrics"
+)
+
 const (
 	gcMinHeadroom = 16 << 20
 	gcMinPercent  = 50  // headroom = half the scanned live size
@@ -42,9 +42,10 @@ func gcPercent(scanned uint64) int {
 	return int(min(max(p, gcMinPercent), gcMaxPercent))
 }
 
-// tuneGC starts the tuning, unless GOGC is set; it runs for the life of
+// Start starts the tuning, unless GOGC is set; it runs for the life of
 // the process, once after each collection (on the finalizer goroutine).
-func tuneGC() {
+// Call it once, from main: it sets the process's GOGC.
+func Start() {
 	if _, set := os.LookupEnv("GOGC"); set {
 		return
 	}
