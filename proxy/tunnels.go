@@ -12,9 +12,11 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/wssproxy/wssproxy/internal/sockio"
 	"github.com/wssproxy/wssproxy/internal/tunnel"
 )
 
@@ -231,3 +233,34 @@ func (m *routeMetrics) Forwarded(d tunnel.Dir, n int64) {
 
 // isClosed reports errors that only mean the proxy closed the connection.
 func isClosed(err error) bool { return errors.Is(err, net.ErrClosed) }
+
+// startTunnel registers a tunnel; it returns false once Shutdown has begun.
+func (s *Server) startTunnel() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return false
+	}
+	s.tunnels.Add(1)
+	s.open.Add(1)
+	return true
+}
+
+func (s *Server) endTunnel() {
+	s.open.Add(-1)
+	s.tunnels.Done()
+}
+
+// newEngine is the tunnels' socket engine, raw unless WSSPROXY_RAWIO=0
+// says otherwise or the platform cannot; parkAfter 0 is its default.
+func newEngine(log *slog.Logger, parkAfter time.Duration) *sockio.Engine {
+	raw, known := sockio.RawFromEnv()
+	if !known {
+		log.Warn("WSSPROXY_RAWIO: unknown value, the raw engine stays on (0 turns it off)", "value", os.Getenv("WSSPROXY_RAWIO"))
+	}
+	return sockio.New(sockio.Options{Portable: !raw, ParkAfter: parkAfter})
+}
+
+// IOMode is the socket engine that serves tunnels on sockets, "raw" or
+// "portable", and for portable why (for the startup log).
+func (s *Server) IOMode() (io, why string) { return s.engine.Mode() }

@@ -1,0 +1,85 @@
+package proxy
+
+// The way of a request once net/http has read it: routing, and the
+// proxy's own refusals.
+
+import (
+	"io"
+	"log/slog"
+	"net/http"
+)
+
+// ServeHTTP routes a request: WebSocket handshakes to the tunnel, anything
+// else to the route's plain HTTP handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !s.checkFraming(w, r) {
+		return
+	}
+	s.setHSTS(w, r)
+	if r.Method == http.MethodConnect && !(s.h2WebSockets && isH2WebSocket(r)) {
+		r = s.state.Load().withClient(r)
+		// Not a forward proxy. Extended CONNECT (RFC 8441) is routed below.
+		s.refuse(w, r, nil, http.StatusMethodNotAllowed, "method", "CONNECT is not served", nil)
+		return
+	}
+	st := s.state.Load()
+	r = st.withClient(r)
+	p := cleanPath(r.URL.Path)
+	rt := st.router.match(requestHost(r), p)
+	if rt == nil {
+		s.refuse(w, r, nil, http.StatusNotFound, "no-route", "no route for this path", nil)
+		return
+	}
+	if p != r.URL.Path {
+		// Forward the clean path, so dot segments never reach a backend.
+		r2 := r.Clone(r.Context())
+		r2.URL.Path, r2.URL.RawPath = p, ""
+		r = r2
+	}
+	if isWebSocket(r) || r.Method == http.MethodConnect {
+		s.serveWebSocket(w, r, st, rt)
+		return
+	}
+	s.servePlain(w, r, rt)
+}
+
+// Error responses made by the proxy itself carry this header, so a client
+// (and wssproxy probe) can tell them from a backend's answer.
+const errorHeader = "X-Wssproxy-Error"
+
+// refuse answers with the proxy's own error status and logs one line.
+// The client sees the status and public; detail (which may name backend
+// addresses) goes only to the log.
+func (s *Server) refuse(w http.ResponseWriter, r *http.Request, rt *route, status int, kind, public string, detail error) {
+	attrs := []any{"status", status, "refused", kind, "reason", public, "client_ip", clientIP(r), "host", r.Host, "path", r.URL.Path}
+	if rt != nil {
+		attrs = append(attrs, "route", rt.name, "backend", rt.backendString())
+	}
+	if detail != nil {
+		attrs = append(attrs, "error", detail.Error())
+	}
+	level := slog.LevelInfo
+	if status == http.StatusBadGateway || status == http.StatusGatewayTimeout {
+		level = slog.LevelWarn
+	}
+	s.log.Log(r.Context(), level, "request refused", attrs...)
+	if m := s.metrics.Load(); m != nil {
+		m.refused.WithLabelValues(kind).Inc()
+	}
+	h := w.Header()
+	h.Set(errorHeader, kind)
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	if status == http.StatusUpgradeRequired {
+		h.Set("Sec-WebSocket-Version", "13")
+	}
+	w.WriteHeader(status)
+	io.WriteString(w, http.StatusText(status)+": "+public+"\n")
+}
+
+func (rt *route) backendString() string {
+	if rt.pool == nil {
+		return ""
+	}
+	return rt.pool.String()
+}
