@@ -75,42 +75,66 @@
 //     chose them, so they negotiate end to end). Over HTTP/2 nothing is
 //     hijacked: the stream is answered 200 with the 101's headers less
 //     Sec-WebSocket-Accept, and becomes a net.Conn (h2Stream).
-//  8. Tunnel (tunnel.go): the handler starts the tunnel on a goroutine of
-//     its own and returns, so net/http's goroutine for the connection ends.
-//     Over HTTP/2 the stream lives while its handler runs, so the handler
-//     (a goroutine per stream, not the connection's) waits until the tunnel
-//     has closed the stream.
-//     Two pumps, one per direction (pump: the backend's on the tunnel's
-//     goroutine, the client's on a second one), each a read loop
-//     (reader.go: on a socket, plain or under the client's TLS, inside
-//     syscall.RawConn.Read, forwarding there; a pooled 64 KiB buffer held
-//     only while data moves) feeding a frame
-//     scanner (internal/wsframe, the module's one frame codec) that reads
-//     frame headers only: payloads are never unmasked or buffered, and the
-//     bytes out are the bytes in. Bytes the server read ahead of the hijack
-//     and bytes that came with the backend's 101 go through first. Control
+//  8. Tunnel (tunnels.go, internal/tunnel): runTunnel makes each
+//     connection a side of the socket engine (internal/sockio: raw or
+//     portable, below), gives the tunnel its route's Policy (timeouts and
+//     limits) and byte meter, enters it in the Server's table of open
+//     tunnels, and starts it; the handler returns, so net/http's goroutine
+//     for the connection ends. Over HTTP/2 the stream lives while its
+//     handler runs, so the handler (a goroutine per stream, not the
+//     connection's) waits until the tunnel has closed the stream.
+//     Each side has a pump (sockio.Conn.Pump), which reads it and feeds a
+//     frame scanner (internal/wsframe, the module's one frame codec) that
+//     reads frame headers only: payloads are never unmasked or buffered,
+//     and the bytes out are the bytes in, written to the other side under
+//     that side's write lock. Bytes the server read ahead of the hijack and
+//     bytes that came with the backend's 101 go through first. Control
 //     frames (at most 131 bytes) are held whole, which lets the tunnel
 //     consume the pongs answering its own pings and the close frames
-//     answering its own closes. A pump that has waited a second for its
-//     socket parks (parker.go): its goroutine ends, one epoll goroutine
-//     watches the socket, and a fresh goroutine takes the pump up when
-//     the socket has something or the proxy closes that side; an idle
-//     tunnel holds no goroutine. The tunnel ends, and logs one line, when
-//     both pumps have ended: the last one to end does it (pumpEnded).
-//  9. The proxy's own frames (frames.go, with the hooks through which the
-//     pump's scanner reports each frame): pings and close frames are queued
-//     per side and written at the next frame boundary of that side's
-//     output, under the same lock as the pump that writes there (between
-//     two fragments of a message is a boundary: RFC 6455 §5.4). A timer
-//     never waits for the lock: if the pump holds it, the pump writes the
-//     queue after its own write.
+//     answering its own closes.
+//  9. The proxy's own frames (internal/tunnel's frames.go and side.go):
+//     pings and close frames are queued per side and written at the next
+//     frame boundary of that side's output, under the same lock as the
+//     pump that writes there (between two fragments of a message is a
+//     boundary: RFC 6455 §5.4). A timer never waits for the lock: if the
+//     pump holds it, the pump writes the queue after its own write.
+//
+// # Who owns what
+//
+//   - The socket engine (internal/sockio, one Engine per Server, closed by
+//     it) owns how a side's socket is read and written, and on which
+//     goroutine its pump runs. The portable engine, the default on every
+//     platform and for every connection that is not a plain socket (an
+//     HTTP/2 stream, a PROXY protocol reader, TLS towards a backend),
+//     reads with net.Conn.Read on a goroutine per side. The raw engine
+//     (Linux; WSSPROXY_RAWIO=0 turns it off) serves TCP and unix sockets,
+//     plain or under the client's TLS (the accepted boundConn is its
+//     sockio.Underlay): read(2) inside syscall.RawConn.Read, no read that
+//     finds the socket empty after a short one (an end of stream that came
+//     with the data is an EPOLLRDHUP event of the engine's poller), and a
+//     side idle for a whole sweep period (1 to 2 s) parks: its goroutine
+//     ends, the poller watches its socket, and a fresh goroutine takes the
+//     pump up when the socket has something or the side is closed. An idle
+//     tunnel then holds no goroutine. The tunnel's access line says which
+//     engine served it (io=raw, io=portable); wssproxy_parked_sides counts
+//     parked sides. Every assumption the raw engine makes about Go and the
+//     kernel has a contract test of its own (contract_linux_test.go).
+//   - The tunnel (internal/tunnel) owns the WebSocket: frames, close
+//     handshakes, keepalive, limits, and the decision that it has ended,
+//     made in one place (sideEnded) when both pumps have ended; it then
+//     closes both connections and tells the Server, once, how it ended
+//     (tunnel.End: a Reason, the first close frame, bytes each way).
+//   - The Server owns admission and bookkeeping: the table of open
+//     tunnels (which a drain or a hard stop walks), the access log line,
+//     the metrics, and releasing what the handshake held (limits, the
+//     backend's connection count, the tunnel count Shutdown waits for).
 //
 // # How a tunnel ends
 //
-// (tunnelend.go; the timers are keepalive.go's.) Hijacking clears
-// net/http's deadlines: its timeouts bound the handshake only, and nothing
-// ends an open tunnel but the peers or the limits below. TCP keepalive
-// (Go's default, 15 s idle) runs on both sockets as well.
+// (internal/tunnel: tunnel.go's pumpEnd, keepalive.go's timers.)
+// Hijacking clears net/http's deadlines: its timeouts bound the handshake
+// only, and nothing ends an open tunnel but the peers or the limits below.
+// TCP keepalive (Go's default, 15 s idle) runs on both sockets as well.
 //
 //   - A peer's close frame is forwarded; after it nothing more goes that
 //     way. At that peer's end of stream the other side is half-closed (TLS
@@ -118,9 +142,10 @@
 //     the other direction flows until it ends too. An HTTP/2 stream has no
 //     half-close in Go 1.27 (END_STREAM goes out only when the handler
 //     returns, which ends reading too), so the client's stream is ended
-//     instead once its own close frame has passed, or closeGrace later.
+//     instead once its own close frame has passed, or the close grace later.
 //   - A peer that ends without a close frame: the other side gets one (1014
-//     to the client, 1001 to the backend), then closeGrace (5 s) to answer.
+//     to the client, 1001 to the backend), then the close grace (5 s) to
+//     answer.
 //     But if the other side had sent its close, the drop is its answer (RFC
 //     6455 §7.1.1 allows it after a protocol error): it is passed on, as the
 //     other side would see it directly. A peer that ends mid-frame: the
@@ -130,31 +155,32 @@
 //     write). A write that makes no progress for send_timeout means that
 //     peer stopped reading: it is dropped and the other side gets a close
 //     frame (1014 to the client, 1001 to the backend).
-//   - The proxy closing a side (closeConn): a socket whose pump is inside
-//     RawConn.Read is shut down, which its peer sees at once and which
-//     fails a write to it blocked elsewhere; the pump, which holds the
-//     socket's read lock that Close waits for, closes it when it next
-//     looks. A parked side is taken back from the parker and closed.
-//   - Keepalive (keepalive.go): a side silent for ping_interval is pinged
-//     with the proxy's token; silent for ping_timeout more, it is dropped and
-//     the other side gets a close frame. A side whose pump is blocked writing
-//     to the other is not being read, so its silence does not count (the
-//     blocked write is send_timeout's). idle_timeout and max_lifetime end
-//     with 1001, max_message_size with 1009, both ways; after 1009 the
-//     scanner still follows the sender's frames, forwarding none, so its
-//     close reply ends its connection at once. A frame length with the top
-//     bit set cannot be followed: 1002 both ways, and the sender's
-//     connection closed once its close frame is out. All are runtime
-//     timers: an idle tunnel has no goroutine waiting on them, and each
-//     follow-up timer (ping timeout, close grace) is armed before the write
-//     it follows, which may wait.
-//   - Shutdown: the drain context ends first and every tunnel sends 1001 to
-//     both peers (1012 on a Handover), each at its moment in close_spread;
-//     a handshake on a connection accepted before the drain still gets its
-//     tunnel, closed the same way. The Server's context ends at the
-//     deadline and closes every connection through context.AfterFunc.
-//     http.Server.Shutdown cannot see hijacked connections, so tunnels are
-//     counted in a WaitGroup. It does
+//   - The proxy closing a side (sockio.Conn.Close, from any goroutine):
+//     on the raw engine a socket whose pump is inside RawConn.Read is shut
+//     down, which its peer sees at once and which fails a write to it
+//     blocked elsewhere; the pump, which holds the socket's read lock that
+//     Close waits for, closes it when it next looks. A parked side is taken
+//     back from the poller, closed, and its pump resumed to end.
+//   - Keepalive (internal/tunnel's keepalive.go): a side silent for
+//     ping_interval is pinged with the proxy's token; silent for
+//     ping_timeout more, it is dropped and the other side gets a close
+//     frame. A side whose pump is blocked writing to the other is not being
+//     read, so its silence does not count (the blocked write is
+//     send_timeout's). idle_timeout and max_lifetime end with 1001,
+//     max_message_size with 1009, both ways; after 1009 the scanner still
+//     follows the sender's frames, forwarding none, so its close reply ends
+//     its connection at once. A frame length with the top bit set cannot be
+//     followed: 1002 both ways, and the sender's connection closed once its
+//     close frame is out. All are runtime timers: an idle tunnel has no
+//     goroutine waiting on them, and each follow-up timer (ping timeout,
+//     close grace) is armed before the write it follows, which may wait.
+//   - Shutdown (tunnels.go): every tunnel in the Server's table sends 1001
+//     to both peers (1012 on a Handover), each at its moment in
+//     close_spread; a handshake on a connection accepted before the drain
+//     still gets its tunnel, closed the same way as it starts. At the
+//     deadline every tunnel's connections are closed, and so are those of
+//     any that starts later. http.Server.Shutdown cannot see hijacked
+//     connections, so tunnels are counted in a WaitGroup. It does
 //     see HTTP/2 connections: it sends them GOAWAY (no new streams) and
 //     waits while streams are open, which is while their tunnels are. An
 //     HTTP/2 connection with a stream open is never idle, so neither
@@ -249,17 +275,18 @@
 //
 // # The hot path
 //
-// Per read the tunnel does: one read(2), and none that finds the socket
-// empty at the end of a burst (a short read ends it; reader.go says why
-// that loses nothing, and how an end of stream that came with the data is
-// still seen, within 2×peekAfter); a scan of the frame headers in it;
-// one uncontended lock of the destination's output; one clock read for the
-// write deadline (set only when an eighth of send_timeout has passed); usually one Write (more
-// only when a header straddles two reads or a control frame is consumed);
-// one time.Since for keepalive; one atomic add for the byte metrics. No
-// allocations, no logging, nothing per byte. BenchmarkTunnel measures its
-// CPU and allocations per forwarded message (0 allocs/op); BenchmarkEcho
-// compares it with a direct connection.
+// Per read the tunnel does: one read(2) (raw engine; the portable engine
+// reads through net.Conn), and none that finds the socket empty at the end
+// of a burst (a short read ends it; internal/sockio's raw_linux.go says
+// why that loses nothing, and how an end of stream that came with the data
+// is still seen at once); a scan of the frame headers in it; one
+// uncontended lock of the destination's output; one clock read for the
+// write deadline (set only when an eighth of send_timeout has passed);
+// usually one Write (more only when a header straddles two reads or a
+// control frame is consumed); one time.Since for keepalive; one atomic add
+// for the byte metrics. No allocations, no logging, nothing per byte.
+// BenchmarkTunnel measures its CPU and allocations per forwarded message
+// (0 allocs/op); BenchmarkEcho compares it with a direct connection.
 //
 // Why it is built so, with the measurements that decided it (frames
 // forwarded in place, fresh goroutines for the tunnel, buffers only while
