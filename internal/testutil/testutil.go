@@ -157,6 +157,15 @@ var IgnoreParker = goleak.IgnoreAnyFunction("github.com/wssproxy/wssproxy/proxy.
 // t.Cleanup has run, goroutines started during the test are still running
 // or the process holds more open files than when CheckLeaks was called.
 // Call it first, so that its cleanup runs last.
+//
+// It counts the whole process, so it is only valid in a serial test (one
+// that never calls t.Parallel, nor has a parent that does): go test runs
+// a package's serial tests one by one, then its parallel tests together,
+// and any goroutine or file of a test running beside this one would count
+// as this one's leak, or hide it. A parallel test checks its own objects
+// instead (that its server has no tunnel open, that its process exits
+// cleanly), and goleak.VerifyTestMain in TestMain checks the package's
+// goroutines once every test has ended.
 func CheckLeaks(t testing.TB) {
 	t.Helper()
 	ignore := goleak.IgnoreCurrent()
