@@ -68,6 +68,7 @@ backend wssproxy
 //   - a loop of new connections through HAProxy all the while has none
 //     fail.
 func TestHAProxy(t *testing.T) {
+	t.Parallel()
 	haproxy, err := exec.LookPath("haproxy")
 	if err != nil && exists("/usr/sbin/haproxy") { // a PATH without sbin
 		haproxy, err = "/usr/sbin/haproxy", nil
