@@ -61,15 +61,36 @@ func TestReloadUnderLoad(t *testing.T) {
 		return err
 	}
 
+	// The 500 tunnels are read all the while, as a browser reads its
+	// WebSockets: the proxy pings an idle tunnel every ping_interval (30 s)
+	// and ends one whose client has not answered within ping_timeout, and a
+	// slow run of this test (under load, beside the other tests) outlasts
+	// the two.
 	const n = 500
+	type reply struct {
+		msg []byte
+		err error
+	}
 	conns := make([]*websocket.Conn, n)
+	replies := make([]chan reply, n)
+	var readers sync.WaitGroup
+	defer readers.Wait()
 	for i := range conns {
 		c, err := dial(addr, "/wss")
 		if err != nil {
 			t.Fatalf("tunnel %d: %v", i, err)
 		}
 		defer c.CloseNow()
-		conns[i] = c
+		conns[i], replies[i] = c, make(chan reply, 2) // an echo and the end: a reader never blocks
+		readers.Go(func() {
+			for {
+				_, msg, err := c.Read(ctx)
+				replies[i] <- reply{msg, err}
+				if err != nil {
+					return
+				}
+			}
+		})
 	}
 	// New connections, one after another, for as long as the reloads last
 	// (at most 5,000).
@@ -159,7 +180,15 @@ func TestReloadUnderLoad(t *testing.T) {
 	}
 
 	for i, c := range conns {
-		if err := echoes(c, fmt.Sprint(i)); err != nil {
+		msg := fmt.Sprint(i)
+		err := c.Write(ctx, websocket.MessageText, []byte(msg))
+		if err == nil {
+			r := <-replies[i]
+			if err = r.err; err == nil && string(r.msg) != msg {
+				err = fmt.Errorf("got %q", r.msg)
+			}
+		}
+		if err != nil {
 			t.Fatalf("tunnel %d after the reloads: %v", i, err)
 		}
 	}
