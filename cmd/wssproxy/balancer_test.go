@@ -75,7 +75,7 @@ func TestHAProxy(t *testing.T) {
 	}
 	testutil.Need(t, err == nil, "no haproxy on PATH or in /usr/sbin (apt-get install haproxy)")
 	bin := buildBinary(t)
-	ctx := testutil.Context(t, 120*time.Second)
+	ctx := testutil.Deadline(t)
 	dir := t.TempDir()
 	const spread = 2 * time.Second
 	replicas := make([]*replica, 3)

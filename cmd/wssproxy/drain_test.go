@@ -22,7 +22,7 @@ import (
 func TestCloseSpread(t *testing.T) {
 	t.Parallel()
 	bin := buildBinary(t)
-	ctx := testutil.Context(t, 60*time.Second)
+	ctx := testutil.Deadline(t) // 200 dials from this process: beside a second copy of the suite, under -race, a minute was not always enough
 	backend := "ws://" + testutil.Serve(t, echo.Handler(echo.Options{}))
 	cfg := filepath.Join(t.TempDir(), "c.toml")
 	const spread = 1500 * time.Millisecond

@@ -32,7 +32,7 @@ import (
 func TestReloadUnderLoad(t *testing.T) {
 	t.Parallel()
 	bin := buildBinary(t)
-	ctx := testutil.Context(t, 90*time.Second)
+	ctx := testutil.Deadline(t)
 	backend := "ws://" + testutil.Serve(t, echo.Handler(echo.Options{}))
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "wssproxy.toml")

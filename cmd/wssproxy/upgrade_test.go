@@ -120,7 +120,7 @@ func TestUpgrade(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx := testutil.Context(t, 120*time.Second)
+	ctx := testutil.Deadline(t)
 	backend := "ws://" + testutil.Serve(t, echo.Handler(echo.Options{}))
 	dir := t.TempDir()
 	pidFile := filepath.Join(dir, "wssproxy.pid")

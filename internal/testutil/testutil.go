@@ -149,6 +149,26 @@ func Context(t testing.TB, d time.Duration) context.Context {
 	return ctx
 }
 
+// Deadline returns a context that ends with the test, or a little before
+// the test binary's own deadline (go test -timeout, 10 minutes by
+// default), whichever comes first. It bounds the waits of a long test
+// under load (a thousand tunnels, a drain) that only fail to end when
+// something is broken: no time of its own that a machine busy with a
+// second copy of the suite could outlast, and the test still fails with
+// its own message rather than the binary's panic. With -timeout 0 it ends
+// only with the test.
+func Deadline(t *testing.T) context.Context {
+	end, ok := t.Deadline()
+	if !ok {
+		ctx, cancel := context.WithCancel(context.Background())
+		t.Cleanup(cancel)
+		return ctx
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), end.Add(-time.Until(end)/20))
+	t.Cleanup(cancel)
+	return ctx
+}
+
 // IgnoreParker is the goleak option for package proxy's parker, a
 // goroutine that lives as long as the process (proxy/parker_linux.go).
 var IgnoreParker = goleak.IgnoreAnyFunction("github.com/wssproxy/wssproxy/proxy.parkerLoop")
