@@ -213,6 +213,7 @@ backend = %q
 	var wg sync.WaitGroup
 	defer func() { stopLoad(); wg.Wait() }() // on the way out of a Fatal
 	opened := make(chan struct{}, n)
+	allOpen := make(chan struct{}) // closed when every tunnel is open: then they echo
 	// settled gets one value from each tunnel: once it has echoed through
 	// the new process after its 1012, or when it has failed.
 	settled := make(chan struct{}, n)
@@ -242,6 +243,10 @@ backend = %q
 			defer settle()
 			c, err := dial()
 			opened <- struct{}{}
+			select {
+			case <-allOpen: // the echoes of the first would slow the last's handshakes
+			case <-lctx.Done():
+			}
 			for reconnected := false; lctx.Err() == nil; {
 				if err != nil {
 					what := "dial"
@@ -282,6 +287,7 @@ backend = %q
 	for range n {
 		<-opened
 	}
+	close(allOpen)
 	wg.Go(func() { // new connections all the while
 		for lctx.Err() == nil {
 			if err := dialEcho(lctx); err != nil && lctx.Err() == nil {
