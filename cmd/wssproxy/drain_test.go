@@ -36,13 +36,32 @@ func TestCloseSpread(t *testing.T) {
 	const n = 200
 	closedAt := make([]time.Time, n)
 	codes := make([]websocket.StatusCode, n)
-	var wg sync.WaitGroup
+	// Opened 50 at a time: one after another, they took most of the
+	// test's time beside the other tests' goroutines in this process.
+	conns := make([]*websocket.Conn, n)
+	dialErrs := make([]error, n)
+	opening := make(chan struct{}, 50)
+	var dials sync.WaitGroup
 	for i := range n {
-		c, _, err := websocket.Dial(ctx, "wss://"+p.addr+"/wss", &websocket.DialOptions{HTTPClient: client})
+		opening <- struct{}{}
+		dials.Go(func() {
+			defer func() { <-opening }()
+			conns[i], _, dialErrs[i] = websocket.Dial(ctx, "wss://"+p.addr+"/wss", &websocket.DialOptions{HTTPClient: client})
+		})
+	}
+	dials.Wait()
+	for _, c := range conns {
+		if c != nil {
+			defer c.CloseNow()
+		}
+	}
+	for i, err := range dialErrs {
 		if err != nil {
 			t.Fatalf("dial %d: %v", i, err)
 		}
-		defer c.CloseNow()
+	}
+	var wg sync.WaitGroup
+	for i, c := range conns {
 		wg.Go(func() {
 			_, _, err := c.Read(ctx)
 			closedAt[i], codes[i] = time.Now(), websocket.CloseStatus(err)

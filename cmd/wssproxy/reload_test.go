@@ -75,22 +75,44 @@ func TestReloadUnderLoad(t *testing.T) {
 	replies := make([]chan reply, n)
 	var readers sync.WaitGroup
 	defer readers.Wait()
+	defer func() {
+		for _, c := range conns {
+			if c != nil {
+				c.CloseNow()
+			}
+		}
+	}()
+	// Opened 50 at a time: one dial after another, beside the other tests'
+	// goroutines in this process, took most of this test's time.
+	dialErrs := make([]error, n)
+	opening := make(chan struct{}, 50)
+	var dials sync.WaitGroup
 	for i := range conns {
-		c, err := dial(addr, "/wss")
+		opening <- struct{}{}
+		dials.Go(func() {
+			defer func() { <-opening }()
+			c, err := dial(addr, "/wss")
+			if err != nil {
+				dialErrs[i] = err
+				return
+			}
+			conns[i], replies[i] = c, make(chan reply, 2) // an echo and the end: a reader never blocks
+			readers.Go(func() {
+				for {
+					_, msg, err := c.Read(ctx)
+					replies[i] <- reply{msg, err}
+					if err != nil {
+						return
+					}
+				}
+			})
+		})
+	}
+	dials.Wait()
+	for i, err := range dialErrs {
 		if err != nil {
 			t.Fatalf("tunnel %d: %v", i, err)
 		}
-		defer c.CloseNow()
-		conns[i], replies[i] = c, make(chan reply, 2) // an echo and the end: a reader never blocks
-		readers.Go(func() {
-			for {
-				_, msg, err := c.Read(ctx)
-				replies[i] <- reply{msg, err}
-				if err != nil {
-					return
-				}
-			}
-		})
 	}
 	// New connections, one after another, for as long as the reloads last
 	// (at most 5,000).
