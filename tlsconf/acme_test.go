@@ -109,7 +109,7 @@ func (e *acmeEnv) handshake(serverName string, roots *x509.CertPool) (*x509.Cert
 // handshake failure and no order; a restart with the same cache serves the
 // same certificate with the CA gone.
 func TestACMETLSALPN(t *testing.T) {
-	testutil.CheckLeaks(t)
+	t.Parallel()
 	e := newACMEEnv(t, true, 24*time.Hour, tlsconf.Config{})
 	roots := e.pebble.Roots(t)
 	_, leaf := e.seedExchange(t, roots)
@@ -144,7 +144,7 @@ func TestACMETLSALPN(t *testing.T) {
 // TestACMEWithFiles guards files and ACME mixed: a name a file covers gets
 // the file's certificate and never an order; an ACME host gets ACME's.
 func TestACMEWithFiles(t *testing.T) {
-	testutil.CheckLeaks(t)
+	t.Parallel()
 	fileCert, _ := testutil.Cert(t, "files.wssproxy.test")
 	c, k := testutil.WriteKeyPair(t, fileCert)
 	e := newACMEEnv(t, true, 24*time.Hour, tlsconf.Config{Cert: c, Key: k})
@@ -167,7 +167,7 @@ func TestACMEWithFiles(t *testing.T) {
 // listener (TLS-ALPN-01 cannot succeed here), with the Host header's port
 // ignored by the host policy.
 func TestACMEHTTP01(t *testing.T) {
-	testutil.CheckLeaks(t)
+	t.Parallel()
 	e := newACMEEnv(t, false, 24*time.Hour, tlsconf.Config{})
 	e.seedExchange(t, e.pebble.Roots(t))
 	if !strings.Contains(e.logs.String(), `msg="ACME HTTP-01 challenge" host=`+acmeHost+":") {
@@ -179,7 +179,7 @@ func TestACMEHTTP01(t *testing.T) {
 // replaced in the background before it expires, while a tunnel opened
 // under the old certificate keeps working.
 func TestACMERenewal(t *testing.T) {
-	testutil.CheckLeaks(t)
+	t.Parallel()
 	const validity = 30 * time.Second // autocert renews a third before expiry
 	e := newACMEEnv(t, true, validity, tlsconf.Config{})
 	roots := e.pebble.Roots(t)

@@ -18,6 +18,13 @@ import (
 	"github.com/wssproxy/wssproxy/proxy"
 )
 
+// TestModes and TestIdleSteps stay serial: they measure this process
+// (-pids is its own PID; the proxy and the backend run here), and a test
+// running beside them would be measured too. TestRunEndsAfterWindow stays
+// serial too: it bounds a whole run's time, and a test beside it would
+// slow that run. (go test runs the parallel tests, TestDirect and
+// TestBounds, after these.)
+
 // proxyURL runs wssproxy in this process in front of the echo backend and
 // returns its wss:// URL and a CA file that trusts it.
 func proxyURL(t *testing.T) (string, string) {
@@ -150,6 +157,7 @@ func TestRunEndsAfterWindow(t *testing.T) {
 
 // TestDirect guards a plain ws:// target (a backend measured directly).
 func TestDirect(t *testing.T) {
+	t.Parallel()
 	url := "ws://" + testutil.Serve(t, echo.Handler(echo.Options{})) + "/"
 	r, _ := load(t, "-mode", "rtt", "-c", "2", "-url", url, "-warmup", "0s", "-d", "200ms")
 	if r.Messages < 1 {
@@ -160,6 +168,7 @@ func TestDirect(t *testing.T) {
 // TestBounds guards the limits that keep a run bounded, and refusals that
 // name the flag.
 func TestBounds(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		name string
 		args []string
@@ -179,6 +188,7 @@ func TestBounds(t *testing.T) {
 		{"steps and n", []string{"-mode", "idle", "-n", "10", "-steps", "10,20"}, "-n and -steps"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
 			var out, errb bytes.Buffer
 			err := run(testutil.Context(t, 10*time.Second), c.args, &out, &errb)
 			if err == nil || !strings.Contains(err.Error(), c.want) {

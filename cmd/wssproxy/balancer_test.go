@@ -68,13 +68,14 @@ backend wssproxy
 //   - a loop of new connections through HAProxy all the while has none
 //     fail.
 func TestHAProxy(t *testing.T) {
+	t.Parallel()
 	haproxy, err := exec.LookPath("haproxy")
 	if err != nil && exists("/usr/sbin/haproxy") { // a PATH without sbin
 		haproxy, err = "/usr/sbin/haproxy", nil
 	}
 	testutil.Need(t, err == nil, "no haproxy on PATH or in /usr/sbin (apt-get install haproxy)")
 	bin := buildBinary(t)
-	ctx := testutil.Context(t, 120*time.Second)
+	ctx := testutil.Deadline(t)
 	dir := t.TempDir()
 	const spread = 2 * time.Second
 	replicas := make([]*replica, 3)

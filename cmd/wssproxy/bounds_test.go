@@ -138,16 +138,6 @@ backend = "ws://%s"
 	logs, addr := startRun(t, "-config", cfg)
 	admin := logs.Wait(t, ctx, `msg="admin listening" addr=(\S+)`)
 	redirect := logs.Wait(t, ctx, `redirecting to https" addr=(\S+)`)
-	waitMetric := func(name, want string) {
-		t.Helper()
-		for scrape(t, admin)[name] != want {
-			select {
-			case <-ctx.Done():
-				t.Fatalf("%s never became %s (%q)", name, want, scrape(t, admin)[name])
-			case <-time.After(10 * time.Millisecond):
-			}
-		}
-	}
 
 	client := insecureClient()
 	defer client.CloseIdleConnections()
@@ -181,7 +171,7 @@ backend = "ws://%s"
 		c, _ := dial(addr)
 		idle = append(idle, c)
 	}
-	waitMetric("wssproxy_client_connections", strconv.Itoa(bound))
+	waitMetric(t, ctx, admin, "wssproxy_client_connections", strconv.Itoa(bound))
 	for i := range over {
 		c, br := dial(addr)
 		if !closedByServer(c, br) {
@@ -232,7 +222,7 @@ backend = "ws://%s"
 	for _, c := range idle {
 		c.Close()
 	}
-	waitMetric("wssproxy_client_connections", "1")
+	waitMetric(t, ctx, admin, "wssproxy_client_connections", "1")
 	again, _, err := websocket.Dial(ctx, "wss://"+addr+"/wss", &websocket.DialOptions{HTTPClient: client})
 	if err != nil {
 		t.Fatalf("dial after the bound freed: %v", err)

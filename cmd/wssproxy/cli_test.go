@@ -44,9 +44,11 @@ func runBinary(t *testing.T, bin, dir string, env []string, args ...string) (std
 // value is one error line and one hint line, exit 1; -t without -config
 // checks what the same flags and environment would serve.
 func TestCommandLine(t *testing.T) {
+	t.Parallel()
 	bin := buildBinary(t)
 	dir := t.TempDir()
 	t.Run("-h", func(t *testing.T) {
+		t.Parallel()
 		out, errOut, code := runBinary(t, bin, dir, nil, "-h")
 		if code != 0 || errOut != "" {
 			t.Fatalf("exit %d, stderr %q", code, errOut)
@@ -70,6 +72,7 @@ func TestCommandLine(t *testing.T) {
 	})
 	for _, c := range commands() {
 		t.Run(c.name+" -h", func(t *testing.T) {
+			t.Parallel()
 			out, errOut, code := runBinary(t, bin, dir, nil, c.name, "-h")
 			if code != 0 || errOut != "" || !strings.HasPrefix(out, "Usage: wssproxy "+c.name) {
 				t.Errorf("exit %d, stdout %q, stderr %q", code, out, errOut)
@@ -89,6 +92,7 @@ func TestCommandLine(t *testing.T) {
 		{"health's bad -timeout", []string{"health", "-timeout", "soon"}, `wssproxy health: invalid value "soon" for flag -timeout: parse error`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			out, errOut, code := runBinary(t, bin, dir, nil, tc.args...)
 			cmd := strings.SplitN(tc.want, ":", 2)[0]
 			want := tc.want + "\n" + cmd + ": see '" + cmd + " -h' for usage\n"
@@ -98,12 +102,14 @@ func TestCommandLine(t *testing.T) {
 		})
 	}
 	t.Run("-t checks the embedded default", func(t *testing.T) {
+		t.Parallel()
 		out, errOut, code := runBinary(t, bin, dir, nil, "-t")
 		if code != 0 || out != "wssproxy: embedded default configuration test is successful\n" {
 			t.Errorf("exit %d, stdout %q, stderr %q", code, out, errOut)
 		}
 	})
 	t.Run("-t checks the environment", func(t *testing.T) {
+		t.Parallel()
 		out, errOut, code := runBinary(t, bin, dir, []string{"WSSPROXY_LISTEN=443", "WSSPROXY_ROUTE=/a=ws://h:1 /b=htp://h:2"}, "-t")
 		want := "wssproxy: WSSPROXY_LISTEN: listen: must be host:port or :port, like \":443\", got \"443\"\n" +
 			"wssproxy: WSSPROXY_ROUTE: route[2].backend: scheme must be ws, wss, http or https, got \"htp\"\n"
@@ -117,6 +123,7 @@ func TestCommandLine(t *testing.T) {
 // are taken from the file's directory, so -t (and serving) works from any
 // working directory, and -print-config writes them absolute.
 func TestCheckFromAnotherDirectory(t *testing.T) {
+	t.Parallel()
 	bin := buildBinary(t)
 	dir := t.TempDir()
 	cert, _ := testutil.Cert(t)
@@ -158,6 +165,7 @@ static = "www"
 // TestVersion guards -version: the module version, the commit it was
 // built from (when built in a git clone) and the Go version.
 func TestVersion(t *testing.T) {
+	t.Parallel()
 	bin := filepath.Join(t.TempDir(), "wssproxy")
 	if out, err := exec.Command("go", "build", "-buildvcs=true", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
@@ -181,11 +189,12 @@ func TestVersion(t *testing.T) {
 // systemd's AmbientCapabilities, the sysctl). As root, the binary runs as
 // nobody.
 func TestListenPermissionHint(t *testing.T) {
+	t.Parallel()
 	data, err := os.ReadFile("/proc/sys/net/ipv4/ip_unprivileged_port_start")
 	if start, _ := strconv.Atoi(strings.TrimSpace(string(data))); err != nil || start <= 1 {
 		t.Skipf("every user may bind port 1 here (ip_unprivileged_port_start %q, %v)", data, err)
 	}
-	bin := buildBinary(t)
+	bin := ownBinary(t) // its directories are opened to nobody below
 	cmd := exec.Command(bin, "-listen", "127.0.0.1:1")
 	if os.Geteuid() == 0 {
 		// nobody must reach the binary: t.TempDir's directories are 0700.

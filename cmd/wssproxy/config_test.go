@@ -20,12 +20,14 @@ import (
 // (file, line, key, message) and nothing else, sorted by line, and print
 // no success line.
 func TestBrokenConfigs(t *testing.T) {
+	t.Parallel()
 	files, _ := filepath.Glob("testdata/broken/*.toml")
 	if len(files) == 0 {
 		t.Fatal("no broken examples")
 	}
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
+			t.Parallel()
 			data, err := os.ReadFile(f)
 			if err != nil {
 				t.Fatal(err)
@@ -77,6 +79,7 @@ func TestBrokenConfigs(t *testing.T) {
 // TestCertificateErrors guards that -t reads the certificate files and says
 // which one is at fault.
 func TestCertificateErrors(t *testing.T) {
+	t.Parallel()
 	certA, _ := testutil.Cert(t)
 	certB, _ := testutil.Cert(t)
 	certFileA, keyFileA := testutil.WriteKeyPair(t, certA)
@@ -94,6 +97,7 @@ func TestCertificateErrors(t *testing.T) {
 		{"key is a certificate", certFileA, certFileA, ":6: tls.key: " + certFileA + ": no PEM PRIVATE KEY block"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			cfg := filepath.Join(t.TempDir(), "c.toml")
 			os.WriteFile(cfg, []byte("[[route]]\npath = \"/wss\"\nbackend = \"ws://127.0.0.1:8282\"\n[tls]\ncert = \""+tc.cert+"\"\nkey = \""+tc.key+"\"\n"), 0o600)
 			var stdout bytes.Buffer
@@ -114,6 +118,7 @@ func TestCertificateErrors(t *testing.T) {
 // TestExamplesParse guards that every configuration in examples/ is valid,
 // with its certificate and directory paths pointed at real files here.
 func TestExamplesParse(t *testing.T) {
+	t.Parallel()
 	ssl := t.TempDir() // stands in for /etc/ssl
 	for _, name := range []string{"server", "wildcard.example.com"} {
 		cert, _ := testutil.Cert(t)
@@ -128,6 +133,7 @@ func TestExamplesParse(t *testing.T) {
 	}
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
+			t.Parallel()
 			data, err := os.ReadFile(f)
 			if err != nil {
 				t.Fatal(err)

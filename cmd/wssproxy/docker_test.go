@@ -20,6 +20,7 @@ import (
 // build with the Dockerfile's command, copy the final stage's paths, and
 // run as its user.
 func TestDockerfileMatchesCheck(t *testing.T) {
+	t.Parallel()
 	df, err := os.ReadFile("../../Dockerfile")
 	if err != nil {
 		t.Fatal(err)

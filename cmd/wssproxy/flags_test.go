@@ -72,6 +72,7 @@ func TestOneLineFlags(t *testing.T) {
 // TestDemoPrintConfig guards that -demo -print-config shows what -demo
 // serves: the echo backend's WebSocket route and its test page at /.
 func TestDemoPrintConfig(t *testing.T) {
+	t.Parallel()
 	var out bytes.Buffer
 	if err := run(context.Background(), []string{"-demo", "-demo-backend", "127.0.0.1:9999", "-print-config"}, &out, io.Discard); err != nil {
 		t.Fatal(err)

@@ -314,6 +314,7 @@ func TestImportFullChain(t *testing.T) {
 // stderr, exactly as the golden files (which TestImport checks against a
 // run) hold them.
 func TestReadmeImport(t *testing.T) {
+	t.Parallel()
 	readme, err := os.ReadFile("../../README.md")
 	if err != nil {
 		t.Fatal(err)

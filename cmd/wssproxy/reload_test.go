@@ -30,9 +30,9 @@ import (
 // listen address is opened before the old one closes. No tunnel and no new
 // handshake is lost.
 func TestReloadUnderLoad(t *testing.T) {
-	testutil.CheckLeaks(t)
+	t.Parallel()
 	bin := buildBinary(t)
-	ctx := testutil.Context(t, 90*time.Second)
+	ctx := testutil.Deadline(t)
 	backend := "ws://" + testutil.Serve(t, echo.Handler(echo.Options{}))
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "wssproxy.toml")
@@ -61,15 +61,58 @@ func TestReloadUnderLoad(t *testing.T) {
 		return err
 	}
 
+	// The 500 tunnels are read all the while, as a browser reads its
+	// WebSockets: the proxy pings an idle tunnel every ping_interval (30 s)
+	// and ends one whose client has not answered within ping_timeout, and a
+	// slow run of this test (under load, beside the other tests) outlasts
+	// the two.
 	const n = 500
+	type reply struct {
+		msg []byte
+		err error
+	}
 	conns := make([]*websocket.Conn, n)
+	replies := make([]chan reply, n)
+	var readers sync.WaitGroup
+	defer readers.Wait()
+	defer func() {
+		for _, c := range conns {
+			if c != nil {
+				c.CloseNow()
+			}
+		}
+	}()
+	// Opened 50 at a time: one dial after another, beside the other tests'
+	// goroutines in this process, took most of this test's time.
+	dialErrs := make([]error, n)
+	opening := make(chan struct{}, 50)
+	var dials sync.WaitGroup
 	for i := range conns {
-		c, err := dial(addr, "/wss")
+		opening <- struct{}{}
+		dials.Go(func() {
+			defer func() { <-opening }()
+			c, err := dial(addr, "/wss")
+			if err != nil {
+				dialErrs[i] = err
+				return
+			}
+			conns[i], replies[i] = c, make(chan reply, 2) // an echo and the end: a reader never blocks
+			readers.Go(func() {
+				for {
+					_, msg, err := c.Read(ctx)
+					replies[i] <- reply{msg, err}
+					if err != nil {
+						return
+					}
+				}
+			})
+		})
+	}
+	dials.Wait()
+	for i, err := range dialErrs {
 		if err != nil {
 			t.Fatalf("tunnel %d: %v", i, err)
 		}
-		defer c.CloseNow()
-		conns[i] = c
 	}
 	// New connections, one after another, for as long as the reloads last
 	// (at most 5,000).
@@ -115,7 +158,8 @@ func TestReloadUnderLoad(t *testing.T) {
 	if out, err := exec.Command(bin, "-s", "reload", "-config", cfg).CombinedOutput(); err != nil {
 		t.Fatalf("-s reload: %v %s", err, out)
 	}
-	logs.Wait(t, ctx, `msg="configuration reloaded" routes=2`)
+	const reloaded = `wssproxy_config_reloads_total{result="success"}`
+	waitMetric(t, ctx, admin, reloaded, "1")
 	waitMade(20)
 	c, err := dial(addr, "/new")
 	if err != nil {
@@ -143,8 +187,10 @@ func TestReloadUnderLoad(t *testing.T) {
 	newAddr := testutil.ClosedPort(t)
 	write(newAddr, "")
 	cmd.Process.Signal(syscall.SIGHUP)
-	logs.Wait(t, ctx, `msg=listening addr=`+newAddr)
-	logs.Wait(t, ctx, `(?s)msg=listening addr=`+newAddr+`.*configuration reloaded`)
+	waitMetric(t, ctx, admin, reloaded, "2")
+	if len(logs.Lines("msg=listening addr="+newAddr)) != 1 {
+		t.Errorf("no line says it listens on %s:\n%s", newAddr, logs)
+	}
 	if c, err := dial(newAddr, "/wss"); err != nil {
 		t.Fatalf("new address: %v", err)
 	} else {
@@ -156,7 +202,15 @@ func TestReloadUnderLoad(t *testing.T) {
 	}
 
 	for i, c := range conns {
-		if err := echoes(c, fmt.Sprint(i)); err != nil {
+		msg := fmt.Sprint(i)
+		err := c.Write(ctx, websocket.MessageText, []byte(msg))
+		if err == nil {
+			r := <-replies[i]
+			if err = r.err; err == nil && string(r.msg) != msg {
+				err = fmt.Errorf("got %q", r.msg)
+			}
+		}
+		if err != nil {
 			t.Fatalf("tunnel %d after the reloads: %v", i, err)
 		}
 	}
@@ -246,8 +300,10 @@ func TestRefusedReloadClosesListeners(t *testing.T) {
 	r.srv.Close()
 	listen, redirect := testutil.ClosedPort(t), testutil.ClosedPort(t)
 	write(listen, redirect)
-	r.reload(ctx)
-	logs.Wait(t, ctx, `msg="reload refused" error="proxy: shutting down"`)
+	r.reload(ctx) // returns when the reload is done
+	if len(logs.Lines(`msg="reload refused" error="proxy: shutting down"`)) != 1 {
+		t.Errorf("the refusal is not logged:\n%s", logs)
+	}
 	for _, addr := range []string{listen, redirect} {
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
@@ -275,16 +331,20 @@ func TestReloadAdminChangeWarns(t *testing.T) {
 		os.WriteFile(cfg, []byte(fmt.Sprintf("listen = \"127.0.0.1:0\"\n[admin]\nlisten = %q\n[[route]]\npath = \"/wss\"\nbackend = \"ws://127.0.0.1:8282\"\n", admin)), 0o600)
 	}
 	write("127.0.0.1:0")
-	r, logs, _ := newRunner(t, cfg)
+	r, logs, reg := newRunner(t, cfg)
 	const warning = "[admin] changes apply at the next start"
-	r.reload(ctx)
-	logs.Wait(t, ctx, `configuration reloaded`)
+	r.reload(ctx) // returns when the reload is done
+	if got := reloads(t, reg, "success"); got != 1 {
+		t.Fatalf("reload: %v successes, want 1:\n%s", got, logs)
+	}
 	if strings.Contains(logs.String(), warning) {
 		t.Errorf("warned with [admin] unchanged:\n%s", logs)
 	}
 	write(testutil.ClosedPort(t))
 	r.reload(ctx)
-	logs.Wait(t, ctx, `(?s)configuration reloaded.*configuration reloaded`)
+	if got := reloads(t, reg, "success"); got != 2 {
+		t.Fatalf("second reload: %v successes, want 2:\n%s", got, logs)
+	}
 	if !strings.Contains(logs.String(), warning) {
 		t.Errorf("no warning with [admin] changed:\n%s", logs)
 	}
@@ -295,7 +355,7 @@ func TestReloadAdminChangeWarns(t *testing.T) {
 // key, a process key, a TLS key, a route) is logged, one line each with
 // file, line and key, sorted by line; the running configuration stays.
 func TestRefusedReloadLogsEveryError(t *testing.T) {
-	testutil.CheckLeaks(t)
+	t.Parallel()
 	bin := buildBinary(t)
 	ctx := testutil.Context(t, 30*time.Second)
 	backend := "ws://" + testutil.Serve(t, echo.Handler(echo.Options{}))

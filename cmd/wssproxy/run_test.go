@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -25,12 +26,29 @@ import (
 	"github.com/wssproxy/wssproxy/tlsconf"
 )
 
+// The tests here that run wssproxy as a process call t.Parallel: each has
+// its own ports, files and process, and spends most of its time waiting on
+// it; startProc's cleanup checks that the process stops cleanly. Those
+// that serve from this process (startRun, startRunner, newRunner) stay
+// serial, for testutil.CheckLeaks, which counts the whole process's
+// goroutines and files; they take well under a second each. Those that
+// call run only to check a configuration or flags run in parallel. Tests
+// that set environment variables or change directory (t.Setenv, t.Chdir)
+// are serial, as the testing package requires.
+
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(m, goleak.Cleanup(func(code int) {
+		if built.dir != "" {
+			os.RemoveAll(built.dir)
+		}
+		os.Exit(code)
+	}))
 }
 
 // startRun runs run(args) in the background until the test ends and
-// returns its log and the TLS address it listens on.
+// returns its log and the TLS address it listens on (the "listening"
+// line is the only place a port-0 address is published). When the test
+// ends, run must return within 20 s of its context ending, without error.
 func startRun(t *testing.T, args ...string) (*testutil.Logs, string) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -39,8 +57,13 @@ func startRun(t *testing.T, args ...string) (*testutil.Logs, string) {
 	go func() { done <- run(ctx, args, io.Discard, logs) }()
 	t.Cleanup(func() {
 		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("run: %v", err)
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("run: %v", err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Errorf("run did not return within 20 s of its context ending:\n%s", logs)
 		}
 	})
 	wctx := testutil.Context(t, 10*time.Second)
@@ -140,6 +163,7 @@ func TestRedirect(t *testing.T) {
 // TestFlagErrors guards that contradictory or incomplete flags are refused
 // before anything starts.
 func TestFlagErrors(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		args []string
 		want string
@@ -161,6 +185,7 @@ func TestFlagErrors(t *testing.T) {
 // answers lets the process exit 0 at once, and one that does not is cut
 // off at shutdown_timeout, after which the process exits 0 too.
 func TestSignals(t *testing.T) {
+	t.Parallel()
 	bin := buildBinary(t)
 	backend := "ws://" + testutil.Serve(t, echo.Handler(echo.Options{}))
 	for _, tc := range []struct {
@@ -171,6 +196,7 @@ func TestSignals(t *testing.T) {
 		{"client does not answer before shutdown_timeout", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			ctx := testutil.Context(t, 30*time.Second)
 			cfg := filepath.Join(t.TempDir(), "c.toml")
 			timeout := "20s" // far beyond how long an answering client needs
@@ -257,29 +283,53 @@ type proc struct {
 	addr   string
 	exited chan struct{} // closed when it has exited, with err
 	err    error
+	// outDone, for a process whose stderr is a pipe (startDetached), is
+	// closed when every process holding the pipe has exited.
+	outDone chan struct{}
 }
 
 // startProc runs bin with args, waits until it listens, and stops it (by
 // PID) when the test ends.
 func startProc(t *testing.T, ctx context.Context, bin string, args ...string) *proc {
 	t.Helper()
-	p := &proc{cmd: exec.Command(bin, args...), logs: &testutil.Logs{}, exited: make(chan struct{})}
+	p := &proc{cmd: exec.Command(bin, args...), logs: &testutil.Logs{}}
 	p.cmd.Stderr = p.logs
+	p.start(t)
+	p.addr = p.logs.Wait(t, ctx, `msg=listening addr=(\S+)`)
+	return p
+}
+
+// start starts p.cmd and, when the test ends, stops it with SIGTERM: this
+// is what the process tests check instead of testutil.CheckLeaks (which
+// only serial tests may use). A process still running 20 s after
+// its SIGTERM, or that exits with an error, fails the test; a hung one
+// prints its goroutines (SIGQUIT) into p.logs first.
+func (p *proc) start(t *testing.T) {
+	t.Helper()
+	p.exited = make(chan struct{})
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	go func() { p.err = p.cmd.Wait(); close(p.exited) }()
 	t.Cleanup(func() {
+		select {
+		case <-p.exited:
+			return // exited already: the test has looked at how
+		default:
+		}
 		p.cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case <-p.exited:
-		case <-time.After(10 * time.Second):
+			if p.err != nil {
+				t.Errorf("wssproxy (pid %d) on SIGTERM at the test's end: %v\n%s", p.cmd.Process.Pid, p.err, p.logs)
+			}
+		case <-time.After(20 * time.Second):
+			quitForStacks(p.logs, p.cmd.Process.Pid)
+			t.Errorf("wssproxy (pid %d) did not stop within 20 s of SIGTERM (SIGQUIT: its goroutines are in its stderr below):\n%s", p.cmd.Process.Pid, p.logs)
 			p.cmd.Process.Kill()
 			<-p.exited
 		}
 	})
-	p.addr = p.logs.Wait(t, ctx, `msg=listening addr=(\S+)`)
-	return p
 }
 
 // dialWSS opens a WebSocket to the process's /wss, not checking its
@@ -296,12 +346,46 @@ func (p *proc) dialWSS(t *testing.T, ctx context.Context) *websocket.Conn {
 	return c
 }
 
-// buildBinary builds wssproxy into the test's temporary directory.
+// built is the wssproxy binary the process tests run: go build links it
+// anew at every call (seconds, under load), so it is built once per run of
+// this package, into a directory TestMain removes.
+var built struct {
+	once     sync.Once
+	dir, bin string
+	err      error
+}
+
+// buildBinary returns the shared wssproxy binary, built from this package.
+// A test that changes the file or its directory uses ownBinary instead.
 func buildBinary(t *testing.T) string {
 	t.Helper()
+	built.once.Do(func() {
+		if built.dir, built.err = os.MkdirTemp("", "wssproxy-test-"); built.err != nil {
+			return
+		}
+		built.bin = filepath.Join(built.dir, "wssproxy")
+		if out, err := exec.Command("go", "build", "-o", built.bin, ".").CombinedOutput(); err != nil {
+			built.err = fmt.Errorf("build: %v\n%s", err, out)
+		}
+	})
+	if built.err != nil {
+		t.Fatal(built.err)
+	}
+	return built.bin
+}
+
+// ownBinary copies the shared binary into the test's temporary directory,
+// for a test that replaces the file (an upgrade) or opens up its
+// directory's permissions.
+func ownBinary(t *testing.T) string {
+	t.Helper()
+	data, err := os.ReadFile(buildBinary(t))
+	if err != nil {
+		t.Fatal(err)
+	}
 	bin := filepath.Join(t.TempDir(), "wssproxy")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
+	if err := os.WriteFile(bin, data, 0o755); err != nil {
+		t.Fatal(err)
 	}
 	return bin
 }
@@ -310,7 +394,7 @@ func buildBinary(t *testing.T) string {
 // certificate files are re-read and new handshakes get the new certificate,
 // while an open tunnel stays up.
 func TestSIGHUPReloadsCertificates(t *testing.T) {
-	testutil.CheckLeaks(t)
+	t.Parallel()
 	bin := buildBinary(t)
 	ctx := testutil.Context(t, 30*time.Second)
 	dir := t.TempDir()
@@ -323,18 +407,24 @@ func TestSIGHUPReloadsCertificates(t *testing.T) {
 	first, _ := testutil.Cert(t)
 	install(first)
 	cfg := filepath.Join(dir, "c.toml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf("listen = \"127.0.0.1:0\"\n[tls]\ncert = %q\nkey = %q\n[[route]]\npath = \"/wss\"\nbackend = \"ws://%s\"\n",
+	os.WriteFile(cfg, []byte(fmt.Sprintf("listen = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[tls]\ncert = %q\nkey = %q\n[[route]]\npath = \"/wss\"\nbackend = \"ws://%s\"\n",
 		certFile, keyFile, testutil.Serve(t, echo.Handler(echo.Options{})))), 0o600)
 	p := startProc(t, ctx, bin, "-config", cfg)
 	cmd, logs, addr := p.cmd, p.logs, p.addr
+	admin := logs.Wait(t, ctx, `msg="admin listening" addr=(\S+)`)
 	c := p.dialWSS(t, ctx)
 
+	// A reload is done when the admin endpoint counts it.
+	const reloaded = `wssproxy_config_reloads_total{result="success"}`
 	cmd.Process.Signal(syscall.SIGHUP)
-	logs.Wait(t, ctx, `(?s)certificates reloaded.*configuration reloaded`)
+	waitMetric(t, ctx, admin, reloaded, "1")
 	next, _ := testutil.Cert(t)
 	install(next)
 	cmd.Process.Signal(syscall.SIGHUP)
-	logs.Wait(t, ctx, `(?s)(certificates reloaded.*configuration reloaded.*){2}`)
+	waitMetric(t, ctx, admin, reloaded, "2")
+	if n := len(logs.Lines("certificates reloaded")); n < 2 {
+		t.Errorf("%d \"certificates reloaded\" lines after two SIGHUPs:\n%s", n, logs)
+	}
 	conn, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true})
 	if err != nil {
 		t.Fatal(err)
@@ -353,7 +443,7 @@ func TestSIGHUPReloadsCertificates(t *testing.T) {
 // process: lines are JSON in the file, and after logrotate's move SIGUSR1
 // makes the process write a new file at the configured path.
 func TestLogFileReopen(t *testing.T) {
-	testutil.CheckLeaks(t)
+	t.Parallel()
 	bin := buildBinary(t)
 	ctx := testutil.Context(t, 30*time.Second)
 	dir := t.TempDir()
@@ -361,11 +451,9 @@ func TestLogFileReopen(t *testing.T) {
 	cfg := filepath.Join(dir, "c.toml")
 	os.WriteFile(cfg, []byte(fmt.Sprintf("listen = \"127.0.0.1:0\"\nlog_format = \"json\"\nlog_file = %q\n[[route]]\npath = \"/wss\"\nbackend = \"ws://%s\"\n",
 		logPath, testutil.Serve(t, echo.Handler(echo.Options{})))), 0o600)
-	cmd := exec.Command(bin, "-config", cfg)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
+	p := &proc{cmd: exec.Command(bin, "-config", cfg), logs: &testutil.Logs{}}
+	p.cmd.Stderr = p.logs // empty unless it fails before opening log_file
+	p.start(t)
 	// waitFile waits until the file at path has a JSON line with msg.
 	waitFile := func(path, msg string) map[string]any {
 		t.Helper()
@@ -386,7 +474,7 @@ func TestLogFileReopen(t *testing.T) {
 	}
 	addr := waitFile(logPath, "listening")["addr"].(string)
 	os.Rename(logPath, logPath+".1")
-	cmd.Process.Signal(syscall.SIGUSR1)
+	p.cmd.Process.Signal(syscall.SIGUSR1)
 	waitFile(logPath, "SIGUSR1: log file reopened")
 	client := insecureClient()
 	defer client.CloseIdleConnections()

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -40,7 +41,11 @@ func startDetached(t *testing.T, ctx context.Context, bin string, args ...string
 		t.Fatal(err)
 	}
 	pw.Close()
-	go io.Copy(p.logs, pr) // ends when every process holding pw has exited
+	p.outDone = make(chan struct{})
+	go func() { // ends when every process holding pw has exited
+		io.Copy(p.logs, pr)
+		close(p.outDone)
+	}()
 	go func() { p.err = p.cmd.Wait(); close(p.exited) }()
 	t.Cleanup(func() {
 		p.cmd.Process.Signal(syscall.SIGTERM)
@@ -81,11 +86,21 @@ func quitForStacks(logs *testutil.Logs, pid int) {
 }
 
 // stopPID sends SIGTERM to a process this test did not start directly (an
-// upgrade's new process) and waits, within ctx, for its "stopped" line.
-func stopPID(t *testing.T, ctx context.Context, logs *testutil.Logs, pid int) {
+// upgrade's new process, which holds the stderr pipe of p, started by
+// startDetached), waits within ctx until it has exited, which the pipe's
+// end tells, and checks that it stopped cleanly: it logged "stopped" (the
+// old process, handing over, logs "stopped: handed over" instead).
+func stopPID(t *testing.T, ctx context.Context, p *proc, pid int) {
 	t.Helper()
 	syscall.Kill(pid, syscall.SIGTERM)
-	logs.Wait(t, ctx, "msg=stopped\n")
+	select {
+	case <-p.outDone:
+	case <-ctx.Done():
+		t.Fatalf("process %d still running after SIGTERM:\n%s", pid, p.logs)
+	}
+	if !regexp.MustCompile(`(?m)msg=stopped$`).MatchString(p.logs.String()) {
+		t.Errorf("process %d exited without its \"stopped\" line:\n%s", pid, p.logs)
+	}
 }
 
 // TestUpgrade guards binary upgrades in real processes:
@@ -99,12 +114,13 @@ func stopPID(t *testing.T, ctx context.Context, logs *testutil.Logs, pid int) {
 //     closed with 1012 Service Restart and reconnects to the new process;
 //     the old process exits 0 once its last tunnel has ended.
 func TestUpgrade(t *testing.T) {
-	bin := buildBinary(t)
+	t.Parallel()
+	bin := ownBinary(t) // replaced below, as a package manager does
 	good, err := os.ReadFile(bin)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx := testutil.Context(t, 120*time.Second)
+	ctx := testutil.Deadline(t)
 	backend := "ws://" + testutil.Serve(t, echo.Handler(echo.Options{}))
 	dir := t.TempDir()
 	pidFile := filepath.Join(dir, "wssproxy.pid")
@@ -195,18 +211,42 @@ backend = %q
 	}
 	lctx, stopLoad := context.WithCancel(ctx)
 	var wg sync.WaitGroup
+	defer func() { stopLoad(); wg.Wait() }() // on the way out of a Fatal
 	opened := make(chan struct{}, n)
-	// At most 50 opening handshakes at once: 1,000 at a time on a busy
-	// machine left some TLS handshakes waiting past read_header_timeout,
-	// which the proxy rightly closed (the client saw EOF) before the test
-	// had begun.
+	allOpen := make(chan struct{}) // closed when every tunnel is open: then they echo
+	// settled gets one value from each tunnel: once it has echoed through
+	// the new process after its 1012, or when it has failed.
+	settled := make(chan struct{}, n)
+	// At most 50 handshakes at once, the opening dials and the reconnects
+	// alike. The client's side of each (and the backend's: the echo
+	// server) runs in this process, under the race detector when the suite
+	// does: 1,000 at a time on a busy machine starve one another of CPU,
+	// and some wait past read_header_timeout, which the proxy rightly
+	// closes (the client sees EOF, or "broken pipe" on its next write), or
+	// past handshake_timeout for the backend's answer (504). The 1012s
+	// arrive over upgrade_drain, 2 s, so without this the reconnects came
+	// nearly all at once.
 	opening := make(chan struct{}, 50)
+	dial := func() (*websocket.Conn, error) {
+		select {
+		case opening <- struct{}{}:
+		case <-lctx.Done():
+			return nil, lctx.Err()
+		}
+		defer func() { <-opening }()
+		c, _, err := websocket.Dial(lctx, url, &websocket.DialOptions{HTTPClient: client})
+		return c, err
+	}
 	for i := range n {
 		wg.Go(func() {
-			opening <- struct{}{}
-			c, _, err := websocket.Dial(lctx, url, &websocket.DialOptions{HTTPClient: client})
-			<-opening
+			settle := sync.OnceFunc(func() { settled <- struct{}{} })
+			defer settle()
+			c, err := dial()
 			opened <- struct{}{}
+			select {
+			case <-allOpen: // the echoes of the first would slow the last's handshakes
+			case <-lctx.Done():
+			}
 			for reconnected := false; lctx.Err() == nil; {
 				if err != nil {
 					what := "dial"
@@ -220,6 +260,9 @@ backend = %q
 				switch {
 				case lctx.Err() != nil:
 				case err == nil:
+					if reconnected {
+						settle()
+					}
 					select {
 					case <-lctx.Done():
 					case <-time.After(200 * time.Millisecond): // busy, not flooding
@@ -229,7 +272,7 @@ backend = %q
 					restarts.Add(1)
 					c.CloseNow()
 					reconnected = true
-					c, _, err = websocket.Dial(lctx, url, &websocket.DialOptions{HTTPClient: client})
+					c, err = dial()
 					continue
 				default:
 					fail(fmt.Errorf("tunnel %d: %w", i, err))
@@ -244,6 +287,7 @@ backend = %q
 	for range n {
 		<-opened
 	}
+	close(allOpen)
 	wg.Go(func() { // new connections all the while
 		for lctx.Err() == nil {
 			if err := dialEcho(lctx); err != nil && lctx.Err() == nil {
@@ -259,7 +303,7 @@ backend = %q
 		t.Fatalf("-s upgrade: %v\n%s", err, out)
 	}
 	newPID, _ := strconv.Atoi(p.logs.Wait(t, ctx, `msg="upgrade: new process ready; this one stops accepting and drains" new_pid=(\d+)`))
-	defer stopPID(t, ctx, p.logs, newPID)
+	defer stopPID(t, ctx, p, newPID)
 	select {
 	case <-p.exited:
 		if p.err != nil {
@@ -272,6 +316,17 @@ backend = %q
 	}
 	if got, _ := os.ReadFile(pidFile); strings.TrimSpace(string(got)) != strconv.Itoa(newPID) {
 		t.Errorf("pid_file holds %q, want the new process %d", bytes.TrimSpace(got), newPID)
+	}
+	// Every tunnel has had its 1012 once the old process is gone, but a
+	// tunnel's goroutine here may not have read it yet (this process, the
+	// clients and the backend, is the busiest of the test's): the load
+	// stops once each has reconnected and echoed, or failed.
+	for k := range n {
+		select {
+		case <-settled:
+		case <-ctx.Done():
+			t.Fatalf("%d of %d tunnels reconnected (or failed) after the upgrade; %d saw a 1012", k, n, restarts.Load())
+		}
 	}
 	if err := dialEcho(ctx); err != nil {
 		t.Errorf("through the new process: %v", err)

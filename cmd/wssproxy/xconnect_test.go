@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -30,6 +31,7 @@ import (
 // listener; with false, nothing is advertised even when the caller's
 // GODEBUG asked for it.
 func TestHTTP2WebSocketsProcess(t *testing.T) {
+	t.Parallel()
 	bin := buildBinary(t)
 	backend := testutil.Serve(t, echo.Handler(echo.Options{}))
 	for _, tc := range []struct {
@@ -43,6 +45,7 @@ func TestHTTP2WebSocketsProcess(t *testing.T) {
 		{"on, already set", "http2_websockets = true", "http2xconnect=1", "http2xconnect=1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			ctx := testutil.Context(t, 30*time.Second)
 			dir := t.TempDir()
 			cfg, pidFile := filepath.Join(dir, "c.toml"), filepath.Join(dir, "pid")
@@ -50,25 +53,18 @@ func TestHTTP2WebSocketsProcess(t *testing.T) {
 				pidFile, tc.key, backend)
 			os.WriteFile(cfg, []byte(conf), 0o600)
 			env := slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "GODEBUG=") })
-			p := &proc{cmd: exec.Command(bin, "-config", cfg), logs: &testutil.Logs{}, exited: make(chan struct{})}
+			p := &proc{cmd: exec.Command(bin, "-config", cfg), logs: &testutil.Logs{}}
 			p.cmd.Env = append(env, "GODEBUG="+tc.godebug)
 			p.cmd.Stderr = p.logs
-			if err := p.cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			go func() { p.err = p.cmd.Wait(); close(p.exited) }()
-			t.Cleanup(func() {
-				p.cmd.Process.Signal(syscall.SIGTERM)
-				<-p.exited
-			})
+			p.start(t)
 			p.addr = p.logs.Wait(t, ctx, `msg=listening addr=(\S+)`)
 
 			pid := p.cmd.Process.Pid
 			var data []byte
-			for len(data) == 0 && ctx.Err() == nil { // written just after the log line
+			waitFor(t, ctx, "the pid_file", func() bool { // written just after the log line
 				data, _ = os.ReadFile(pidFile)
-				time.Sleep(5 * time.Millisecond)
-			}
+				return len(data) > 0
+			})
 			if strings.TrimSpace(string(data)) != strconv.Itoa(pid) {
 				t.Errorf("pid_file %q, want the PID started, %d", data, pid)
 			}
@@ -101,17 +97,30 @@ func TestHTTP2WebSocketsProcess(t *testing.T) {
 			h.echo(1, "tom")
 			// A reload that moves the listener leaves the connection and
 			// its tunnel alone.
-			os.WriteFile(cfg, []byte(strings.Replace(conf, "127.0.0.1:0", testutil.ClosedPort(t), 1)), 0o600)
+			moved := testutil.ClosedPort(t)
+			os.WriteFile(cfg, []byte(strings.Replace(conf, "127.0.0.1:0", moved, 1)), 0o600)
 			p.cmd.Process.Signal(syscall.SIGHUP)
-			p.logs.Wait(t, ctx, `msg="configuration reloaded"`)
+			waitFor(t, ctx, "the reload to move the listener to "+moved, func() bool {
+				return accepts(moved) && !accepts(p.addr)
+			})
 			h.echo(1, "after reload")
 		})
 	}
 }
 
+// accepts reports whether something accepts TCP connections on addr.
+func accepts(addr string) bool {
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err == nil {
+		c.Close()
+	}
+	return err == nil
+}
+
 // TestServesH2WebSockets guards which command lines re-execute: only those
 // that serve, and what their configuration says.
 func TestServesH2WebSockets(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	off := filepath.Join(dir, "off.toml")
 	os.WriteFile(off, []byte("http2_websockets = false\n[[route]]\npath = \"/wss\"\nbackend = \"ws://127.0.0.1:8282\"\n"), 0o600)
@@ -132,6 +141,7 @@ func TestServesH2WebSockets(t *testing.T) {
 		{"bad flags", []string{"-nonsense"}, false, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			want, ok := servesH2WebSockets(tc.args)
 			if want != tc.want || ok != tc.ok {
 				t.Errorf("servesH2WebSockets(%q) = %v, %v; want %v, %v", tc.args, want, ok, tc.want, tc.ok)

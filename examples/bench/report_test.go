@@ -24,6 +24,7 @@ func fakeRuns(cpu10, cpu100, rss100, rss300 map[string]float64) runs {
 // only at or below its limit, growth judged by wssproxy's own figures with
 // the peers' beside them, and "not measured" where a run is missing.
 func TestReport(t *testing.T) {
+	t.Parallel()
 	c := &config{rounds: 1, idle: 300, hold: time.Second, peers: true, growth: true, conns: []int{10, 100}, steps: []int{100, 300}}
 	rs := fakeRuns(
 		map[string]float64{"wssproxy": 10, "nginx": 10, "haproxy": 10, "caddy": 10},

@@ -15,6 +15,7 @@ import (
 // and the file's bytes; a missing file and a file with no PEM certificate
 // are errors naming the problem.
 func TestReadFile(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	cert, _ := testutil.Cert(t, "localhost")
 	good := filepath.Join(dir, "ca.pem")

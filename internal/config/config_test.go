@@ -18,6 +18,7 @@ import (
 // are each one error naming the key and its line, decoding goes on past
 // them, and a good value of every kind decodes.
 func TestDecodeErrors(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name, src string
 		want      []string // errors, in order
@@ -77,6 +78,7 @@ idle_timeout = "1m30s"
 // TestSyntaxError guards that a file that is not TOML is one error with
 // its line, and nothing else is tried.
 func TestSyntaxError(t *testing.T) {
+	t.Parallel()
 	_, err := Parse(&Flags{File: "f.toml"}, []byte("[[route]]\npath = \n"))
 	if err == nil || err.Error() != `f.toml:2: expected value but found '\n' instead` {
 		t.Errorf("got %v", err)
@@ -88,6 +90,7 @@ func TestSyntaxError(t *testing.T) {
 // missing, at the flag or variable that set it, sorted by line; and that
 // one about a value that did not decode is left out.
 func TestErrorsPlaced(t *testing.T) {
+	t.Parallel()
 	src := "listen = \":443\"\n[[route]]\npath = 1\nbackend = \"ws://h:1\"\n[[route]]\npath = \"/b\"\n"
 	l, err := Parse(&Flags{File: "f.toml", PidFile: "p.pid", Given: map[string]string{"pid-file": "WSSPROXY_PID_FILE"}}, []byte(src))
 	if err != nil {
@@ -182,6 +185,7 @@ socket = "app.sock"
 // TestPrintRoundTrip guards -print-config: what it prints for the full
 // example reads back as the same configuration.
 func TestPrintRoundTrip(t *testing.T) {
+	t.Parallel()
 	data, err := os.ReadFile("../../examples/wssproxy.toml")
 	if err != nil {
 		t.Fatal(err)
@@ -212,6 +216,7 @@ func TestPrintRoundTrip(t *testing.T) {
 // TestFullExampleCoversEveryKey guards that examples/wssproxy.toml, the
 // annotated reference, sets every configuration key there is.
 func TestFullExampleCoversEveryKey(t *testing.T) {
+	t.Parallel()
 	data, err := os.ReadFile("../../examples/wssproxy.toml")
 	if err != nil {
 		t.Fatal(err)
@@ -230,6 +235,7 @@ func TestFullExampleCoversEveryKey(t *testing.T) {
 // TestReadmeReference guards that README.md's configuration reference lists
 // exactly the keys the configuration structs have.
 func TestReadmeReference(t *testing.T) {
+	t.Parallel()
 	data, err := os.ReadFile("../../README.md")
 	if err != nil {
 		t.Fatal(err)
@@ -257,6 +263,7 @@ func TestReadmeReference(t *testing.T) {
 // TestKeyLines guards the scanner that finds a key's line, on the TOML
 // constructs that could fool it.
 func TestKeyLines(t *testing.T) {
+	t.Parallel()
 	src := `# comment [[route]] key = 1
 listen = ":443" # trailing [comment]
 notes = """
@@ -325,6 +332,7 @@ func FuzzParse(f *testing.F) {
 // TestDecodeOtherKinds guards the decoding of kinds no key has yet, for
 // the keys to come: unsigned integers, arrays and tables of numbers.
 func TestDecodeOtherKinds(t *testing.T) {
+	t.Parallel()
 	var v struct {
 		U  uint16           `toml:"u"`
 		N  []int            `toml:"n"`

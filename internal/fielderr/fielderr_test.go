@@ -8,6 +8,7 @@ import (
 // TestError guards the one-line form of a FieldError: file:line: key: msg,
 // leaving out what is not known.
 func TestError(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name string
 		e    FieldError
@@ -28,6 +29,7 @@ func TestError(t *testing.T) {
 // TestUnder guards Under: every FieldError in a join, nested or not, is
 // re-keyed under the prefix as a copy; other errors pass as they are.
 func TestUnder(t *testing.T) {
+	t.Parallel()
 	a := &FieldError{Key: "cert", Msg: "missing"}
 	other := errors.New("other")
 	err := Under("tls.", errors.Join(a, errors.Join(Errorf("acme.hosts", "%d", 1), other)))

@@ -6,6 +6,7 @@ import "testing"
 // headroom while little is live, half the live size when much is, within
 // the bounds.
 func TestGCPercent(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name    string
 		scanned uint64
@@ -20,6 +21,7 @@ func TestGCPercent(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			if got := gcPercent(tt.scanned); got != tt.want {
 				t.Errorf("gcPercent(%d) = %d, want %d", tt.scanned, got, tt.want)
 			}

@@ -10,6 +10,7 @@ import (
 // away, writes still go to the moved file until Reopen, then to a new file
 // at the path.
 func TestReopen(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	path, moved := filepath.Join(dir, "wssproxy.log"), filepath.Join(dir, "wssproxy.log.1")
 	l, err := Open(path)

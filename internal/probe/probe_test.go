@@ -108,6 +108,7 @@ func TestProbe(t *testing.T) {
 // TestProbeDNS guards the DNS step's failure, with a resolver whose server
 // is a closed port on loopback (no query leaves the machine).
 func TestProbeDNS(t *testing.T) {
+	t.Parallel()
 	closed := testutil.ClosedPort(t)
 	o, err := parseProbe([]string{"-timeout", "2s", "wss://no-such-host.invalid/wss"}, io.Discard)
 	if err != nil {
@@ -221,6 +222,7 @@ func TestProbeCertWithoutCN(t *testing.T) {
 // are real dials; the unreachable ones cannot be made on loopback, so they
 // are the errors the kernel's errno gives a dial, as package net wraps it.
 func TestDialProblem(t *testing.T) {
+	t.Parallel()
 	closed := testutil.ClosedPort(t)
 	_, refused := net.Dial("tcp", closed)
 	_, timeout := (&net.Dialer{Timeout: time.Nanosecond}).Dial("tcp", closed)

@@ -1,9 +1,11 @@
 package testutil
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -33,16 +35,44 @@ type Pebble struct {
 
 // StartPebble starts a CA that validates HTTP-01 on 127.0.0.1:httpPort and
 // TLS-ALPN-01 on 127.0.0.1:tlsPort, and issues certificates valid for
-// validity.
+// validity. It returns once the DNS server answers, the ACME directory is
+// served and the management interface serves the root.
+//
+// Neither program can listen on port 0 and report the port, so their ports
+// are picked free and closed again; another process (a second copy of the
+// suite) may take one in between, and the program then exits. Such a start
+// is tried again on new ports, twice at most.
 func StartPebble(t testing.TB, httpPort, tlsPort int, validity time.Duration) *Pebble {
 	t.Helper()
+	ctx := Context(t, time.Minute)
 	dir := moduleDir(t, "github.com/letsencrypt/pebble/v2")
+	for attempt := 1; ; attempt++ {
+		p, err := startPebble(t, ctx, dir, httpPort, tlsPort, validity)
+		if err == nil {
+			return p
+		}
+		if !errors.Is(err, errExited) || attempt == 3 {
+			t.Fatal(err)
+		}
+		t.Logf("pebble, attempt %d: %v; again on other ports", attempt, err)
+	}
+}
+
+// errExited is a program that exited before it was ready.
+var errExited = errors.New("exited before it was ready")
+
+func startPebble(t testing.TB, ctx context.Context, dir string, httpPort, tlsPort int, validity time.Duration) (*Pebble, error) {
+	t.Helper()
 	dns := freeDNSAddr(t)
-	dnsMgmt := freeTCPAddr(t)
-	start(t, &Logs{}, toolPath(t, "pebble-challtestsrv"), nil,
-		"-dnsserver", dns, "-management", dnsMgmt, "-defaultIPv4", "127.0.0.1", "-defaultIPv6", "",
+	dnsLogs := &Logs{}
+	dnsCmd, dnsDone := start(t, dnsLogs, toolPath(t, "pebble-challtestsrv"), nil,
+		"-dnsserver", dns, "-management", freeTCPAddr(t), "-defaultIPv4", "127.0.0.1", "-defaultIPv6", "",
 		"-http01", "", "-https01", "", "-tlsalpn01", "", "-doh", "")
-	waitTCP(t, dnsMgmt)
+	stopDNS := func() { dnsCmd.Process.Kill(); <-dnsDone }
+	if err := waitReady(ctx, "pebble-challtestsrv", dnsLogs, dnsDone, func() error { return resolves(ctx, dns) }); err != nil {
+		stopDNS()
+		return nil, err
+	}
 
 	p := &Pebble{APIRoots: filepath.Join(dir, "test/certs/pebble.minica.pem"), mgmt: freeTCPAddr(t), logs: &Logs{}}
 	api := freeTCPAddr(t)
@@ -69,8 +99,22 @@ func StartPebble(t testing.TB, httpPort, tlsPort int, validity time.Duration) *P
 	p.cmd, p.done = start(t, p.logs, toolPath(t, "pebble"),
 		[]string{"PEBBLE_VA_NOSLEEP=1", "PEBBLE_WFE_NONCEREJECT=0"},
 		"-config", cfgFile, "-strict", "-dnsserver", dns)
-	waitTCP(t, api)
-	return p
+	client := p.apiClient(t)
+	defer client.CloseIdleConnections()
+	// Pebble opens its management listener in a goroutine of its own, so
+	// the API answering says nothing of it: wait for both.
+	err := waitReady(ctx, "pebble", p.logs, p.done, func() error {
+		if err := getBody(ctx, client, p.DirectoryURL, "newNonce"); err != nil {
+			return err
+		}
+		return getBody(ctx, client, "https://"+p.mgmt+"/roots/0", "-----BEGIN CERTIFICATE-----")
+	})
+	if err != nil {
+		p.Stop()
+		stopDNS()
+		return nil, err
+	}
+	return p, nil
 }
 
 // Stop stops the CA, so that a test can prove nothing more is asked of it.
@@ -86,15 +130,9 @@ func (p *Pebble) Logs() string { return p.logs.String() }
 // start), read from its management interface.
 func (p *Pebble) Roots(t testing.TB) *x509.CertPool {
 	t.Helper()
-	api, err := os.ReadFile(p.APIRoots)
-	if err != nil {
-		t.Fatal(err)
-	}
-	apiPool := x509.NewCertPool()
-	apiPool.AppendCertsFromPEM(api)
-	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: apiPool}}
-	defer tr.CloseIdleConnections()
-	resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Get("https://" + p.mgmt + "/roots/0")
+	client := p.apiClient(t)
+	defer client.CloseIdleConnections()
+	resp, err := client.Get("https://" + p.mgmt + "/roots/0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,6 +143,20 @@ func (p *Pebble) Roots(t testing.TB) *x509.CertPool {
 		t.Fatalf("pebble root: %s", root)
 	}
 	return pool
+}
+
+// apiClient is a client that trusts the certificate of Pebble's API and
+// management interface.
+func (p *Pebble) apiClient(t testing.TB) *http.Client {
+	t.Helper()
+	api, err := os.ReadFile(p.APIRoots)
+	if err != nil {
+		t.Fatal(err)
+	}
+	apiPool := x509.NewCertPool()
+	apiPool.AppendCertsFromPEM(api)
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: apiPool}}
+	return &http.Client{Transport: tr, Timeout: 10 * time.Second}
 }
 
 // start runs a program until the test ends, its output into logs.
@@ -177,21 +229,63 @@ func freeDNSAddr(t testing.TB) string {
 	return ""
 }
 
-// waitTCP waits until something accepts connections on addr.
-func waitTCP(t testing.TB, addr string) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+// waitReady waits until ready returns nil, trying again every 20 ms (a
+// port that starts to answer gives no event), and fails when the program,
+// whose output is logs, exits first (done is closed) or ctx ends.
+func waitReady(ctx context.Context, name string, logs *Logs, done <-chan struct{}, ready func() error) error {
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
 	for {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
+		err := ready()
 		if err == nil {
-			c.Close()
-			return
+			return nil
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("nothing listens on %s: %v", addr, err)
+		select {
+		case <-done:
+			return fmt.Errorf("%s %w: %v\n%s", name, errExited, err, logs)
+		case <-ctx.Done():
+			return fmt.Errorf("%s not ready: %v\n%s", name, err, logs)
+		case <-tick.C:
 		}
-		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// resolves asks the DNS server at addr, over TCP, for a name's A record:
+// pebble-challtestsrv answers every name with 127.0.0.1.
+func resolves(ctx context.Context, addr string) error {
+	r := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "tcp", addr)
+	}}
+	qctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	ips, err := r.LookupIP(qctx, "ip4", "ready.wssproxy.test")
+	if err != nil {
+		return err
+	}
+	if len(ips) != 1 || !ips[0].Equal(net.IPv4(127, 0, 0, 1)) {
+		return fmt.Errorf("DNS answered %v, want 127.0.0.1", ips)
+	}
+	return nil
+}
+
+// getBody GETs url and checks that the answer is a 200 whose body holds
+// want.
+func getBody(ctx context.Context, client *http.Client, url, want string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), want) {
+		return fmt.Errorf("GET %s: %s %.200q", url, resp.Status, body)
+	}
+	return nil
 }
 
 // Port is the port of a "host:port" address.

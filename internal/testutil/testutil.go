@@ -149,10 +149,39 @@ func Context(t testing.TB, d time.Duration) context.Context {
 	return ctx
 }
 
+// Deadline returns a context that ends with the test, or a little before
+// the test binary's own deadline (go test -timeout, 10 minutes by
+// default), whichever comes first. It bounds the waits of a long test
+// under load (a thousand tunnels, a drain) that only fail to end when
+// something is broken: no time of its own that a machine busy with a
+// second copy of the suite could outlast, and the test still fails with
+// its own message rather than the binary's panic. With -timeout 0 it ends
+// only with the test.
+func Deadline(t *testing.T) context.Context {
+	end, ok := t.Deadline()
+	if !ok {
+		ctx, cancel := context.WithCancel(context.Background())
+		t.Cleanup(cancel)
+		return ctx
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), end.Add(-time.Until(end)/20))
+	t.Cleanup(cancel)
+	return ctx
+}
+
 // CheckLeaks fails the test if, once everything else registered with
 // t.Cleanup has run, goroutines started during the test are still running
 // or the process holds more open files than when CheckLeaks was called.
 // Call it first, so that its cleanup runs last.
+//
+// It counts the whole process, so it is only valid in a serial test (one
+// that never calls t.Parallel, nor has a parent that does): go test runs
+// a package's serial tests one by one, then its parallel tests together,
+// and any goroutine or file of a test running beside this one would count
+// as this one's leak, or hide it. A parallel test checks its own objects
+// instead (that its server has no tunnel open, that its process exits
+// cleanly), and goleak.VerifyTestMain in TestMain checks the package's
+// goroutines once every test has ended.
 func CheckLeaks(t testing.TB) {
 	t.Helper()
 	ignore := goleak.IgnoreCurrent()

@@ -9,6 +9,7 @@ import (
 // and http, none for other schemes) and that a URL's own port wins,
 // IPv6 literals kept in brackets.
 func TestHostPort(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name, url, want, port string
 	}{

@@ -102,6 +102,7 @@ func randomFrames(r *rand.Rand, masked bool) (stream []byte, frames int) {
 // cut into random chunks, comes out byte for byte, with the same frames
 // seen as when scanned whole.
 func TestScannerPassesThrough(t *testing.T) {
+	t.Parallel()
 	r := rand.New(rand.NewPCG(1, 2))
 	for i := range 120 {
 		masked := i%2 == 0
@@ -124,6 +125,7 @@ func TestScannerPassesThrough(t *testing.T) {
 // TestScannerConsumes guards that a consumed control frame, and nothing
 // else, is removed from the stream, wherever the chunks are cut.
 func TestScannerConsumes(t *testing.T) {
+	t.Parallel()
 	mask := &[4]byte{1, 2, 3, 4}
 	before := AppendFrame(nil, OpText, []byte("hello"), mask)
 	pong := AppendFrame(nil, OpPong, []byte("wssproxy-1"), mask)
@@ -185,6 +187,7 @@ func (l *limitHooks) Malformed(h Header) { l.events = append(l.events, "malforme
 //     follow are still followed, so the peer's close reply is seen;
 //   - a close frame over 125 bytes is still recognised as a control frame.
 func TestScannerLimits(t *testing.T) {
+	t.Parallel()
 	mask := &[4]byte{9, 8, 7, 6}
 	start := AppendFrame(nil, OpText, make([]byte, 100), mask)
 	start[0] &^= 0x80 // not FIN: a continuation follows

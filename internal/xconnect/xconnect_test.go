@@ -5,6 +5,7 @@ import "testing"
 // TestWithXConnect guards how GODEBUG is rewritten: http2xconnect added
 // or removed, every other setting kept in order.
 func TestWithXConnect(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name, in string
 		on       bool
