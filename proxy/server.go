@@ -64,7 +64,7 @@ type Server struct {
 	pmu       sync.Mutex
 	pending   int                   // HTTP/1 connections that may bring a request (conn.go)
 	answered  chan struct{}         // closed when pending reaches 0, while a drain waits
-	listeners map[net.Listener]bool // being served, guarded by pmu
+	listeners map[*trackListener]*drainListener // being served, guarded by pmu
 	serving   sync.WaitGroup        // Serve loops running: Add under pmu while not draining
 	cmu       sync.Mutex
 	rateLogs  []*rateLog // of every bounded listener, flushed at shutdown
@@ -246,17 +246,27 @@ func (s *Server) Apply(c *Compiled) error {
 // first when the configuration says so. Its connections count against
 // max_client_connections. It returns as Serve does.
 func (s *Server) ServeTLS(ln net.Listener, config *tls.Config) error {
-	return s.serve(tls.NewListener(s.proxyListener(s.limitListener(ln, "tls", nil)), config))
+	dl := newDrainListener(ln)
+	if dl != nil {
+		ln = dl
+	}
+	return s.serve(tls.NewListener(s.proxyListener(s.limitListener(ln, "tls", nil)), config), dl)
 }
 
 // Serve accepts connections on ln until Shutdown, within
 // max_client_connections. It returns ErrShuttingDown after Shutdown, and
 // other errors from ln.
 func (s *Server) Serve(ln net.Listener) error {
-	return s.serve(s.limitListener(ln, "http", nil))
+	dl := newDrainListener(ln)
+	if dl != nil {
+		ln = dl
+	}
+	return s.serve(s.limitListener(ln, "http", nil), dl)
 }
 
-func (s *Server) serve(ln net.Listener) error {
+// serve serves ln; dl, if not nil, is its socket, whose queue a Shutdown
+// takes before it closes (acceptdrain.go).
+func (s *Server) serve(ln net.Listener, dl *drainListener) error {
 	tl := &trackListener{Listener: ln, s: s}
 	s.pmu.Lock()
 	if s.Draining() { // stop has closed the listeners already
@@ -265,9 +275,9 @@ func (s *Server) serve(ln net.Listener) error {
 		return ErrShuttingDown
 	}
 	if s.listeners == nil {
-		s.listeners = make(map[net.Listener]bool)
+		s.listeners = make(map[*trackListener]*drainListener)
 	}
-	s.listeners[tl] = true
+	s.listeners[tl] = dl
 	s.serving.Add(1)
 	s.pmu.Unlock()
 	defer func() {
@@ -308,7 +318,7 @@ func (s *Server) UpgradeDrain() time.Duration { return s.state.Load().cfg.Upgrad
 // returns when the last tunnel has ended or ctx is done.
 func (s *Server) Handover(ctx context.Context) error {
 	cfg := s.state.Load().cfg
-	return s.stop(ctx, &drainPlan{code: tunnel.CloseServiceRestart, text: "server restarting", spread: cfg.UpgradeDrain})
+	return s.stop(ctx, &drainPlan{code: tunnel.CloseServiceRestart, text: "server restarting", spread: cfg.UpgradeDrain, handover: true})
 }
 
 // Shutdown stops accepting connections, sends every tunnel's client and
@@ -332,8 +342,12 @@ func (s *Server) stop(ctx context.Context, plan *drainPlan) error {
 	s.stopDrain()
 	s.drainTunnels(plan)
 	s.pmu.Lock()
-	for ln := range s.listeners {
-		ln.Close()
+	for tl, dl := range s.listeners {
+		// A Shutdown takes what the kernel has queued first; a Handover
+		// leaves it to the new process, which holds the same sockets.
+		if plan.handover || dl == nil || !dl.stopAccepting() {
+			tl.Close()
+		}
 	}
 	s.pmu.Unlock()
 	// Once every Serve loop has returned, every connection they accepted

@@ -40,9 +40,10 @@ type openTunnel struct {
 // and reason both peers get, and the window the close frames are spread
 // over (each tunnel's at a random moment in it).
 type drainPlan struct {
-	code   int
-	text   string
-	spread time.Duration
+	code     int
+	text     string
+	spread   time.Duration
+	handover bool // a new process takes the listeners over
 }
 
 // runTunnel starts the tunnel between client (a hijacked connection or an

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/wssproxy/wssproxy/internal/config"
@@ -57,6 +58,23 @@ type runner struct {
 type listener struct {
 	net.Listener
 	retired atomic.Bool
+}
+
+// SetDeadline and SyscallConn reach the socket, so that a shutdown can
+// take the connections queued on it before it closes (proxy's
+// acceptdrain.go).
+func (l *listener) SetDeadline(t time.Time) error {
+	if d, ok := l.Listener.(interface{ SetDeadline(time.Time) error }); ok {
+		return d.SetDeadline(t)
+	}
+	return errors.ErrUnsupported
+}
+
+func (l *listener) SyscallConn() (syscall.RawConn, error) {
+	if sc, ok := l.Listener.(syscall.Conn); ok {
+		return sc.SyscallConn()
+	}
+	return nil, errors.ErrUnsupported
 }
 
 func (r *runner) fail(l *listener, err error) {
