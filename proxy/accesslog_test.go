@@ -20,7 +20,7 @@ import (
 // close frame's code and who sent it) and one per plain request; a
 // refused plain request gets exactly one line.
 func TestAccessLog(t *testing.T) {
-	testutil.CheckLeaks(t)
+	t.Parallel()
 	ctx := testutil.Context(t, 10*time.Second)
 	logs := &testutil.Logs{}
 	srv, err := proxy.New(proxy.Config{Routes: []proxy.Route{

@@ -14,6 +14,7 @@ import (
 // without reading. Closing the connections must end the tunnel, long
 // before send_timeout.
 func TestCloseBothBlocked(t *testing.T) {
+	t.Parallel()
 	ctx := testutil.Context(t, 20*time.Second)
 	backend := rawBackend(t, func(conn net.Conn) {
 		defer conn.Close()

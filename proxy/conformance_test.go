@@ -224,7 +224,7 @@ func runCase(t *testing.T, conn net.Conn, c confCase) []byte {
 // proxy as directly, and the backend sees the same end (or the one the case
 // documents).
 func TestConformance(t *testing.T) {
-	testutil.CheckLeaks(t)
+	t.Parallel()
 	ctx := testutil.Context(t, 120*time.Second)
 	backend, ends := confBackend(t)
 	e := startProxy(t, route("/wss", "ws://"+backend))
@@ -367,7 +367,7 @@ func readClientFrame(br *bufio.Reader) (byte, []byte, error) {
 // bytes is recognised as a close. The valid closes are the control: they
 // are echoed both ways.
 func TestCloseAnsweredByDrop(t *testing.T) {
-	testutil.CheckLeaks(t)
+	t.Parallel()
 	ctx := testutil.Context(t, 60*time.Second)
 	backend, ends := dropBackend(t)
 	e := startProxy(t, route("/wss", "ws://"+backend))

@@ -21,7 +21,7 @@ import (
 // PHP and Workerman fold into X-Real-IP and X-Forwarded-For) are dropped
 // unless the route sets underscores_in_headers.
 func TestForgedClientHeaders(t *testing.T) {
-	testutil.CheckLeaks(t)
+	t.Parallel()
 	ctx := testutil.Context(t, 20*time.Second)
 	rec := &recorder{}
 	backend := "ws://" + testutil.Serve(t, rec)

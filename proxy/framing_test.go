@@ -34,6 +34,7 @@ func feedSplit(f *framing, stream []byte, rng *rand.Rand) {
 // after them is found, and lost (vouching for nothing after) on what it
 // does not follow exactly. Every stream is also fed one byte at a time.
 func TestFramingFollowsRequests(t *testing.T) {
+	t.Parallel()
 	const get = "GET /b HTTP/1.1\r\nHost: x\r\n\r\n"
 	chunked := "POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
 	for _, tc := range []struct {

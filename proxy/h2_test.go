@@ -23,7 +23,7 @@ import (
 // §3), and the flow-control windows that keep one stuck stream from
 // stalling the others (a connection window of every stream's window).
 func TestH2Settings(t *testing.T) {
-	testutil.CheckLeaks(t)
+	t.Parallel()
 	ctx := testutil.Context(t, 10*time.Second)
 	e := startProxy(t, route("/wss", echoBackend(t, echo.Options{})))
 	h := e.h2Raw(t, ctx)
@@ -59,7 +59,7 @@ func TestH2Settings(t *testing.T) {
 // refusal relayed as it is; 400 for another :protocol; 426 for another
 // version; 405 for a plain CONNECT.
 func TestH2Handshake(t *testing.T) {
-	testutil.CheckLeaks(t)
+	t.Parallel()
 	ctx := testutil.Context(t, 20*time.Second)
 	refuser := testutil.Serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Backend", "says no")
@@ -139,7 +139,7 @@ func TestH2Handshake(t *testing.T) {
 // HTTP/1.1. (That nothing is advertised is the binary's part: it starts
 // without GODEBUG=http2xconnect=1; cmd/wssproxy tests it.)
 func TestH2WebSocketsOff(t *testing.T) {
-	testutil.CheckLeaks(t)
+	t.Parallel()
 	ctx := testutil.Context(t, 10*time.Second)
 	off := false
 	cfg := route("/wss", echoBackend(t, echo.Options{}))

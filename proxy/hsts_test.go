@@ -23,7 +23,7 @@ import (
 // 101, and never over a plain-HTTP listener. Without HSTS a backend's own
 // header passes untouched.
 func TestHSTSResponses(t *testing.T) {
-	testutil.CheckLeaks(t)
+	t.Parallel()
 	ctx := testutil.Context(t, 20*time.Second)
 	const ours, theirs = "max-age=31536000; includeSubDomains", "max-age=5"
 	backend := testutil.Serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -10,6 +10,7 @@ import (
 // and spacing; nothing misspelt, repeated, valueless where a value is
 // needed, or able to break the header line.
 func TestCheckHSTS(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name, value, err string // err: "" when accepted
 	}{

@@ -85,7 +85,7 @@ func pool(b ...*tagged) []string {
 
 // TestRoundRobin guards round_robin: handshakes spread by weight, exactly.
 func TestRoundRobin(t *testing.T) {
-	testutil.CheckLeaks(t)
+	t.Parallel()
 	ctx := testutil.Context(t, 20*time.Second)
 	a, b, c := newTagged(t, "a"), newTagged(t, "b"), newTagged(t, "c")
 	e := startProxy(t, proxy.Config{Routes: []proxy.Route{{Path: "/wss",
@@ -104,7 +104,7 @@ func TestRoundRobin(t *testing.T) {
 // TestLeastConn guards least_conn: a new tunnel goes to the backend with
 // the fewest open ones.
 func TestLeastConn(t *testing.T) {
-	testutil.CheckLeaks(t)
+	t.Parallel()
 	ctx := testutil.Context(t, 20*time.Second)
 	a, b := newTagged(t, "a"), newTagged(t, "b")
 	e := startProxy(t, proxy.Config{Routes: []proxy.Route{{Path: "/wss", Backends: pool(a, b), Balance: "least_conn"}}})
@@ -136,7 +136,7 @@ func TestLeastConn(t *testing.T) {
 // over all of them, and when one backend stops only its own clients move.
 // Client addresses come from X-Forwarded-For through a trusted proxy.
 func TestIPHash(t *testing.T) {
-	testutil.CheckLeaks(t)
+	t.Parallel()
 	ctx := testutil.Context(t, 30*time.Second)
 	bs := []*tagged{newTagged(t, "a"), newTagged(t, "b"), newTagged(t, "c"), newTagged(t, "d")}
 	e := startProxy(t, proxy.Config{TrustedProxies: []string{"127.0.0.1"},
@@ -179,7 +179,7 @@ func TestIPHash(t *testing.T) {
 // handshake still succeeds (the next backend is tried), and tunnels on the
 // other backend are untouched.
 func TestBackendDiesMidRun(t *testing.T) {
-	testutil.CheckLeaks(t)
+	t.Parallel()
 	ctx := testutil.Context(t, 20*time.Second)
 	a, b := newTagged(t, "a"), newTagged(t, "b")
 	e := startProxy(t, proxy.Config{Routes: []proxy.Route{{Path: "/wss", Backends: pool(a, b)}}})
@@ -211,7 +211,7 @@ func TestBackendDiesMidRun(t *testing.T) {
 // is taken out after max_fails failed dials and tried again after
 // fail_timeout.
 func TestPassiveHealth(t *testing.T) {
-	testutil.CheckLeaks(t)
+	t.Parallel()
 	ctx := testutil.Context(t, 20*time.Second)
 	a := newTagged(t, "a")
 	sock := filepath.Join(t.TempDir(), "b.sock") // nothing listens there yet
@@ -235,6 +235,7 @@ func TestPassiveHealth(t *testing.T) {
 	}
 	b := &tagged{name: "b", ln: ln, addr: sock}
 	serveTagged(t, b)
+	waitFor(t, ctx, "fail_timeout to pass", func() bool { return backendStatus(t, e.srv, "ws+unix://"+sock).Up })
 	for {
 		name, c := e.via(t, ctx, nil)
 		c.CloseNow()
@@ -265,9 +266,10 @@ func serveTagged(t *testing.T, b *tagged) {
 // unhealthy_threshold checks, open tunnels to it stay, and it comes back
 // after healthy_threshold passes.
 func TestActiveHealth(t *testing.T) {
+	t.Parallel()
 	for _, path := range []string{"/health", ""} {
 		t.Run("health_path="+path, func(t *testing.T) {
-			testutil.CheckLeaks(t)
+			t.Parallel()
 			ctx := testutil.Context(t, 20*time.Second)
 			a, b := newTagged(t, "a"), newTagged(t, "b")
 			e := startProxy(t, proxy.Config{Routes: []proxy.Route{{Path: "/wss", Backends: pool(a, b),
@@ -283,7 +285,8 @@ func TestActiveHealth(t *testing.T) {
 				}
 			}
 			b.healthy.Store(false)
-			e.logs.Wait(t, ctx, `backend unhealthy: out of rotation.*`+b.addr)
+			waitFor(t, ctx, "b out of rotation", func() bool { return !backendStatus(t, e.srv, "ws://"+b.addr).Up })
+			e.logs.Wait(t, ctx, `backend unhealthy: out of rotation.*`+b.addr) // logged just after
 			for range 6 {
 				name, c := e.via(t, ctx, nil)
 				c.CloseNow()
@@ -293,6 +296,7 @@ func TestActiveHealth(t *testing.T) {
 			}
 			roundTrip(t, ctx, tunnel, websocket.MessageText, []byte("still here"))
 			b.healthy.Store(true)
+			waitFor(t, ctx, "b back in rotation", func() bool { return backendStatus(t, e.srv, "ws://"+b.addr).Up })
 			e.logs.Wait(t, ctx, `backend healthy: back in rotation.*`+b.addr)
 			for {
 				name, c := e.via(t, ctx, nil)
@@ -309,7 +313,7 @@ func TestActiveHealth(t *testing.T) {
 // (ws+unix:// and the socket key) and wss:// verified with backend_ca and
 // backend_server_name. Each completes the seeds' exchange.
 func TestUnixAndWSSBackends(t *testing.T) {
-	testutil.CheckLeaks(t)
+	t.Parallel()
 	ctx := testutil.Context(t, 20*time.Second)
 	sock := filepath.Join(t.TempDir(), "ws.sock")
 	uln, err := net.Listen("unix", sock)

@@ -40,7 +40,7 @@ func (e *env) proxyClient(version byte, src string) *http.Client {
 // (X-Real-IP, X-Forwarded-For); from any other peer a PROXY header is
 // refused, and without one that peer is served as itself.
 func TestProxyProtocolIn(t *testing.T) {
-	testutil.CheckLeaks(t)
+	t.Parallel()
 	ctx := testutil.Context(t, 10*time.Second)
 	rec := &recorder{}
 	backend := "ws://" + testutil.Serve(t, rec)
@@ -96,7 +96,7 @@ func TestProxyProtocolIn(t *testing.T) {
 // peer the client comes from X-Forwarded-For (walked past trusted hops),
 // X-Forwarded-For is appended to, and Forwarded is set when asked for.
 func TestTrustedProxies(t *testing.T) {
-	testutil.CheckLeaks(t)
+	t.Parallel()
 	ctx := testutil.Context(t, 10*time.Second)
 	rec := &recorder{}
 	e := startProxy(t, proxy.Config{TrustedProxies: []string{"127.0.0.1", "10.0.0.0/8"},
@@ -120,9 +120,10 @@ func TestTrustedProxies(t *testing.T) {
 // starts with a PROXY header carrying the client's address, for WebSocket
 // and plain requests alike.
 func TestProxyProtocolOut(t *testing.T) {
+	t.Parallel()
 	for _, version := range []string{"v1", "v2"} {
 		t.Run(version, func(t *testing.T) {
-			testutil.CheckLeaks(t)
+			t.Parallel()
 			ctx := testutil.Context(t, 10*time.Second)
 			got := make(chan string, 2)
 			backend := rawBackend(t, func(c net.Conn) {

@@ -16,9 +16,10 @@ import (
 // other side gets its data and then a close frame. Each way, many times,
 // since the two arrive in one wake-up only some of the time.
 func TestEndRightAfterData(t *testing.T) {
+	t.Parallel()
 	const rounds = 12
 	t.Run("backend", func(t *testing.T) {
-		testutil.CheckLeaks(t)
+		t.Parallel()
 		ctx := testutil.Context(t, 60*time.Second)
 		backend := rawBackend(t, func(conn net.Conn) {
 			defer conn.Close()
@@ -49,7 +50,7 @@ func TestEndRightAfterData(t *testing.T) {
 		waitTunnels(t, ctx, e, 0)
 	})
 	t.Run("client", func(t *testing.T) {
-		testutil.CheckLeaks(t)
+		t.Parallel()
 		ctx := testutil.Context(t, 60*time.Second)
 		type end struct {
 			msg string

@@ -11,6 +11,7 @@ import (
 // and ports are understood, and malformed input never yields an address
 // the client chose.
 func TestClientAddress(t *testing.T) {
+	t.Parallel()
 	st := &state{cfg: Config{}}
 	st.trusted, _ = parsePrefixes([]string{"10.0.0.0/8", "192.0.2.1", "2001:db8::/32"})
 	cf := &state{cfg: Config{RealIPHeader: "CF-Connecting-IP"}, trusted: st.trusted}

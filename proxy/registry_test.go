@@ -36,7 +36,7 @@ func backendStatus(t *testing.T, srv *proxy.Server, name string) proxy.BackendSt
 // tunnels go to the backend that has none rather than to the one that
 // holds them all.
 func TestLeastConnAfterReload(t *testing.T) {
-	testutil.CheckLeaks(t)
+	t.Parallel()
 	ctx := testutil.Context(t, 20*time.Second)
 	a, b := newTagged(t, "a"), newTagged(t, "b")
 	cfg := proxy.Config{Routes: []proxy.Route{{Path: "/wss", Backends: pool(a, b), Balance: "least_conn"}}}
@@ -75,6 +75,7 @@ func TestLeastConnAfterReload(t *testing.T) {
 // rotation, by failed dials (max_fails) or by active checks, is still out
 // after a reload that names it again, and gets no handshake.
 func TestHealthSurvivesReload(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name   string
 		active bool
@@ -83,7 +84,7 @@ func TestHealthSurvivesReload(t *testing.T) {
 		{"active", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			testutil.CheckLeaks(t)
+			t.Parallel()
 			ctx := testutil.Context(t, 20*time.Second)
 			a := newTagged(t, "a")
 			one := 1
@@ -104,12 +105,13 @@ func TestHealthSurvivesReload(t *testing.T) {
 			e := startProxy(t, cfg)
 			if tc.active {
 				b.healthy.Store(false)
-				e.logs.Wait(t, ctx, `backend unhealthy: out of rotation.*`+b.addr)
+				waitFor(t, ctx, "b out of rotation", func() bool { return !backendStatus(t, e.srv, down).Up })
+				e.logs.Wait(t, ctx, `backend unhealthy: out of rotation.*`+b.addr) // logged just after
 				// From now on no check of b ends before the test does: a
 				// reload that forgot the result would show b up.
 				b.hang.Store(true)
 			} else {
-				for len(e.logs.Lines("backend out of rotation", down)) == 0 {
+				for backendStatus(t, e.srv, down).Up {
 					_, c := e.via(t, ctx, nil)
 					c.CloseNow()
 				}
@@ -138,7 +140,7 @@ func TestHealthSurvivesReload(t *testing.T) {
 // a route's open tunnels include those opened before the reload, so they
 // add up to the wssproxy_tunnels_open metric and OpenTunnels.
 func TestStatusAfterReload(t *testing.T) {
-	testutil.CheckLeaks(t)
+	t.Parallel()
 	ctx := testutil.Context(t, 20*time.Second)
 	cfg := route("/wss", echoBackend(t, echo.Options{}))
 	e := startProxy(t, cfg)
@@ -196,7 +198,7 @@ func newConnCounter(t *testing.T) *connCounter {
 // connection (each used to keep a pool, and its idle connections for 90
 // s, of its own), and a reload that drops the backend closes it.
 func TestReloadKeepsBackendConnections(t *testing.T) {
-	testutil.CheckLeaks(t)
+	t.Parallel()
 	ctx := testutil.Context(t, 20*time.Second)
 	back := newConnCounter(t)
 	cfg := proxy.Config{Routes: []proxy.Route{{Path: "/", Backend: "http://" + back.addr}}}
@@ -242,6 +244,9 @@ func TestReloadKeepsBackendConnections(t *testing.T) {
 // (ErrShuttingDown) and starts nothing, rather than health checks that
 // no one waits for.
 func TestReloadAfterClose(t *testing.T) {
+	// Not parallel: the health checker it guards against would be a
+	// goroutine of no server's, which only the process-wide CheckLeaks
+	// names.
 	testutil.CheckLeaks(t)
 	cfg := proxy.Config{Routes: []proxy.Route{{Path: "/wss", Backend: "ws://" + testutil.ClosedPort(t), HealthInterval: time.Hour}}}
 	srv, err := proxy.New(cfg, nil)

@@ -13,6 +13,7 @@ import (
 // TestRouterMatch guards prefix matching at segment boundaries, exact
 // routes, host and wildcard routes, and longest-match precedence.
 func TestRouterMatch(t *testing.T) {
+	t.Parallel()
 	routes := []Route{
 		{Path: "/wss", Backend: "ws://a:1"},                              // 1
 		{Path: "= /wss", Backend: "ws://a:2"},                            // 2
@@ -68,6 +69,7 @@ func TestRouterMatch(t *testing.T) {
 
 // TestTargetPath guards the path a backend receives.
 func TestTargetPath(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		route      Route
 		path, want string
@@ -102,6 +104,7 @@ func testRoute(t *testing.T, i int, r Route) *route {
 
 // TestCleanPath guards dot-segment and slash normalisation.
 func TestCleanPath(t *testing.T) {
+	t.Parallel()
 	for in, want := range map[string]string{
 		"": "/", "/": "/", "/wss": "/wss", "/wss/": "/wss/", "//wss//a": "/wss/a",
 		"/wss/../admin": "/admin", "/../../etc": "/etc", "/a/./b/": "/a/b/", "wss": "/wss",
@@ -115,6 +118,7 @@ func TestCleanPath(t *testing.T) {
 // TestCompile guards that Compile, the only validator, reports every bad
 // value, each as a *FieldError naming its key, and compiles a good Config.
 func TestCompile(t *testing.T) {
+	t.Parallel()
 	cfg := Config{
 		DialTimeout:          -1,
 		MaxClientConnections: -1,

@@ -16,6 +16,7 @@ import (
 // dialed, as for backend, and only those refusing are returned, by name as
 // configured; a static route and a route out of range have none.
 func TestUnreachable(t *testing.T) {
+	t.Parallel()
 	ctx := testutil.Context(t, 10*time.Second)
 	live := echoBackend(t, echo.Options{})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
