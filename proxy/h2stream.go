@@ -178,8 +178,14 @@ func (s *h2Stream) Write(p []byte) (int, error) {
 	if err == nil {
 		err = s.flush()
 	}
-	if err != nil && s.closed.Load() {
+	switch {
+	case err == nil:
+	case s.closed.Load():
 		err = net.ErrClosed
+	case s.timedOut.Load():
+		// The stream's own send_timeout reset it (onDeadline): whatever
+		// Go's server says of the reset, the peer was not reading.
+		err = os.ErrDeadlineExceeded
 	}
 	return n, err
 }

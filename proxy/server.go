@@ -138,8 +138,10 @@ func (c *Compiled) Server(logger *slog.Logger) *Server {
 			MaxReceiveBufferPerConnection: h2ConnWindow,
 			// A connection that takes no byte for this long is closed: a
 			// stream's send_timeout resets the stream, which cannot help
-			// when the connection itself is full.
-			WriteByteTimeout: maxSendTimeout(&cfg),
+			// when the connection itself is full. A quarter longer than
+			// the longest send_timeout, so that a stream's own timer,
+			// which names its peer as not reading, comes first.
+			WriteByteTimeout: maxSendTimeout(&cfg) * 5 / 4,
 		}
 	case cfg.H2WebSockets():
 		s.log.Warn("http2_websockets: extended CONNECT is off in this process (GODEBUG lacks http2xconnect=1 at start); WebSockets use HTTP/1.1")

@@ -13,6 +13,8 @@ import (
 	"os"
 	"sync"
 	"time"
+
+	"github.com/wssproxy/wssproxy/internal/tunnel"
 )
 
 // serveWebSocket forwards a client's opening handshake to the route's
@@ -95,6 +97,11 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, st *stat
 		// The stream's 200 carries the backend's 101 headers: the chosen
 		// subprotocol and extensions, cookies.
 		if err := answerH2(w, resp); err != nil {
+			// The client left (a reset stream) as it was answered; the
+			// backend has upgraded, so it is told as a tunnel would tell
+			// it, not left to find its connection dropped.
+			backend.SetWriteDeadline(time.Now().Add(rt.handshakeTimeout))
+			backend.Write(tunnel.CloseFrame(tunnel.CloseGoingAway, "client went away", true))
 			backend.Close()
 			s.log.Debug("client gone before upgrade", "route", rt.name, "client_ip", ip, "error", err)
 			return

@@ -72,6 +72,10 @@ func (h *hooks) Malformed(wsframe.Header) {
 	h.t.Shut(ProtocolError, CloseProtocol, CloseProtocol, "invalid frame length")
 }
 
+// CloseFrame is a close frame with code and reason, masked if mask (as
+// frames to a backend are).
+func CloseFrame(code int, reason string, mask bool) []byte { return closeFrame(code, reason, mask) }
+
 // closeFrame is a close frame with code and reason, masked if mask.
 func closeFrame(code int, reason string, mask bool) []byte {
 	payload := binary.BigEndian.AppendUint16(make([]byte, 0, 2+len(reason)), uint16(code))

@@ -71,7 +71,8 @@ func (k *keeper) fire() {
 	}
 	if k.waiting {
 		if last == k.mark {
-			k.t.deadPeer(k.s, pick(k.s, ClientUnresponsive, BackendUnresponsive))
+			r := pick(k.s, ClientUnresponsive, BackendUnresponsive)
+			k.t.deadPeer(k.s, r, r.String())
 			return
 		}
 		k.waiting = false

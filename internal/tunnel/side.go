@@ -59,12 +59,20 @@ func (s *side) write(b []byte) (int, error) {
 		}
 	}
 	n, err := s.conn.Write(b)
-	if err != nil && s.dropped.Load() {
+	switch {
+	case err == nil:
+	case s.dropped.Load():
 		err = nil // the proxy closed it on purpose
-	}
-	if errors.Is(err, os.ErrDeadlineExceeded) {
-		s.t.deadPeer(s, pick(s, ClientNotReading, BackendNotReading))
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		r := pick(s, ClientNotReading, BackendNotReading)
+		s.t.deadPeer(s, r, r.String())
 		err = nil // s is dropped; the tunnel goes on with the other side
+	default:
+		// s is gone (reset, or an HTTP/2 stream whose connection ended):
+		// it is its peer's doing, as if it had vanished, and the other
+		// side is told so; the pump writing here reads on for its reply.
+		s.t.deadPeer(s, pick(s, ClientVanished, BackendVanished), pick(s, "client went away", "backend went away"))
+		err = nil
 	}
 	return n, err
 }

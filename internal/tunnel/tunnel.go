@@ -350,15 +350,15 @@ func (t *Tunnel) ShutAfter(d time.Duration, r Reason, toClient, toBackend int, t
 }
 
 // deadPeer ends the tunnel for a side found dead (r says how): it is
-// dropped, and the other side gets a close frame: 1014 to the client when
-// the backend died, 1001 to the backend when the client did.
-func (t *Tunnel) deadPeer(s *side, r Reason) {
+// dropped, and the other side gets a close frame with text: 1014 to the
+// client when the backend died, 1001 to the backend when the client did.
+func (t *Tunnel) deadPeer(s *side, r Reason, text string) {
 	toClient, toBackend := 0, CloseGoingAway
 	if s == t.backend {
 		toClient, toBackend = CloseBadGateway, 0
 	}
 	t.setReason(r)
-	t.Shut(r, toClient, toBackend, r.String())
+	t.Shut(r, toClient, toBackend, text)
 	// Already shutting (its close frame is what could not be written):
 	// drop it all the same.
 	s.proxyClosed.Store(true)
