@@ -62,10 +62,10 @@ type Server struct {
 	clients connBudget // max_client_connections (connlimit.go)
 
 	pmu       sync.Mutex
-	pending   int                   // HTTP/1 connections that may bring a request (conn.go)
-	answered  chan struct{}         // closed when pending reaches 0, while a drain waits
+	pending   int                               // HTTP/1 connections that may bring a request (conn.go)
+	answered  chan struct{}                     // closed when pending reaches 0, while a drain waits
 	listeners map[*trackListener]*drainListener // being served, guarded by pmu
-	serving   sync.WaitGroup        // Serve loops running: Add under pmu while not draining
+	serving   sync.WaitGroup                    // Serve loops running: Add under pmu while not draining
 	cmu       sync.Mutex
 	rateLogs  []*rateLog // of every bounded listener, flushed at shutdown
 }
