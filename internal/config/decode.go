@@ -23,6 +23,10 @@ type decoder struct {
 	errs    []error
 	failed  map[string]bool // keys whose values did not decode
 	singles []string        // arrays written as one [table], decoded as element 1
+	// meant holds, for each unknown key with a near miss, the key it was
+	// meant to be ("route[2].backend" for "route[2].bakend"): that key's
+	// absence is the same mistake, and is not reported again.
+	meant map[string]bool
 }
 
 func (d *decoder) fail(key, format string, args ...any) {
@@ -47,7 +51,12 @@ func (d *decoder) table(key string, m map[string]any, dst reflect.Value) {
 		if !ok {
 			// Not a failed value: the key is simply not there, and what
 			// its absence causes is reported too.
-			d.errs = append(d.errs, &FieldError{Key: sub, Msg: "unknown key" + suggest(dst.Type(), name)})
+			msg := "unknown key"
+			if near := nearest(dst.Type(), name); near != "" {
+				msg += fmt.Sprintf(" (did you mean %q?)", near)
+				d.meant[join(key, near)] = true
+			}
+			d.errs = append(d.errs, &FieldError{Key: sub, Msg: msg})
 			continue
 		}
 		d.value(sub, m[name], dst.FieldByIndex(f))
@@ -298,19 +307,22 @@ func keysOf(t reflect.Type) []string {
 	return keys
 }
 
-// suggest returns ` (did you mean "backend"?)` when name is a near miss
-// of a key of struct type t.
-func suggest(t reflect.Type, name string) string {
+// nearest returns the key of struct type t that name is a near miss of
+// ("backend" for "bakend" or "Backend"), or "".
+func nearest(t reflect.Type, name string) string {
+	return Nearest(keysOf(t), name)
+}
+
+// Nearest returns the candidate that name is a near miss of: within two
+// edits, letter case aside, the closest first. "" when none is.
+func Nearest(candidates []string, name string) string {
 	best, bestD := "", 3
-	for _, k := range keysOf(t) {
-		if d := editDistance(strings.ToLower(name), k); d < bestD {
+	for _, k := range candidates {
+		if d := editDistance(strings.ToLower(name), strings.ToLower(k)); d < bestD {
 			best, bestD = k, d
 		}
 	}
-	if best == "" {
-		return ""
-	}
-	return fmt.Sprintf(" (did you mean %q?)", best)
+	return best
 }
 
 func editDistance(a, b string) int {
