@@ -41,7 +41,8 @@ func runBinary(t *testing.T, bin, dir string, env []string, args ...string) (std
 // TestCommandLine guards the command line of a real process: -h lists the
 // commands and the WSSPROXY_ variables (with how WSSPROXY_ROUTE holds
 // several routes) and exits 0, as every command's -h does; a bad flag
-// value is one error line and one hint line, exit 1; -t without -config
+// value is one error line and one hint line, exit 1 (a mistyped flag or
+// command names the one it was meant to be); -t without -config
 // checks what the same flags and environment would serve.
 func TestCommandLine(t *testing.T) {
 	t.Parallel()
@@ -85,7 +86,10 @@ func TestCommandLine(t *testing.T) {
 		want string // the error line
 	}{
 		{"a bad -route", []string{"-route", "wss"}, `wssproxy: invalid value "wss" for flag -route: want PATH=BACKEND, like /wss=ws://127.0.0.1:8282, got "wss"`},
-		{"an unknown flag", []string{"-lsten", ":8443"}, "wssproxy: flag provided but not defined: -lsten"},
+		{"a mistyped flag", []string{"-lsten", ":8443"}, "wssproxy: flag provided but not defined: -lsten (did you mean -listen?)"},
+		{"an unknown flag", []string{"-zzzz"}, "wssproxy: flag provided but not defined: -zzzz"},
+		{"a mistyped command", []string{"prob", "wss://localhost/"}, `wssproxy: unexpected argument "prob" (did you mean the command probe?)`},
+		{"a mistyped flag of a command", []string{"probe", "-insecur", "wss://localhost/"}, "wssproxy probe: flag provided but not defined: -insecur (did you mean -insecure?)"},
 		{"flags that do not go together", []string{"-cert", "c.pem"}, "wssproxy: -cert needs -key"},
 		{"probe's bad -n", []string{"probe", "-n", "x", "wss://localhost/"}, `wssproxy probe: invalid value "x" for flag -n: parse error`},
 		{"probe without a URL", []string{"probe"}, "wssproxy probe: probe takes one URL, like wss://chat.example.com/wss"},
@@ -103,8 +107,10 @@ func TestCommandLine(t *testing.T) {
 	}
 	t.Run("-t checks the embedded default", func(t *testing.T) {
 		t.Parallel()
-		out, errOut, code := runBinary(t, bin, dir, nil, "-t")
-		if code != 0 || out != "wssproxy: embedded default configuration test is successful\n" {
+		// On a port of its own: -t binds the listeners it checks, and :8443
+		// is this machine's to give.
+		out, errOut, code := runBinary(t, bin, dir, []string{"WSSPROXY_LISTEN=127.0.0.1:0"}, "-t")
+		if code != 0 || out != "wssproxy: embedded default configuration with environment test is successful\n" {
 			t.Errorf("exit %d, stdout %q, stderr %q", code, out, errOut)
 		}
 	})
@@ -133,6 +139,7 @@ func TestCheckFromAnotherDirectory(t *testing.T) {
 	os.Rename(k, filepath.Join(dir, "private", "privkey.pem"))
 	os.Mkdir(filepath.Join(dir, "www"), 0o755)
 	os.WriteFile(filepath.Join(dir, "wssproxy.toml"), []byte(`log_file = "wssproxy.log"
+listen = "127.0.0.1:0"
 [tls]
 cert = "fullchain.pem"
 key = "private/privkey.pem"
@@ -186,8 +193,8 @@ func TestVersion(t *testing.T) {
 
 // TestListenPermissionHint guards the error of a port below 1024 refused
 // to a user without the privilege: it says how to grant it (setcap,
-// systemd's AmbientCapabilities, the sysctl). As root, the binary runs as
-// nobody.
+// systemd's AmbientCapabilities, the sysctl), when starting and already at
+// -t, which binds what it checks. As root, the binary runs as nobody.
 func TestListenPermissionHint(t *testing.T) {
 	t.Parallel()
 	data, err := os.ReadFile("/proc/sys/net/ipv4/ip_unprivileged_port_start")
@@ -195,7 +202,6 @@ func TestListenPermissionHint(t *testing.T) {
 		t.Skipf("every user may bind port 1 here (ip_unprivileged_port_start %q, %v)", data, err)
 	}
 	bin := ownBinary(t) // its directories are opened to nobody below
-	cmd := exec.Command(bin, "-listen", "127.0.0.1:1")
 	if os.Geteuid() == 0 {
 		// nobody must reach the binary: t.TempDir's directories are 0700.
 		for d := filepath.Dir(bin); d != filepath.Dir(os.TempDir()) && d != "/"; d = filepath.Dir(d) {
@@ -203,21 +209,34 @@ func TestListenPermissionHint(t *testing.T) {
 				os.Chmod(d, 0o755)
 			}
 		}
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
-	}
-	cmd.Dir = "/"
-	out, err := cmd.CombinedOutput()
-	if err == nil {
-		t.Fatalf("listened on port 1:\n%s", out)
 	}
 	uid := os.Geteuid()
 	if uid == 0 {
 		uid = 65534
 	}
-	want := fmt.Sprintf("wssproxy: listen 127.0.0.1:1: listen tcp 127.0.0.1:1: bind: permission denied: ports below 1024 need a privilege this user (uid %d) lacks; "+
+	hint := fmt.Sprintf("listen tcp 127.0.0.1:1: bind: permission denied: ports below 1024 need a privilege this user (uid %d) lacks; "+
 		"grant it with `sudo setcap cap_net_bind_service=+ep %s`, or under systemd AmbientCapabilities=CAP_NET_BIND_SERVICE, "+
 		"or let every user bind from port 1 up with `sysctl net.ipv4.ip_unprivileged_port_start=1`\n", uid, bin)
-	if !strings.HasSuffix(string(out), want) {
-		t.Errorf("got:\n%s\nwant it to end with:\n%s", out, want)
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"starting", []string{"-listen", "127.0.0.1:1"}, "wssproxy: listen 127.0.0.1:1: " + hint},
+		{"-t", []string{"-t", "-listen", "127.0.0.1:1"}, "wssproxy: -listen: listen: " + hint},
+	} {
+		cmd := exec.Command(bin, tc.args...)
+		if os.Geteuid() == 0 {
+			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+		}
+		cmd.Dir = "/"
+		out, err := cmd.CombinedOutput()
+		if err == nil {
+			t.Errorf("%s: listened on port 1:\n%s", tc.name, out)
+			continue
+		}
+		if !strings.HasSuffix(string(out), tc.want) {
+			t.Errorf("%s: got:\n%s\nwant it to end with:\n%s", tc.name, out, tc.want)
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -60,13 +61,19 @@ func TestDockerfileMatchesCheck(t *testing.T) {
 }
 
 // TestHealthCommand guards `wssproxy health`, the image's HEALTHCHECK:
-// exit 0 while the admin /healthz answers, and not when nothing does.
+// exit 0 while the admin /healthz answers, and not when nothing does; with
+// -env-listeners, not when the TLS or redirect listener is elsewhere than
+// WSSPROXY_LISTEN or WSSPROXY_REDIRECT ask (a command line that moved it
+// away from the ports the container publishes).
 func TestHealthCommand(t *testing.T) {
 	testutil.CheckLeaks(t)
 	cfg := filepath.Join(t.TempDir(), "c.toml")
-	os.WriteFile(cfg, []byte("listen = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[[route]]\npath = \"/wss\"\nbackend = \"ws://127.0.0.1:8282\"\n"), 0o600)
+	os.WriteFile(cfg, []byte("listen = \"127.0.0.1:0\"\n[redirect]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[[route]]\npath = \"/wss\"\nbackend = \"ws://127.0.0.1:8282\"\n"), 0o600)
 	logs, _ := startRun(t, "-config", cfg)
-	admin := logs.Wait(t, testutil.Context(t, 10*time.Second), `msg="admin listening" addr=(\S+)`)
+	ctx := testutil.Context(t, 10*time.Second)
+	admin := logs.Wait(t, ctx, `msg="admin listening" addr=(\S+)`)
+	tlsAddr := logs.Wait(t, ctx, `msg=listening addr=(\S+)`)
+	redirect := logs.Wait(t, ctx, `msg="redirecting to https" addr=(\S+)`)
 	var out bytes.Buffer
 	if err := run(context.Background(), []string{"health", "-admin", admin}, &out, io.Discard); err != nil || out.String() != "ok\n" {
 		t.Errorf("health while serving: %v %q", err, out.String())
@@ -75,4 +82,30 @@ func TestHealthCommand(t *testing.T) {
 	if ee, ok := err.(*cli.ExitError); !ok || ee.Code != 1 {
 		t.Errorf("health with nothing there: %v", err)
 	}
+	other := testutil.ClosedPort(t)
+	for _, tc := range []struct {
+		name, listen, redirect string
+		want                   string // on stderr; "" for healthy
+	}{
+		{"where asked", tlsAddr, redirect, ""},
+		{"the same ports on any address", ":" + port(tlsAddr), ":" + port(redirect), ""},
+		{"nothing asked", "", "", ""},
+		{"the TLS listener elsewhere", other, "", "wssproxy health: the TLS listener is on " + tlsAddr + ", but WSSPROXY_LISTEN asks for " + other +
+			": is -listen on the command line overriding it? set WSSPROXY_LISTEN instead\n"},
+		{"the redirect listener elsewhere", tlsAddr, other, "wssproxy health: the redirect listener is on " + redirect + ", but WSSPROXY_REDIRECT asks for " + other +
+			": is -redirect on the command line overriding it? set WSSPROXY_REDIRECT instead\n"},
+	} {
+		t.Setenv("WSSPROXY_LISTEN", tc.listen)
+		t.Setenv("WSSPROXY_REDIRECT", tc.redirect)
+		var stderr bytes.Buffer
+		err := run(context.Background(), []string{"health", "-env-listeners", "-admin", admin}, io.Discard, &stderr)
+		if (err == nil) != (tc.want == "") || stderr.String() != tc.want {
+			t.Errorf("%s: %v, stderr %q, want %q", tc.name, err, stderr.String(), tc.want)
+		}
+	}
+}
+
+func port(addr string) string {
+	_, p, _ := net.SplitHostPort(addr)
+	return p
 }

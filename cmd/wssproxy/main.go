@@ -26,6 +26,7 @@ import (
 	"github.com/wssproxy/wssproxy/internal/importconf"
 	"github.com/wssproxy/wssproxy/internal/logfile"
 	"github.com/wssproxy/wssproxy/internal/probe"
+	"github.com/wssproxy/wssproxy/internal/suggest"
 	"github.com/wssproxy/wssproxy/internal/xconnect"
 	"github.com/wssproxy/wssproxy/proxy"
 )
@@ -121,6 +122,13 @@ func parseFlags(args []string, stdout io.Writer) (*options, error) {
 		return &cli.UsageError{Cmd: "wssproxy", Err: fmt.Errorf(format, args...)}
 	}
 	if fs.NArg() > 0 {
+		var names []string
+		for _, c := range commands() {
+			names = append(names, c.name)
+		}
+		if near := suggest.Nearest(names, fs.Arg(0)); near != "" && fs.NArg() == len(args) {
+			return nil, bad("unexpected argument %q (did you mean the command %s?)", fs.Arg(0), near)
+		}
 		return nil, bad("unexpected argument %q (flags start with -; the commands are %s)", fs.Arg(0), commandNames())
 	}
 	// Every flag that says what to serve can come from the environment
@@ -253,6 +261,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case err != nil:
 		return err
 	case o.check:
+		if err := bindCheck(ctx, c, stderr); err != nil {
+			return err
+		}
 		fmt.Fprintf(stdout, "wssproxy: %s test is successful\n", sources(&o.cfg))
 		return nil
 	case o.printConfig:

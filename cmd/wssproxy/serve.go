@@ -20,6 +20,7 @@ import (
 	"github.com/wssproxy/wssproxy/internal/control"
 	"github.com/wssproxy/wssproxy/internal/fielderr"
 	"github.com/wssproxy/wssproxy/internal/handover"
+	"github.com/wssproxy/wssproxy/internal/health"
 	"github.com/wssproxy/wssproxy/internal/logfile"
 	"github.com/wssproxy/wssproxy/proxy"
 	"github.com/wssproxy/wssproxy/tlsconf"
@@ -45,6 +46,9 @@ type runner struct {
 	tlsLn      *listener
 	redirect   *http.Server
 	redirectLn *listener
+	// listening is the addresses of tlsLn and redirectLn, for the admin
+	// handlers' goroutines (a reload replaces the listeners).
+	listening  atomic.Pointer[health.Listening]
 	admin      *http.Server
 	adminLn    *listener
 	inherit    *handover.Inherited // sockets handed over by the process this one replaces
@@ -126,6 +130,7 @@ func (r *runner) serve(ctx context.Context, fc *compiled) error {
 	}
 	r.fc = fc
 	r.startRedirect()
+	r.noteListening()
 	r.startAdmin(reg)
 	r.startWatch(certs)
 	r.describe(ctx, fc)
@@ -222,6 +227,16 @@ func (r *runner) startRedirect() {
 	bounded := r.srv.LimitListener(l, "redirect", 0)
 	r.bg.Go(func() { r.fail(l, srv.Serve(bounded)) })
 	r.log.Info("redirecting to https", "addr", l.Addr().String())
+}
+
+// noteListening records where the TLS and redirect listeners are, for
+// /healthz to say (wssproxy health compares them with what was asked for).
+func (r *runner) noteListening() {
+	l := &health.Listening{TLS: r.tlsLn.Addr().String()}
+	if r.redirectLn != nil {
+		l.Redirect = r.redirectLn.Addr().String()
+	}
+	r.listening.Store(l)
 }
 
 // startWatch re-reads m's certificate files when they change.
@@ -341,6 +356,7 @@ func (r *runner) reload(ctx context.Context) {
 		r.redirectLn = redirectLn
 		r.startRedirect()
 	}
+	r.noteListening()
 	if fc.LogFormat != r.fc.LogFormat || fc.LogFile != r.fc.LogFile {
 		r.log.Warn("log_format and log_file changes apply at the next start")
 	}

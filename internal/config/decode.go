@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/wssproxy/wssproxy/internal/suggest"
 )
 
 // The file is parsed into maps (map[string]any and what the TOML parser
@@ -310,39 +312,7 @@ func keysOf(t reflect.Type) []string {
 // nearest returns the key of struct type t that name is a near miss of
 // ("backend" for "bakend" or "Backend"), or "".
 func nearest(t reflect.Type, name string) string {
-	return Nearest(keysOf(t), name)
-}
-
-// Nearest returns the candidate that name is a near miss of: within two
-// edits, letter case aside, the closest first. "" when none is.
-func Nearest(candidates []string, name string) string {
-	best, bestD := "", 3
-	for _, k := range candidates {
-		if d := editDistance(strings.ToLower(name), strings.ToLower(k)); d < bestD {
-			best, bestD = k, d
-		}
-	}
-	return best
-}
-
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur := make([]int, len(b)+1)
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev = cur
-	}
-	return prev[len(b)]
+	return suggest.Nearest(keysOf(t), name)
 }
 
 // Keys lists every configuration key, dotted, with "route." for the keys
