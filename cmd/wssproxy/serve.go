@@ -48,13 +48,13 @@ type runner struct {
 	redirectLn *listener
 	// listening is the addresses of tlsLn and redirectLn, for the admin
 	// handlers' goroutines (a reload replaces the listeners).
-	listening  atomic.Pointer[health.Listening]
-	admin      *http.Server
-	adminLn    *listener
-	inherit    *handover.Inherited // sockets handed over by the process this one replaces
-	metrics    *adminMetrics
-	started    time.Time
-	timeouts   sideTimeouts // of the redirect and admin servers; zero: the defaults
+	listening atomic.Pointer[health.Listening]
+	admin     *http.Server
+	adminLn   *listener
+	inherit   *handover.Inherited // sockets handed over by the process this one replaces
+	metrics   *adminMetrics
+	started   time.Time
+	timeouts  sideTimeouts // of the redirect and admin servers; zero: the defaults
 }
 
 // listener is one open listener; retired is set before the runner closes
