@@ -240,3 +240,45 @@ func TestListenPermissionHint(t *testing.T) {
 		}
 	}
 }
+
+// TestUnreadableKeyHint guards the error for a key this user may not read
+// (certbot's privkey.pem is root's, mode 600; the image runs as 65532): it
+// names the file, the user the process runs as, and the two ways out (a
+// copy it can read, or running as a user that can). As root, the binary
+// runs as 65532, the image's user.
+func TestUnreadableKeyHint(t *testing.T) {
+	t.Parallel()
+	if runtime.GOOS == "windows" {
+		t.Skip("file modes are Unix's")
+	}
+	bin := ownBinary(t)
+	dir := filepath.Dir(bin)
+	cert, _ := testutil.Cert(t)
+	c, k := testutil.WriteKeyPair(t, cert)
+	certFile, keyFile := filepath.Join(dir, "fullchain.pem"), filepath.Join(dir, "privkey.pem")
+	os.Rename(c, certFile)
+	os.Rename(k, keyFile)
+	os.Chmod(certFile, 0o644)
+	cmd := exec.Command(bin, "-t", "-listen", "127.0.0.1:0", "-cert", certFile, "-key", keyFile)
+	uid, gid := os.Geteuid(), os.Getegid()
+	if uid == 0 {
+		uid, gid = 65532, 65532
+		for d := dir; d != filepath.Dir(os.TempDir()) && d != "/"; d = filepath.Dir(d) {
+			if strings.HasPrefix(d, os.TempDir()+"/") {
+				os.Chmod(d, 0o755)
+			}
+		}
+		os.Chmod(keyFile, 0o600) // root's, as certbot leaves it
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65532, Gid: 65532}}
+	} else {
+		os.Chmod(keyFile, 0o000)
+	}
+	cmd.Dir = "/"
+	out, err := cmd.CombinedOutput()
+	want := fmt.Sprintf("wssproxy: -key: tls.key: read key: open %s: permission denied: wssproxy runs as uid %d (gid %d), which may not read it; "+
+		"give it a copy it can read (`install -m 640 -g %d privkey.pem fullchain.pem /etc/wssproxy/tls/`, in a certbot deploy hook so renewals are copied too), "+
+		"or run wssproxy as a user that can (`docker run --user 0:0`, systemd's User=)\n", keyFile, uid, gid, gid)
+	if err == nil || string(out) != want {
+		t.Errorf("got %v:\n%s\nwant:\n%s", err, out, want)
+	}
+}
