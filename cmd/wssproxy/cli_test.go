@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
@@ -169,25 +170,45 @@ static = "www"
 	}
 }
 
-// TestVersion guards -version: the module version, the commit it was
-// built from (when built in a git clone) and the Go version.
+// TestVersion guards -version: the module version and the commit it was
+// built from (when built in a git clone), or the release the build
+// stamped, then the Go version and platform; a build with neither says
+// so, never a bare "(devel)".
 func TestVersion(t *testing.T) {
 	t.Parallel()
-	bin := filepath.Join(t.TempDir(), "wssproxy")
-	if out, err := exec.Command("go", "build", "-buildvcs=true", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
-	out, errOut, code := runBinary(t, bin, t.TempDir(), nil, "-version")
-	if code != 0 || !strings.HasPrefix(out, "wssproxy ") || !strings.HasSuffix(out, " "+runtime.Version()+"\n") {
-		t.Fatalf("exit %d, stdout %q, stderr %q", code, out, errOut)
-	}
-	head, err := exec.Command("git", "rev-parse", "HEAD").Output()
-	if err != nil {
-		t.Logf("not a git clone (%v): no commit to compare", err)
-		return
-	}
-	if want := "(commit " + strings.TrimSpace(string(head)) + ", "; !strings.Contains(out, want) {
-		t.Errorf("-version %q lacks %q", out, want)
+	platform := " " + runtime.Version() + " " + runtime.GOOS + "/" + runtime.GOARCH + "\n"
+	head, gitErr := exec.Command("git", "rev-parse", "HEAD").Output()
+	for _, tc := range []struct {
+		name  string
+		flags []string
+		want  func(out string) bool
+	}{
+		{"from a git checkout", []string{"-buildvcs=true"}, func(out string) bool {
+			if gitErr != nil {
+				t.Logf("not a git clone (%v): no commit to compare", gitErr)
+				return strings.HasPrefix(out, "wssproxy ")
+			}
+			// v0.0.0-<time>-<commit>[+dirty], or the tag the commit has
+			return regexp.MustCompile(`^wssproxy v\S+ \(commit `+strings.TrimSpace(string(head))+`, `).MatchString(out)
+		}},
+		{"a release build", []string{"-buildvcs=false", "-ldflags=-X main.releaseVersion=v9.8.7"}, func(out string) bool {
+			return out == "wssproxy v9.8.7"+platform
+		}},
+		{"without VCS information", []string{"-buildvcs=false"}, func(out string) bool {
+			return strings.HasPrefix(out, "wssproxy devel (no version or commit recorded: ") && !strings.Contains(out, "(devel)")
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			bin := filepath.Join(t.TempDir(), "wssproxy")
+			if out, err := exec.Command("go", append(append([]string{"build"}, tc.flags...), "-o", bin, ".")...).CombinedOutput(); err != nil {
+				t.Fatalf("build: %v\n%s", err, out)
+			}
+			out, errOut, code := runBinary(t, bin, t.TempDir(), nil, "-version")
+			if code != 0 || !strings.HasSuffix(out, platform) || !tc.want(out) {
+				t.Errorf("exit %d, stdout %q, stderr %q", code, out, errOut)
+			}
+		})
 	}
 }
 

@@ -4,6 +4,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -12,6 +13,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/debug"
 	"slices"
 	"strings"
@@ -195,15 +197,28 @@ func usage(w io.Writer, fs *flag.FlagSet) {
 		config.EnvName("route"), config.EnvName("route"))
 }
 
-// version is -version: the module's version (a tag, or a pseudo-version
-// when built in a clone), the commit and whether the tree was modified,
-// and the Go that built it.
+// releaseVersion is the release this binary is, stamped by the release
+// build (.ci/release, the Dockerfile's VERSION) with
+// -ldflags "-X main.releaseVersion=v0.1.0". Empty otherwise.
+var releaseVersion string
+
+// version is -version: which release or commit this is, and the Go and
+// platform that built it. The version is the stamped release, else the
+// module's version from the build information: the tag `go install
+// …@v0.1.0` fetched, or the pseudo-version the go command makes in a git
+// checkout (v0.0.0-20261206181819-d74785fce83e, +dirty when modified).
+// The commit, its time and "modified" come from the build information
+// (git checkouts only). A build with neither says so and how to get one,
+// rather than a bare "(devel)".
 func version() string {
 	bi, ok := debug.ReadBuildInfo()
 	if !ok {
-		return "wssproxy (no build information)"
+		return fmt.Sprintf("wssproxy %s (no build information) %s/%s", cmp.Or(releaseVersion, "devel"), runtime.GOOS, runtime.GOARCH)
 	}
-	v := "wssproxy " + bi.Main.Version
+	v := releaseVersion
+	if v == "" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		v = bi.Main.Version
+	}
 	var rev, at, dirty string
 	for _, s := range bi.Settings {
 		switch s.Key {
@@ -217,10 +232,15 @@ func version() string {
 			}
 		}
 	}
-	if rev != "" {
-		v += fmt.Sprintf(" (commit %s, %s%s)", rev, at, dirty)
+	var detail string
+	switch {
+	case rev != "":
+		detail = fmt.Sprintf(" (commit %s, %s%s)", rev, at, dirty)
+	case v == "":
+		detail = " (no version or commit recorded: built outside a git checkout, or with -buildvcs=false; " +
+			"a build in a checkout with -buildvcs=true, .ci/release or go install …@VERSION records one)"
 	}
-	return v + " " + bi.GoVersion
+	return fmt.Sprintf("wssproxy %s%s %s %s/%s", cmp.Or(v, "devel"), detail, bi.GoVersion, runtime.GOOS, runtime.GOARCH)
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
