@@ -189,7 +189,7 @@ func TestVersion(t *testing.T) {
 				return strings.HasPrefix(out, "wssproxy ")
 			}
 			// v0.0.0-<time>-<commit>[+dirty], or the tag the commit has
-			return regexp.MustCompile(`^wssproxy v\S+ \(commit `+strings.TrimSpace(string(head))+`, `).MatchString(out)
+			return regexp.MustCompile(`^wssproxy v\S+ \(commit ` + strings.TrimSpace(string(head)) + `, `).MatchString(out)
 		}},
 		{"a release build", []string{"-buildvcs=false", "-ldflags=-X main.releaseVersion=v9.8.7"}, func(out string) bool {
 			return out == "wssproxy v9.8.7"+platform
