@@ -19,7 +19,12 @@ import (
 
 // TestDockerfileMatchesCheck guards .ci/docker-check against drift: it must
 // build with the Dockerfile's command, copy the final stage's paths, and
-// run as its user.
+// run as its user. And it guards what the Dockerfile promises: built on
+// the exact Go that go.mod asks for, for the target's platform; no CMD (a
+// default there would be replaced by any argument after the image name):
+// the defaults are ENV, the ports EXPOSE names; a HEALTHCHECK that fails
+// when the listeners are not where ENV says; a .dockerignore that keeps
+// .git out of the build context.
 func TestDockerfileMatchesCheck(t *testing.T) {
 	t.Parallel()
 	df, err := os.ReadFile("../../Dockerfile")
@@ -37,9 +42,14 @@ func TestDockerfileMatchesCheck(t *testing.T) {
 		}
 		return string(m[1])
 	}
-	build := regexp.MustCompile(`(?m)^RUN (CGO_ENABLED=0 go build .*)$`).FindSubmatch(df)
+	build := regexp.MustCompile(`(?m)^RUN (CGO_ENABLED=0 .*go build .*)$`).FindSubmatch(df)
 	if build == nil || string(build[1]) != shellVar("BUILD") {
 		t.Errorf("build command: Dockerfile %q, check %q", build, shellVar("BUILD"))
+	}
+	for _, want := range []string{"GOOS=$TARGETOS", "GOARCH=$TARGETARCH", "-X main.releaseVersion=$VERSION"} {
+		if !strings.Contains(shellVar("BUILD"), want) {
+			t.Errorf("the build command lacks %s", want)
+		}
 	}
 	var copies []string
 	for _, m := range regexp.MustCompile(`(?m)^COPY --from=build (?:--chown=\S+ )?(\S+) \S+$`).FindAllSubmatch(df, -1) {
@@ -55,8 +65,35 @@ func TestDockerfileMatchesCheck(t *testing.T) {
 	if user == nil || string(user[1]) != shellVar("USERSPEC") {
 		t.Errorf("USER %q, check runs as %q", user, shellVar("USERSPEC"))
 	}
-	if !bytes.Contains(df, []byte(`HEALTHCHECK`)) || !bytes.Contains(df, []byte(`CMD ["/wssproxy", "health"]`)) {
-		t.Error("the Dockerfile's HEALTHCHECK does not use wssproxy health")
+
+	mod, err := os.ReadFile("../../go.mod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	goVersion := regexp.MustCompile(`(?m)^go (\S+)$`).FindSubmatch(mod)
+	if goVersion == nil {
+		t.Fatal("go.mod has no go line")
+	}
+	for _, want := range []string{
+		"FROM --platform=$BUILDPLATFORM golang:" + string(goVersion[1]) + "-bookworm", // the exact Go, not a floating tag
+		"ENV GOTOOLCHAIN=go" + string(goVersion[1]),
+		"ARG TARGETOS TARGETARCH VERSION",
+		"ENV WSSPROXY_LISTEN=:443",
+		"ENV WSSPROXY_REDIRECT=:80",
+		"EXPOSE 443 80",
+		`CMD ["/wssproxy", "health", "-env-listeners"]`,
+		`ENTRYPOINT ["/wssproxy"]`,
+	} {
+		if !regexp.MustCompile(`(?m)^(HEALTHCHECK .*)?` + regexp.QuoteMeta(want) + `( AS build|@sha256:[0-9a-f]{64} AS build)?$`).Match(df) {
+			t.Errorf("the Dockerfile lacks the line %s", want)
+		}
+	}
+	if regexp.MustCompile(`(?m)^CMD `).Match(df) {
+		t.Error("the Dockerfile has a CMD: arguments after the image name replace it; put defaults in ENV")
+	}
+	ignore, err := os.ReadFile("../../.dockerignore")
+	if err != nil || !regexp.MustCompile(`(?m)^\.git$`).Match(ignore) {
+		t.Errorf(".dockerignore does not keep .git out of the build context: %v", err)
 	}
 }
 
