@@ -233,7 +233,7 @@ func parseDockerRun(words []string) (c container, isOurs bool, err error) {
 		switch opt {
 		case "-p", "--publish":
 			ctr := val[strings.LastIndexByte(val, ':')+1:] // [IP:]HOST:CONTAINER, or CONTAINER
-			ctr, _, _ = strings.Cut(ctr, "/")                // 443/tcp
+			ctr, _, _ = strings.Cut(ctr, "/")              // 443/tcp
 			c.Ports = append(c.Ports, ctr)
 		case "-v", "--volume":
 			v, err := parseVolume(val)
