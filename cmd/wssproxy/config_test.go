@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -14,6 +16,29 @@ import (
 	"github.com/wssproxy/wssproxy/internal/testutil"
 	"github.com/wssproxy/wssproxy/proxy"
 )
+
+// TestReadmeCheck guards the README's -t example: its lines are what -t
+// prints for testdata/broken/readme.toml, the file it was run on.
+func TestReadmeCheck(t *testing.T) {
+	t.Parallel()
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, example, ok := strings.Cut(string(readme), "$ wssproxy -t -config wssproxy.toml\n")
+	example, _, _ = strings.Cut(example, "```")
+	if !ok || example == "" {
+		t.Fatal("the README has no -t example")
+	}
+	err = run(context.Background(), []string{"-t", "-config", "testdata/broken/readme.toml"}, io.Discard, io.Discard)
+	var got strings.Builder
+	for _, line := range strings.Split(fmt.Sprint(err), "\n") {
+		got.WriteString("wssproxy: " + strings.ReplaceAll(line, "testdata/broken/readme.toml", "wssproxy.toml") + "\n")
+	}
+	if got.String() != example {
+		t.Errorf("-t prints:\n%s\nthe README shows:\n%s", got.String(), example)
+	}
+}
 
 // TestBrokenConfigs guards `wssproxy -t` on each file in testdata/broken:
 // exit with an error, report every problem the file's "# want:" lines name

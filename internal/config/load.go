@@ -105,14 +105,15 @@ func Given(fs *flag.FlagSet) map[string]string {
 
 // SetFromEnv sets each flag of fs that given does not hold and except does
 // not name from its environment variable (EnvName), and records it in
-// given: the command line wins over the environment.
+// given: the command line wins over the environment. An empty variable
+// counts as unset.
 func SetFromEnv(fs *flag.FlagSet, given map[string]string, except ...string) error {
 	var err error
 	fs.VisitAll(func(f *flag.Flag) {
 		env := EnvName(f.Name)
-		v, ok := os.LookupEnv(env)
-		if !ok || err != nil || slices.Contains(except, f.Name) {
-			return
+		v := os.Getenv(env)
+		if v == "" || err != nil || slices.Contains(except, f.Name) {
+			return // an empty variable is unset: -e WSSPROXY_LISTEN= clears an image's default
 		}
 		if _, set := given[f.Name]; set {
 			return
@@ -359,6 +360,6 @@ func parentKey(key string) string {
 // their defaults); paths are as resolved, absolute.
 func Print(w io.Writer, f *File) error {
 	fmt.Fprintln(w, "# wssproxy configuration: the effective settings from file, flags and environment.")
-	fmt.Fprintln(w, "# Keys not shown take their defaults (README: Configuration reference).")
+	fmt.Fprintln(w, "# Keys not shown take their defaults (docs/configuration.md: Reference).")
 	return toml.NewEncoder(w).Encode(f)
 }
