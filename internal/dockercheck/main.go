@@ -73,7 +73,15 @@ func run(repo, base, host string) error {
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	ck := &checker{img: img, base: base, host: host, tmp: tmp}
+	var docs strings.Builder
+	for _, f := range files {
+		data, err := os.ReadFile(filepath.Join(repo, f))
+		if err != nil {
+			return err
+		}
+		docs.Write(data)
+	}
+	ck := &checker{img: img, base: base, host: host, tmp: tmp, docs: docs.String()}
 	var failed int
 	for _, c := range cs {
 		fmt.Printf("docker-check: %s: %s\n", c.Where, c.Line)
@@ -253,7 +261,7 @@ func (ck *checker) guards(cs []container) []guard {
 		asImage := c
 		asImage.User = ""
 		out = append(out, guard{
-			name: c.Where + " without --user: certbot's private key is root's, mode 600, and the error must name the file, the uid and the ways out",
+			name: c.Where + " without --user: certbot's files are root's alone, and the error must name the file, the uid and the ways out",
 			check: func() (string, error) {
 				argv, env, user := ck.compose(asImage)
 				root, err := ck.prepare(asImage, argv, env)
@@ -267,10 +275,13 @@ func (ck *checker) guards(cs []container) []guard {
 				defer stop()
 				uid, _, _ := strings.Cut(user, ":")
 				log := strings.TrimSpace(o.logs.String())
-				if o.exited == nil || !strings.Contains(log, "permission denied: wssproxy runs as uid "+uid) || !strings.Contains(log, "--user") {
+				if o.exited == nil || !strings.Contains(log, "/etc/letsencrypt/live/") || !strings.Contains(log, "permission denied: wssproxy runs as uid "+uid) || !strings.Contains(log, "--user") {
 					return "", fmt.Errorf("started, or failed without saying why:\n%s", log)
 				}
-				return "refused to start: " + log, nil
+				if !strings.Contains(ck.docs, log) {
+					return "", fmt.Errorf("the documentation does not quote the error as it is:\n%s", log)
+				}
+				return "refused to start, as the README quotes it: " + log, nil
 			},
 		})
 		break

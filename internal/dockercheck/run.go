@@ -39,6 +39,7 @@ type checker struct {
 	base string // the final stage's files, laid out by .ci/docker-check
 	host string // a wssproxy binary to run outside the root (probe)
 	tmp  string
+	docs string // every documentation file, for errors they quote
 }
 
 // outcome is what running one container showed.
@@ -207,8 +208,15 @@ func (ck *checker) certFiles(root, target string, names []string) error {
 			}
 			continue
 		}
-		// The deploy hook's copy: install -d -m 750 -g GID, install -m 640 -g GID.
-		if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		// The deploy hook's copy: install -d -m 750 -g GID, install -m 640
+		// -g GID; the mount point's parents as Docker makes them (0755).
+		if err := os.MkdirAll(filepath.Dir(filepath.Dir(path)), 0o755); err != nil {
+			return err
+		}
+		if err := os.Mkdir(filepath.Dir(path), 0o750); err != nil && !errors.Is(err, fs.ErrExist) {
+			return err
+		}
+		if err := os.Chmod(filepath.Dir(path), 0o750); err != nil {
 			return err
 		}
 		if err := os.Chown(filepath.Dir(path), 0, gid); err != nil {
@@ -466,8 +474,16 @@ func checkRedirect(port, tlsPort string, acmeHosts []string, logs func() string)
 	if err != nil {
 		return "", err
 	}
-	if resp.StatusCode == http.StatusPermanentRedirect || !strings.Contains(logs(), `msg="ACME HTTP-01 challenge"`) {
+	if resp.StatusCode == http.StatusPermanentRedirect {
 		return "", fmt.Errorf("an HTTP-01 challenge got %s, not ACME's answer", resp.Status)
+	}
+	// The ACME handler logs each challenge; the line may reach the pipe
+	// a moment after the response.
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(logs(), `msg="ACME HTTP-01 challenge"`); {
+		if time.Now().After(deadline) {
+			return "", fmt.Errorf("an HTTP-01 challenge got %s, but ACME did not log it", resp.Status)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	return "308 to " + want + "; HTTP-01 challenges answered by ACME (" + resp.Status + " for an unknown token)", nil
 }
