@@ -258,7 +258,7 @@ func (r *runner) describe(ctx context.Context, fc *compiled) {
 		r.log.Info("demo ready: open https://localhost:" + port + "/ and accept the self-signed certificate")
 	}
 	if len(fc.TLS.ACME.Hosts) > 0 && fc.Redirect.Listen == "" {
-		r.log.Warn("ACME without [redirect] listen: only TLS-ALPN-01 on the TLS port can validate; HTTP-01 needs port 80")
+		r.log.Warn("ACME without [redirect] listen (-redirect :80): only TLS-ALPN-01 on the TLS port can validate; HTTP-01 needs port 80")
 	}
 }
 
