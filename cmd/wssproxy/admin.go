@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/wssproxy/wssproxy/internal/config"
+	"github.com/wssproxy/wssproxy/internal/health"
 	"github.com/wssproxy/wssproxy/proxy"
 )
 
@@ -206,5 +207,5 @@ func (r *runner) statusPage(w http.ResponseWriter, _ *http.Request) {
 		Started time.Time
 		Routes  []proxy.RouteStatus
 		Certs   any
-	}{r.listening.Load().TLS, open, r.started, routes, r.certs.Load().Certificates()})
+	}{cmp.Or(r.listening.Load(), &health.Listening{}).TLS, open, r.started, routes, r.certs.Load().Certificates()})
 }

@@ -232,6 +232,9 @@ func (r *runner) startRedirect() {
 // noteListening records where the TLS and redirect listeners are, for
 // /healthz to say (wssproxy health compares them with what was asked for).
 func (r *runner) noteListening() {
+	if r.tlsLn == nil {
+		return // not serving (a runner that tests reload alone)
+	}
 	l := &health.Listening{TLS: r.tlsLn.Addr().String()}
 	if r.redirectLn != nil {
 		l.Redirect = r.redirectLn.Addr().String()
