@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/wssproxy/wssproxy/internal/plaintls"
 	"github.com/wssproxy/wssproxy/internal/tunnel"
 )
 
@@ -287,10 +288,14 @@ func (s *Server) backendHandshake(r *http.Request, st *state, rt *route, ip stri
 			break // the client left
 		}
 		s.dialFailed(rt.pool, u)
-		errs = append(errs, fmt.Errorf("dial backend %s: %w", u.name, err))
+		errs = append(errs, fmt.Errorf("dial backend %s: %w", u.name, plaintls.Explain(u.name, err)))
 	}
 	if conn == nil {
-		return backendAnswer{}, &backendError{http.StatusBadGateway, "backend-dial", "backend unavailable", errors.Join(errs...)}
+		err := errors.Join(errs...)
+		if plaintls.Is(err) { // a wss:// backend that speaks ws://: say so, not "unavailable"
+			return backendAnswer{}, &backendError{http.StatusBadGateway, "backend-not-tls", "backend does not speak TLS", err}
+		}
+		return backendAnswer{}, &backendError{http.StatusBadGateway, "backend-dial", "backend unavailable", err}
 	}
 	if len(errs) > 0 {
 		s.log.Warn("backend dial failed; another answered", "route", rt.name, "backend", up.name, "error", errors.Join(errs...).Error())

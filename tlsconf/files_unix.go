@@ -19,6 +19,14 @@ func checkWritable(dir string) error {
 	return nil
 }
 
+// processUser is who this process is, for errors: "uid 65532 (gid 65532)".
+func processUser() string {
+	return fmt.Sprintf("uid %d (gid %d)", os.Geteuid(), os.Getegid())
+}
+
+// processGroup is this process's group ID, for a chgrp in a hint.
+func processGroup() string { return fmt.Sprint(os.Getegid()) }
+
 // inode is fi's inode number: a certificate file replaced by a rename
 // (certbot's symlinks, Kubernetes' secret volumes) has a new one even
 // when its size and modification time look the same.

@@ -29,6 +29,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"strings"
 	"time"
@@ -44,11 +45,11 @@ func (e keyFileError) Unwrap() error { return e.error }
 func loadKeyPair(certFile, keyFile string) (*tls.Certificate, error) {
 	certPEM, err := os.ReadFile(certFile)
 	if err != nil {
-		return nil, fmt.Errorf("read certificate: %w", err)
+		return nil, fmt.Errorf("read certificate: %w", unreadable(err))
 	}
 	keyPEM, err := os.ReadFile(keyFile)
 	if err != nil {
-		return nil, keyFileError{fmt.Errorf("read key: %w", err)}
+		return nil, keyFileError{fmt.Errorf("read key: %w", unreadable(err))}
 	}
 	if !containsBlock(certPEM, "CERTIFICATE") {
 		return nil, fmt.Errorf("%s: no PEM CERTIFICATE block", certFile)
@@ -67,6 +68,20 @@ func loadKeyPair(certFile, keyFile string) (*tls.Certificate, error) {
 		return nil, fmt.Errorf("%s, %s: %w", certFile, keyFile, err)
 	}
 	return &cert, nil
+}
+
+// unreadable adds to a file's "permission denied" who this process is and
+// the two ways to let it read the file. The common case is certbot's: its
+// private keys are root's, mode 600, and wssproxy runs as another user
+// (the image's 65532, systemd's DynamicUser).
+func unreadable(err error) error {
+	if !errors.Is(err, fs.ErrPermission) {
+		return err
+	}
+	return fmt.Errorf("%w: wssproxy runs as %s, which may not read it; give it a copy it can read "+
+		"(`install -m 640 -g %s privkey.pem fullchain.pem /etc/wssproxy/tls/`, in a certbot deploy hook so renewals are copied too), "+
+		"or run wssproxy as a user that can (`docker run --user 0:0`, systemd's User=)",
+		err, processUser(), processGroup())
 }
 
 // containsBlock reports whether data holds a PEM block whose type ends in

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/wssproxy/wssproxy/internal/config"
+	"github.com/wssproxy/wssproxy/internal/health"
 	"github.com/wssproxy/wssproxy/proxy"
 )
 
@@ -149,7 +150,8 @@ func (r *runner) startAdmin(reg *prometheus.Registry) {
 	routes := http.NewServeMux()
 	routes.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	routes.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		fmt.Fprintln(w, "ok") // the process is serving
+		r.listening.Load().SetHeaders(w.Header()) // for wssproxy health -env-listeners, and -t
+		fmt.Fprintln(w, "ok")                     // the process is serving
 	})
 	routes.HandleFunc("GET /readyz", func(w http.ResponseWriter, req *http.Request) {
 		if r.srv.Draining() { // from the drain's first moment: balancers stop sending
@@ -205,5 +207,5 @@ func (r *runner) statusPage(w http.ResponseWriter, _ *http.Request) {
 		Started time.Time
 		Routes  []proxy.RouteStatus
 		Certs   any
-	}{r.tlsLn.Addr().String(), open, r.started, routes, r.certs.Load().Certificates()})
+	}{cmp.Or(r.listening.Load(), &health.Listening{}).TLS, open, r.started, routes, r.certs.Load().Certificates()})
 }

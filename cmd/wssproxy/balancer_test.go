@@ -23,7 +23,7 @@ import (
 	"github.com/wssproxy/wssproxy/internal/testutil"
 )
 
-// haproxyConfig is TestHAProxy's balancer, and the README's: TCP mode,
+// haproxyConfig is TestHAProxy's balancer, and docs/operations.md's: TCP mode,
 // PROXY protocol v2 to every replica, health checks on each replica's
 // admin /readyz (a draining replica answers 503 and leaves rotation within
 // a check), and a connection a replica refuses (its listener has just

@@ -102,24 +102,32 @@ func parseLevel(s string) (slog.Level, error) {
 }
 
 // listen opens a TCP listener on addr (key names it in errors). A port
-// below 1024 refused to a user without the privilege gets the ways to
-// grant it in the error itself.
+// below 1024 refused to a user without the privilege, or a port in use,
+// gets what to do about it in the error itself.
 func listen(key, addr string) (net.Listener, error) {
 	ln, err := net.Listen("tcp", addr)
-	if err == nil {
-		return ln, nil
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", key, addr, explainListen(addr, err))
 	}
-	err = fmt.Errorf("%s %s: %w", key, addr, err)
+	return ln, nil
+}
+
+// explainListen adds to a failed listen on addr what to do about it.
+func explainListen(addr string, err error) error {
 	_, port, _ := net.SplitHostPort(addr)
-	if n, perr := strconv.Atoi(port); perr == nil && n > 0 && n < 1024 && errors.Is(err, syscall.EACCES) {
+	n, perr := strconv.Atoi(port)
+	switch {
+	case perr == nil && n > 0 && n < 1024 && errors.Is(err, syscall.EACCES):
 		exe, xerr := os.Executable()
 		if xerr != nil {
 			exe = "/path/to/wssproxy"
 		}
-		err = fmt.Errorf("%w: ports below 1024 need a privilege this user (uid %d) lacks; grant it with "+
+		return fmt.Errorf("%w: ports below 1024 need a privilege this user (uid %d) lacks; grant it with "+
 			"`sudo setcap cap_net_bind_service=+ep %s`, or under systemd AmbientCapabilities=CAP_NET_BIND_SERVICE, "+
 			"or let every user bind from port %d up with `sysctl net.ipv4.ip_unprivileged_port_start=%d`",
 			err, os.Geteuid(), exe, n, n)
+	case errors.Is(err, syscall.EADDRINUSE):
+		return fmt.Errorf("%w: another process listens on port %s (`ss -ltnp 'sport = :%s'` or `lsof -i :%s` names it)", err, port, port, port)
 	}
-	return nil, err
+	return err
 }

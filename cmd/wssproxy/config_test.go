@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -14,6 +16,29 @@ import (
 	"github.com/wssproxy/wssproxy/internal/testutil"
 	"github.com/wssproxy/wssproxy/proxy"
 )
+
+// TestReadmeCheck guards the README's -t example: its lines are what -t
+// prints for testdata/broken/readme.toml, the file it was run on.
+func TestReadmeCheck(t *testing.T) {
+	t.Parallel()
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, example, ok := strings.Cut(string(readme), "$ wssproxy -t -config wssproxy.toml\n")
+	example, _, _ = strings.Cut(example, "```")
+	if !ok || example == "" {
+		t.Fatal("the README has no -t example")
+	}
+	err = run(context.Background(), []string{"-t", "-config", "testdata/broken/readme.toml"}, io.Discard, io.Discard)
+	var got strings.Builder
+	for _, line := range strings.Split(fmt.Sprint(err), "\n") {
+		got.WriteString("wssproxy: " + strings.ReplaceAll(line, "testdata/broken/readme.toml", "wssproxy.toml") + "\n")
+	}
+	if got.String() != example {
+		t.Errorf("-t prints:\n%s\nthe README shows:\n%s", got.String(), example)
+	}
+}
 
 // TestBrokenConfigs guards `wssproxy -t` on each file in testdata/broken:
 // exit with an error, report every problem the file's "# want:" lines name
@@ -39,7 +64,7 @@ func TestBrokenConfigs(t *testing.T) {
 				}
 			}
 			var stdout, stderr bytes.Buffer
-			err = run(context.Background(), []string{"-t", "-config", f}, &stdout, &stderr)
+			err = run(withoutBindCheck(context.Background()), []string{"-t", "-config", f}, &stdout, &stderr)
 			if err == nil {
 				t.Fatalf("-t accepted %s", f)
 			}
@@ -101,7 +126,7 @@ func TestCertificateErrors(t *testing.T) {
 			cfg := filepath.Join(t.TempDir(), "c.toml")
 			os.WriteFile(cfg, []byte("[[route]]\npath = \"/wss\"\nbackend = \"ws://127.0.0.1:8282\"\n[tls]\ncert = \""+tc.cert+"\"\nkey = \""+tc.key+"\"\n"), 0o600)
 			var stdout bytes.Buffer
-			err := run(context.Background(), []string{"-t", "-config", cfg}, &stdout, &bytes.Buffer{})
+			err := run(withoutBindCheck(context.Background()), []string{"-t", "-config", cfg}, &stdout, &bytes.Buffer{})
 			if tc.want == "" {
 				if err != nil || !strings.Contains(stdout.String(), "test is successful") {
 					t.Fatalf("good pair: %v %q", err, stdout.String())

@@ -64,7 +64,7 @@ func TestOneLineFlags(t *testing.T) {
 	}
 	// -t checks what flags make.
 	var out bytes.Buffer
-	if err := run(context.Background(), []string{"-t", "-route", "/wss=ws://127.0.0.1:8282"}, &out, io.Discard); err != nil || !strings.Contains(out.String(), "test is successful") {
+	if err := run(withoutBindCheck(context.Background()), []string{"-t", "-route", "/wss=ws://127.0.0.1:8282"}, &out, io.Discard); err != nil || !strings.Contains(out.String(), "test is successful") {
 		t.Errorf("-t with -route: %v %q", err, out.String())
 	}
 }
@@ -80,5 +80,25 @@ func TestDemoPrintConfig(t *testing.T) {
 	want := "[[route]]\n  path = \"/wss\"\n  backend = \"ws://127.0.0.1:9999\"\n\n[[route]]\n  path = \"/\"\n  backend = \"http://127.0.0.1:9999\"\n"
 	if !strings.HasSuffix(out.String(), want) {
 		t.Errorf("got:\n%s\nwant it to end with:\n%s", out.String(), want)
+	}
+}
+
+// TestEmptyVariable guards that an empty WSSPROXY_ variable is unset: the
+// image's defaults (WSSPROXY_LISTEN=:443, WSSPROXY_REDIRECT=:80) are
+// cleared with -e WSSPROXY_LISTEN=, and a file's keys then count.
+func TestEmptyVariable(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "f.toml")
+	os.WriteFile(file, []byte("listen = \":8443\"\n[redirect]\nlisten = \":8080\"\n[[route]]\npath = \"/wss\"\nbackend = \"ws://127.0.0.1:1\"\n"), 0o600)
+	for _, v := range []string{"WSSPROXY_LISTEN", "WSSPROXY_REDIRECT", "WSSPROXY_ROUTE", "WSSPROXY_ACME_ACCEPT_TOS"} {
+		t.Setenv(v, "")
+	}
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"-print-config", "-config", file}, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"listen = \":8443\"", "[redirect]\n  listen = \":8080\"", "path = \"/wss\""} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("-print-config lacks %q:\n%s", want, out.String())
+		}
 	}
 }

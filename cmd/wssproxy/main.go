@@ -4,6 +4,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -12,6 +13,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/debug"
 	"slices"
 	"strings"
@@ -26,6 +28,7 @@ import (
 	"github.com/wssproxy/wssproxy/internal/importconf"
 	"github.com/wssproxy/wssproxy/internal/logfile"
 	"github.com/wssproxy/wssproxy/internal/probe"
+	"github.com/wssproxy/wssproxy/internal/suggest"
 	"github.com/wssproxy/wssproxy/internal/xconnect"
 	"github.com/wssproxy/wssproxy/proxy"
 )
@@ -121,6 +124,13 @@ func parseFlags(args []string, stdout io.Writer) (*options, error) {
 		return &cli.UsageError{Cmd: "wssproxy", Err: fmt.Errorf(format, args...)}
 	}
 	if fs.NArg() > 0 {
+		var names []string
+		for _, c := range commands() {
+			names = append(names, c.name)
+		}
+		if near := suggest.Nearest(names, fs.Arg(0)); near != "" && fs.NArg() == len(args) {
+			return nil, bad("unexpected argument %q (did you mean the command %s?)", fs.Arg(0), near)
+		}
 		return nil, bad("unexpected argument %q (flags start with -; the commands are %s)", fs.Arg(0), commandNames())
 	}
 	// Every flag that says what to serve can come from the environment
@@ -187,15 +197,28 @@ func usage(w io.Writer, fs *flag.FlagSet) {
 		config.EnvName("route"), config.EnvName("route"))
 }
 
-// version is -version: the module's version (a tag, or a pseudo-version
-// when built in a clone), the commit and whether the tree was modified,
-// and the Go that built it.
+// releaseVersion is the release this binary is, stamped by the release
+// build (.ci/release, the Dockerfile's VERSION) with
+// -ldflags "-X main.releaseVersion=v0.1.0". Empty otherwise.
+var releaseVersion string
+
+// version is -version: which release or commit this is, and the Go and
+// platform that built it. The version is the stamped release, else the
+// module's version from the build information: the tag `go install
+// …@v0.1.0` fetched, or the pseudo-version the go command makes in a git
+// checkout (v0.0.0-20261206181819-d74785fce83e, +dirty when modified).
+// The commit, its time and "modified" come from the build information
+// (git checkouts only). A build with neither says so and how to get one,
+// rather than a bare "(devel)".
 func version() string {
 	bi, ok := debug.ReadBuildInfo()
 	if !ok {
-		return "wssproxy (no build information)"
+		return fmt.Sprintf("wssproxy %s (no build information) %s/%s", cmp.Or(releaseVersion, "devel"), runtime.GOOS, runtime.GOARCH)
 	}
-	v := "wssproxy " + bi.Main.Version
+	v := releaseVersion
+	if v == "" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		v = bi.Main.Version
+	}
 	var rev, at, dirty string
 	for _, s := range bi.Settings {
 		switch s.Key {
@@ -209,10 +232,15 @@ func version() string {
 			}
 		}
 	}
-	if rev != "" {
-		v += fmt.Sprintf(" (commit %s, %s%s)", rev, at, dirty)
+	var detail string
+	switch {
+	case rev != "":
+		detail = fmt.Sprintf(" (commit %s, %s%s)", rev, at, dirty)
+	case v == "":
+		detail = " (no version or commit recorded: built outside a git checkout, or with -buildvcs=false; " +
+			"a build in a checkout with -buildvcs=true, .ci/release or go install …@VERSION records one)"
 	}
-	return v + " " + bi.GoVersion
+	return fmt.Sprintf("wssproxy %s%s %s %s/%s", cmp.Or(v, "devel"), detail, bi.GoVersion, runtime.GOOS, runtime.GOARCH)
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -253,6 +281,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case err != nil:
 		return err
 	case o.check:
+		if err := bindCheck(ctx, c, stderr); err != nil {
+			return err
+		}
 		fmt.Fprintf(stdout, "wssproxy: %s test is successful\n", sources(&o.cfg))
 		return nil
 	case o.printConfig:

@@ -75,7 +75,7 @@ func insecureClient() *http.Client {
 	return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
 }
 
-// TestDemo guards the README's first command: -demo serves the test page
+// TestDemo guards the README's quick start: -demo serves the test page
 // and answers "tom" through the whole path, with nothing else running.
 func TestDemo(t *testing.T) {
 	testutil.CheckLeaks(t)

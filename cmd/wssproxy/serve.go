@@ -20,6 +20,7 @@ import (
 	"github.com/wssproxy/wssproxy/internal/control"
 	"github.com/wssproxy/wssproxy/internal/fielderr"
 	"github.com/wssproxy/wssproxy/internal/handover"
+	"github.com/wssproxy/wssproxy/internal/health"
 	"github.com/wssproxy/wssproxy/internal/logfile"
 	"github.com/wssproxy/wssproxy/proxy"
 	"github.com/wssproxy/wssproxy/tlsconf"
@@ -45,12 +46,15 @@ type runner struct {
 	tlsLn      *listener
 	redirect   *http.Server
 	redirectLn *listener
-	admin      *http.Server
-	adminLn    *listener
-	inherit    *handover.Inherited // sockets handed over by the process this one replaces
-	metrics    *adminMetrics
-	started    time.Time
-	timeouts   sideTimeouts // of the redirect and admin servers; zero: the defaults
+	// listening is the addresses of tlsLn and redirectLn, for the admin
+	// handlers' goroutines (a reload replaces the listeners).
+	listening atomic.Pointer[health.Listening]
+	admin     *http.Server
+	adminLn   *listener
+	inherit   *handover.Inherited // sockets handed over by the process this one replaces
+	metrics   *adminMetrics
+	started   time.Time
+	timeouts  sideTimeouts // of the redirect and admin servers; zero: the defaults
 }
 
 // listener is one open listener; retired is set before the runner closes
@@ -126,6 +130,7 @@ func (r *runner) serve(ctx context.Context, fc *compiled) error {
 	}
 	r.fc = fc
 	r.startRedirect()
+	r.noteListening()
 	r.startAdmin(reg)
 	r.startWatch(certs)
 	r.describe(ctx, fc)
@@ -224,6 +229,19 @@ func (r *runner) startRedirect() {
 	r.log.Info("redirecting to https", "addr", l.Addr().String())
 }
 
+// noteListening records where the TLS and redirect listeners are, for
+// /healthz to say (wssproxy health compares them with what was asked for).
+func (r *runner) noteListening() {
+	if r.tlsLn == nil {
+		return // not serving (a runner that tests reload alone)
+	}
+	l := &health.Listening{TLS: r.tlsLn.Addr().String()}
+	if r.redirectLn != nil {
+		l.Redirect = r.redirectLn.Addr().String()
+	}
+	r.listening.Store(l)
+}
+
 // startWatch re-reads m's certificate files when they change.
 func (r *runner) startWatch(m *tlsconf.Manager) {
 	ctx, cancel := context.WithCancel(context.Background())
@@ -243,7 +261,7 @@ func (r *runner) describe(ctx context.Context, fc *compiled) {
 		r.log.Info("demo ready: open https://localhost:" + port + "/ and accept the self-signed certificate")
 	}
 	if len(fc.TLS.ACME.Hosts) > 0 && fc.Redirect.Listen == "" {
-		r.log.Warn("ACME without [redirect] listen: only TLS-ALPN-01 on the TLS port can validate; HTTP-01 needs port 80")
+		r.log.Warn("ACME without [redirect] listen (-redirect :80): only TLS-ALPN-01 on the TLS port can validate; HTTP-01 needs port 80")
 	}
 }
 
@@ -341,6 +359,7 @@ func (r *runner) reload(ctx context.Context) {
 		r.redirectLn = redirectLn
 		r.startRedirect()
 	}
+	r.noteListening()
 	if fc.LogFormat != r.fc.LogFormat || fc.LogFile != r.fc.LogFile {
 		r.log.Warn("log_format and log_file changes apply at the next start")
 	}

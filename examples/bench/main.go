@@ -5,7 +5,7 @@
 // grows: CPU per 32 B message at 10, 100 and 1,000 connections, and RSS
 // per idle tunnel as one fresh process holds 1,000, then 5,000, then 9,000.
 // compare.sh builds the binaries and installs the peers, then runs this;
-// see the README's Performance section.
+// see docs/performance.md.
 //
 // Every mode runs -rounds times against every target, a different target
 // first in each round, and the table gives medians; the idle tunnels are

@@ -9,6 +9,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strings"
+
+	"github.com/wssproxy/wssproxy/internal/suggest"
 )
 
 // UsageError is a command line that cannot run: a bad flag, a missing
@@ -42,7 +45,22 @@ func ParseArgs(fs *flag.FlagSet, args []string, stdout io.Writer) error {
 		return flag.ErrHelp
 	}
 	if err != nil {
-		return &UsageError{Cmd: fs.Name(), Err: err}
+		return &UsageError{Cmd: fs.Name(), Err: withSuggestion(fs, err)}
 	}
 	return nil
+}
+
+// withSuggestion adds to the flag package's "flag provided but not
+// defined: -lsten" the flag it was meant to be: " (did you mean -listen?)".
+func withSuggestion(fs *flag.FlagSet, err error) error {
+	name, ok := strings.CutPrefix(err.Error(), "flag provided but not defined: -")
+	if !ok {
+		return err
+	}
+	var names []string
+	fs.VisitAll(func(f *flag.Flag) { names = append(names, f.Name) })
+	if near := suggest.Nearest(names, strings.TrimPrefix(name, "-")); near != "" {
+		return fmt.Errorf("%w (did you mean -%s?)", err, near)
+	}
+	return err
 }

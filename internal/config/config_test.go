@@ -232,18 +232,18 @@ func TestFullExampleCoversEveryKey(t *testing.T) {
 	}
 }
 
-// TestReadmeReference guards that README.md's configuration reference lists
-// exactly the keys the configuration structs have.
-func TestReadmeReference(t *testing.T) {
+// TestConfigurationReference guards that docs/configuration.md's reference
+// lists exactly the keys the configuration structs have.
+func TestConfigurationReference(t *testing.T) {
 	t.Parallel()
-	data, err := os.ReadFile("../../README.md")
+	data, err := os.ReadFile("../../docs/configuration.md")
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, ref, ok := strings.Cut(string(data), "<!-- config-reference -->")
 	ref, _, ok2 := strings.Cut(ref, "<!-- /config-reference -->")
 	if !ok || !ok2 {
-		t.Fatal("README.md has no <!-- config-reference --> section")
+		t.Fatal("docs/configuration.md has no <!-- config-reference --> section")
 	}
 	documented := map[string]bool{}
 	for _, m := range regexp.MustCompile("(?m)^\\| `([a-z0-9_.]+)`").FindAllStringSubmatch(ref, -1) {
@@ -251,12 +251,12 @@ func TestReadmeReference(t *testing.T) {
 	}
 	for _, key := range Keys() {
 		if !documented[key] {
-			t.Errorf("README reference lacks `%s`", key)
+			t.Errorf("the reference lacks `%s`", key)
 		}
 		delete(documented, key)
 	}
 	for key := range documented {
-		t.Errorf("README reference documents `%s`, which is no key", key)
+		t.Errorf("the reference documents `%s`, which is no key", key)
 	}
 }
 

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/wssproxy/wssproxy/internal/suggest"
 )
 
 // The file is parsed into maps (map[string]any and what the TOML parser
@@ -23,6 +25,10 @@ type decoder struct {
 	errs    []error
 	failed  map[string]bool // keys whose values did not decode
 	singles []string        // arrays written as one [table], decoded as element 1
+	// meant holds, for each unknown key with a near miss, the key it was
+	// meant to be ("route[2].backend" for "route[2].bakend"): that key's
+	// absence is the same mistake, and is not reported again.
+	meant map[string]bool
 }
 
 func (d *decoder) fail(key, format string, args ...any) {
@@ -47,7 +53,12 @@ func (d *decoder) table(key string, m map[string]any, dst reflect.Value) {
 		if !ok {
 			// Not a failed value: the key is simply not there, and what
 			// its absence causes is reported too.
-			d.errs = append(d.errs, &FieldError{Key: sub, Msg: "unknown key" + suggest(dst.Type(), name)})
+			msg := "unknown key"
+			if near := nearest(dst.Type(), name); near != "" {
+				msg += fmt.Sprintf(" (did you mean %q?)", near)
+				d.meant[join(key, near)] = true
+			}
+			d.errs = append(d.errs, &FieldError{Key: sub, Msg: msg})
 			continue
 		}
 		d.value(sub, m[name], dst.FieldByIndex(f))
@@ -298,39 +309,10 @@ func keysOf(t reflect.Type) []string {
 	return keys
 }
 
-// suggest returns ` (did you mean "backend"?)` when name is a near miss
-// of a key of struct type t.
-func suggest(t reflect.Type, name string) string {
-	best, bestD := "", 3
-	for _, k := range keysOf(t) {
-		if d := editDistance(strings.ToLower(name), k); d < bestD {
-			best, bestD = k, d
-		}
-	}
-	if best == "" {
-		return ""
-	}
-	return fmt.Sprintf(" (did you mean %q?)", best)
-}
-
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur := make([]int, len(b)+1)
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev = cur
-	}
-	return prev[len(b)]
+// nearest returns the key of struct type t that name is a near miss of
+// ("backend" for "bakend" or "Backend"), or "".
+func nearest(t reflect.Type, name string) string {
+	return suggest.Nearest(keysOf(t), name)
 }
 
 // Keys lists every configuration key, dotted, with "route." for the keys

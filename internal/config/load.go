@@ -22,6 +22,7 @@ import (
 type Flags struct {
 	File          string // -config; "" for the embedded default
 	Listen        string
+	Redirect      string // -redirect: [redirect] listen
 	PidFile       string
 	Routes        Routes
 	Cert, Key     string
@@ -41,6 +42,7 @@ type Flags struct {
 func (f *Flags) Register(fs *flag.FlagSet) {
 	fs.StringVar(&f.File, "config", "", "configuration `file` (TOML); relative paths in it are taken from its directory. Without it, the embedded\ndefault: listen on :8443 with a self-signed certificate, route /wss to ws://"+DefaultBackend)
 	fs.StringVar(&f.Listen, "listen", "", "TLS listen `address`, overriding the configuration's listen")
+	fs.StringVar(&f.Redirect, "redirect", "", "plain-HTTP listen `address` (like :80) that answers ACME HTTP-01 challenges and redirects\neverything else to https, overriding [redirect] listen")
 	fs.StringVar(&f.PidFile, "pid-file", "", "pid `file` (overrides pid_file): written while running; read by -s")
 	fs.Var(&f.Routes, "route", "a route `PATH=BACKEND`, like /wss=ws://127.0.0.1:8282 (repeatable, or several separated by spaces;\nreplaces the file's routes)")
 	fs.StringVar(&f.Cert, "cert", "", "certificate chain `file` (PEM, full chain), with -key")
@@ -103,14 +105,15 @@ func Given(fs *flag.FlagSet) map[string]string {
 
 // SetFromEnv sets each flag of fs that given does not hold and except does
 // not name from its environment variable (EnvName), and records it in
-// given: the command line wins over the environment.
+// given: the command line wins over the environment. An empty variable
+// counts as unset.
 func SetFromEnv(fs *flag.FlagSet, given map[string]string, except ...string) error {
 	var err error
 	fs.VisitAll(func(f *flag.Flag) {
 		env := EnvName(f.Name)
-		v, ok := os.LookupEnv(env)
-		if !ok || err != nil || slices.Contains(except, f.Name) {
-			return
+		v := os.Getenv(env)
+		if v == "" || err != nil || slices.Contains(except, f.Name) {
+			return // an empty variable is unset: -e WSSPROXY_LISTEN= clears an image's default
 		}
 		if _, set := given[f.Name]; set {
 			return
@@ -135,6 +138,7 @@ type Loaded struct {
 	origins map[string]string // key → the flag or variable that set it
 	errs    []error           // decoding's
 	failed  map[string]bool   // keys whose values did not decode
+	meant   map[string]bool   // keys an unknown key was a near miss of
 }
 
 // Load reads f.File (or takes the embedded default), takes its relative
@@ -157,7 +161,7 @@ func Load(f *Flags) (*Loaded, error) {
 // (nil without a file), and f.File still names it in errors and gives the
 // directory relative paths are taken from.
 func Parse(f *Flags, data []byte) (*Loaded, error) {
-	l := &Loaded{Path: f.File, origins: map[string]string{}, failed: map[string]bool{}}
+	l := &Loaded{Path: f.File, origins: map[string]string{}, failed: map[string]bool{}, meant: map[string]bool{}}
 	if f.File == "" {
 		l.File = *Default()
 	} else {
@@ -173,6 +177,7 @@ func Parse(f *Flags, data []byte) (*Loaded, error) {
 	if err := l.override(f); err != nil {
 		return nil, err
 	}
+	l.checkSchemes()
 	if l.Listen == "" {
 		l.Listen = DefaultListen
 	}
@@ -192,7 +197,7 @@ func (l *Loaded) decode(data []byte) error {
 		return fmt.Errorf("%s: %w", l.Path, err)
 	}
 	l.lines = keyLines(string(data))
-	d := &decoder{failed: l.failed}
+	d := &decoder{failed: l.failed, meant: l.meant}
 	d.table("", m, reflect.ValueOf(&l.File).Elem())
 	l.errs = d.errs
 	for _, k := range d.singles {
@@ -222,6 +227,10 @@ func (l *Loaded) override(f *Flags) error {
 	if f.Listen != "" {
 		l.Listen = f.Listen
 		from("listen", "listen")
+	}
+	if f.Redirect != "" {
+		l.Redirect.Listen = f.Redirect
+		from("redirect", "redirect.listen")
 	}
 	if f.PidFile != "" {
 		if l.PidFile, err = abs(f.PidFile); err != nil {
@@ -268,7 +277,9 @@ func (l *Loaded) override(f *Flags) error {
 // table), or at the flag that set it, and they are sorted by line. Errors
 // that follow from a value that did not decode are left out: those about
 // the same key, and a "missing" one in the same [[array]] element (a
-// backends of the wrong type does not also make the route lack a backend).
+// backends of the wrong type does not also make the route lack a backend);
+// so is a key's "missing" when an unknown key was a near miss of it
+// (bakend for backend): one mistake, one line.
 func (l *Loaded) Errors(compiled error) error {
 	var out []error
 	for _, e := range l.errs {
@@ -320,6 +331,9 @@ func (l *Loaded) origin(key string) string {
 }
 
 func (l *Loaded) followsFailure(fe *FieldError) bool {
+	if l.meant[fe.Key] && strings.HasPrefix(fe.Msg, "missing") {
+		return true // the unknown key that was meant to be it says so
+	}
 	for f := range l.failed {
 		switch {
 		case fe.Key == f || strings.HasPrefix(fe.Key, f+".") || strings.HasPrefix(fe.Key, f+"["):
@@ -346,6 +360,6 @@ func parentKey(key string) string {
 // their defaults); paths are as resolved, absolute.
 func Print(w io.Writer, f *File) error {
 	fmt.Fprintln(w, "# wssproxy configuration: the effective settings from file, flags and environment.")
-	fmt.Fprintln(w, "# Keys not shown take their defaults (README: Configuration reference).")
+	fmt.Fprintln(w, "# Keys not shown take their defaults (docs/configuration.md: Reference).")
 	return toml.NewEncoder(w).Encode(f)
 }

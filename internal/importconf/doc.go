@@ -7,5 +7,5 @@
 //
 // Both languages are read by small tokenizers here rather than a
 // library: every message needs a line number, includes need globs, and
-// broken input needs an error that says where (README: Dependencies).
+// broken input needs an error that says where (docs/dependencies.md).
 package importconf

@@ -25,7 +25,7 @@ import (
 )
 
 // Probe exit codes: each kind of failure has its own, so scripts can act
-// on them. Documented in the README's Troubleshooting section.
+// on them. Documented in docs/troubleshooting.md.
 const (
 	probeOK          = 0
 	probeUsage       = 1

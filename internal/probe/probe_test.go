@@ -84,6 +84,8 @@ func TestProbe(t *testing.T) {
 		{"closed port", []string{"wss://localhost:" + port(testutil.ClosedPort(t)) + "/wss"}, probeTCP, "FAIL: port"},
 		{"backend down", []string{"-ca", rootFile, url(serve(good, 0, "ws://"+testutil.ClosedPort(t)))}, probeUpgrade, "FAIL: wssproxy answered 502: it cannot reach its backend"},
 		{"plain HTTP server", []string{"wss://localhost:" + port(plain) + "/"}, probeTLS, "speaks plain HTTP, not TLS"},
+		{"a wss:// backend that speaks ws://", []string{"-ca", rootFile, url(serve(good, 0, "wss"+strings.TrimPrefix(echoWS, "ws")))}, probeUpgrade,
+			"FAIL: wssproxy answered 502: its backend is written wss:// but answered plain HTTP, not TLS: write it ws:// in the route"},
 		{"no WebSocket there", []string{"ws://localhost:" + port(plain) + "/wss"}, probeUpgrade, "FAIL: the server answered 200 OK, not a WebSocket upgrade"},
 		{"insecure goes on", []string{"-insecure", url(serve(selfSigned, 0, echoWS))}, probeOK, "OK: the round trip works, but only past -insecure: certificate is self-signed"},
 		{"resolve", []string{"-ca", rootFile, "-resolve", "chat.example.test:127.0.0.1", "wss://chat.example.test:" + port(serve(good, 0, echoWS)) + "/wss"}, probeCertificate, "FAIL: certificate is for localhost, not chat.example.test"},

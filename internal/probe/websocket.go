@@ -104,6 +104,8 @@ func upgradeProblem(resp *http.Response, path string) string {
 	switch kind := resp.Header.Get("X-Wssproxy-Error"); kind {
 	case "backend-dial":
 		return fmt.Sprintf("wssproxy answered %d: it cannot reach its backend; is the ws server behind it running (and on the address in its route)?", resp.StatusCode)
+	case "backend-not-tls":
+		return fmt.Sprintf("wssproxy answered %d: its backend is written wss:// but answered plain HTTP, not TLS: write it ws:// in the route (the proxy's log line names it)", resp.StatusCode)
 	case "backend-timeout":
 		return fmt.Sprintf("wssproxy answered %d: its backend accepted the connection but did not answer the handshake; is it a WebSocket server?", resp.StatusCode)
 	case "no-route":

@@ -2,10 +2,13 @@ package check
 
 import (
 	"bytes"
+	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -23,7 +26,12 @@ import (
 // valid: container args with the ConfigMap's configuration (wssproxy -t
 // checks them), exec probes that are wssproxy commands, preStop hooks that
 // are a sleep or a wssproxy command line, and a grace period above the
-// sleep plus shutdown_timeout.
+// sleep plus shutdown_timeout. The image's environment (the Dockerfile's
+// ENV: WSSPROXY_LISTEN=:443, WSSPROXY_REDIRECT=:80) applies under the
+// container's own env, as the kubelet composes them, and the listeners
+// that result must be the ports the container declares: nothing on a port
+// the pod does not expose, and none below 1024 in a pod that drops every
+// capability.
 func TestKubernetesManifests(t *testing.T) {
 	files, _ := filepath.Glob("../*.yaml")
 	if len(files) < 2 {
@@ -34,6 +42,7 @@ func TestKubernetesManifests(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, "github.com/wssproxy/wssproxy/cmd/wssproxy").CombinedOutput(); err != nil {
 		t.Fatalf("go build wssproxy: %v\n%s", err, out)
 	}
+	imageEnv := dockerfileEnv(t)
 	cert, _ := testutil.Cert(t)
 	certFile, keyFile := testutil.WriteKeyPair(t, cert)
 	paths := strings.NewReplacer("/etc/wssproxy/tls/tls.crt", certFile, "/etc/wssproxy/tls/tls.key", keyFile,
@@ -91,17 +100,42 @@ func TestKubernetesManifests(t *testing.T) {
 					}
 					args = append(args, paths.Replace(a))
 				}
-				if out, err := run(bin, append([]string{"-t"}, args...)...); err != nil {
-					t.Errorf("%s: wssproxy -t %v: %v\n%s", f, args, err, out)
+				env := slices.Clone(imageEnv)
+				for _, e := range c.Env {
+					env = append(env, e.Name+"="+e.Value) // later wins, as the container's env over the image's
 				}
 				shutdown := 30 * time.Second
-				out, err := run(bin, append([]string{"-print-config"}, args...)...)
+				out, err := run(bin, env, append([]string{"-print-config"}, args...)...)
 				if err != nil {
 					t.Errorf("%s: wssproxy -print-config %v: %v\n%s", f, args, err, out)
 				} else if m := regexp.MustCompile(`(?m)^shutdown_timeout = "([^"]+)"`).FindSubmatch(out); m != nil {
 					if shutdown, err = time.ParseDuration(string(m[1])); err != nil {
 						t.Errorf("%s: shutdown_timeout %q: %v", f, m[1], err)
 					}
+				}
+				// Every listener on a port the container declares.
+				var declared []string
+				for _, p := range c.Ports {
+					declared = append(declared, fmt.Sprint(p.ContainerPort))
+				}
+				for _, l := range regexp.MustCompile(`(?m)^(listen|\[redirect\]\n\s+listen) = "([^"]*)"`).FindAllSubmatch(out, -1) {
+					_, port, _ := net.SplitHostPort(string(l[2]))
+					key := "listen"
+					if bytes.HasPrefix(l[1], []byte("[redirect]")) {
+						key = "redirect.listen"
+					}
+					if !slices.Contains(declared, port) {
+						t.Errorf("%s: %s = %q: not a port the container declares (%v); the image's environment sets WSSPROXY_LISTEN=:443 and WSSPROXY_REDIRECT=:80", f, key, l[2], declared)
+					}
+				}
+				// -t binds what it checks: on ports of its own here.
+				check := append([]string{"-t"}, args...)
+				check = append(check, "-listen=127.0.0.1:0")
+				if bytes.Contains(out, []byte("[redirect]")) {
+					check = append(check, "-redirect=127.0.0.1:0")
+				}
+				if out, err := run(bin, env, check...); err != nil {
+					t.Errorf("%s: wssproxy %v: %v\n%s", f, check, err, out)
 				}
 				for _, p := range []*corev1.Probe{c.ReadinessProbe, c.LivenessProbe} {
 					if p == nil || p.Exec == nil || len(p.Exec.Command) < 2 || p.Exec.Command[0] != "/wssproxy" || p.Exec.Command[1] != "health" {
@@ -115,7 +149,7 @@ func TestKubernetesManifests(t *testing.T) {
 					t.Errorf("%s: no preStop: a sleep while balancers stop sending, or the drain", f)
 				} else if cmd := h.PreStop.Exec.Command; len(cmd) < 1 || cmd[0] != "/wssproxy" {
 					t.Errorf("%s: preStop %v is not a wssproxy command", f, cmd)
-				} else if out, err := run(bin, append(cmd[1:len(cmd):len(cmd)], "-h")...); err != nil {
+				} else if out, err := run(bin, env, append(cmd[1:len(cmd):len(cmd)], "-h")...); err != nil {
 					// -h after the hook's flags: they parse, and nothing is signalled.
 					t.Errorf("%s: preStop %v: %v\n%s", f, cmd, err, out)
 				}
@@ -127,11 +161,31 @@ func TestKubernetesManifests(t *testing.T) {
 	}
 }
 
-// run runs wssproxy with args and returns its stdout and stderr.
-func run(bin string, args ...string) ([]byte, error) {
+// run runs wssproxy with args, with env added to this environment, and
+// returns its stdout and stderr.
+func run(bin string, env []string, args ...string) ([]byte, error) {
 	var out bytes.Buffer
 	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
 	return out.Bytes(), err
+}
+
+// dockerfileEnv is the image's environment: the ENV lines of the
+// Dockerfile's final stage.
+func dockerfileEnv(t *testing.T) []string {
+	df, err := os.ReadFile("../../../Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	final := df[bytes.LastIndex(df, []byte("\nFROM "))+1:] // the final stage's
+	var env []string
+	for _, m := range regexp.MustCompile(`(?m)^ENV (\S+=\S*)$`).FindAllSubmatch(final, -1) {
+		env = append(env, string(m[1]))
+	}
+	if len(env) == 0 {
+		t.Fatal("the Dockerfile sets no ENV")
+	}
+	return env
 }
