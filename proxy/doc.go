@@ -238,7 +238,7 @@
 //  3. check whether Go's own HTTP/2 client then sends :protocol (in 1.27
 //     net/http refuses the header name), which would let h2helpers_test.go
 //     drop its Framer-based client;
-//  4. say so in the README's http2_websockets row.
+//  4. say so in docs/configuration.md's http2_websockets row.
 //
 // # Backends
 //
