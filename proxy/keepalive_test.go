@@ -142,12 +142,13 @@ func TestLiveClientKept(t *testing.T) {
 	t.Parallel()
 	ctx := testutil.Context(t, 10*time.Second)
 	cr := newCloseRecorder(1)
-	// ping_timeout is the time a live client has to answer, long enough on
-	// a loaded machine; with it longer than ping_interval, a ping goes out
-	// every ping_timeout, so 10 of them outlast it 9 times over: a proxy
-	// that did not take the pongs for answers would end the tunnel at the
-	// first.
-	const interval, timeout = 20 * time.Millisecond, 200 * time.Millisecond
+	// ping_timeout is the time a live client has to answer: a second, as
+	// a machine running two test suites at once can stall a goroutine for
+	// a few hundred milliseconds. With it longer than ping_interval, a
+	// ping goes out every ping_timeout, so 4 of them outlast it 3 times
+	// over: a proxy that did not take the pongs for answers would end the
+	// tunnel at the first.
+	const interval, timeout, rounds = 20 * time.Millisecond, time.Second, 4
 	e := startProxy(t, proxy.Config{Routes: []proxy.Route{{
 		Path: "/wss", Backend: "ws://" + testutil.Serve(t, cr),
 		PingInterval: dur(interval), PingTimeout: timeout,
@@ -167,8 +168,8 @@ func TestLiveClientKept(t *testing.T) {
 			msgs <- string(m)
 		}
 	}()
-	// Idle for as long as 10 pings take to arrive, then talk again.
-	for pings.Load() < 10 {
+	// Idle for as long as the pings take to arrive, then talk again.
+	for pings.Load() < rounds {
 		select {
 		case <-ctx.Done():
 			t.Fatalf("%d pings", pings.Load())

@@ -4,14 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
-	"strconv"
-	"syscall"
 
 	"github.com/wssproxy/wssproxy/internal/config"
 	"github.com/wssproxy/wssproxy/internal/fielderr"
+	"github.com/wssproxy/wssproxy/internal/listenaddr"
 	"github.com/wssproxy/wssproxy/proxy"
 	"github.com/wssproxy/wssproxy/tlsconf"
 )
@@ -59,9 +57,9 @@ func compileProcess(f *config.File) (slog.Level, error) {
 			errs = append(errs, fielderr.Wrap(key, err))
 		}
 	}
-	add("listen", checkAddr(f.Listen))
+	add("listen", listenaddr.Check(f.Listen))
 	if f.Redirect.Listen != "" {
-		add("redirect.listen", checkAddr(f.Redirect.Listen))
+		add("redirect.listen", listenaddr.Check(f.Redirect.Listen))
 	}
 	add("admin.listen", checkAdmin(f.Admin))
 	switch f.LogFormat {
@@ -79,17 +77,6 @@ func compileProcess(f *config.File) (slog.Level, error) {
 	return level, errors.Join(errs...)
 }
 
-func checkAddr(addr string) error {
-	_, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return fmt.Errorf(`must be host:port or :port, like ":443", got %q`, addr)
-	}
-	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
-		return fmt.Errorf("bad port in %q", addr)
-	}
-	return nil
-}
-
 func parseLevel(s string) (slog.Level, error) {
 	var l slog.Level
 	if s == "" {
@@ -99,35 +86,4 @@ func parseLevel(s string) (slog.Level, error) {
 		return 0, fmt.Errorf("must be debug, info, warn or error, got %q", s)
 	}
 	return l, nil
-}
-
-// listen opens a TCP listener on addr (key names it in errors). A port
-// below 1024 refused to a user without the privilege, or a port in use,
-// gets what to do about it in the error itself.
-func listen(key, addr string) (net.Listener, error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("%s %s: %w", key, addr, explainListen(addr, err))
-	}
-	return ln, nil
-}
-
-// explainListen adds to a failed listen on addr what to do about it.
-func explainListen(addr string, err error) error {
-	_, port, _ := net.SplitHostPort(addr)
-	n, perr := strconv.Atoi(port)
-	switch {
-	case perr == nil && n > 0 && n < 1024 && errors.Is(err, syscall.EACCES):
-		exe, xerr := os.Executable()
-		if xerr != nil {
-			exe = "/path/to/wssproxy"
-		}
-		return fmt.Errorf("%w: ports below 1024 need a privilege this user (uid %d) lacks; grant it with "+
-			"`sudo setcap cap_net_bind_service=+ep %s`, or under systemd AmbientCapabilities=CAP_NET_BIND_SERVICE, "+
-			"or let every user bind from port %d up with `sysctl net.ipv4.ip_unprivileged_port_start=%d`",
-			err, os.Geteuid(), exe, n, n)
-	case errors.Is(err, syscall.EADDRINUSE):
-		return fmt.Errorf("%w: another process listens on port %s (`ss -ltnp 'sport = :%s'` or `lsof -i :%s` names it)", err, port, port, port)
-	}
-	return err
 }

@@ -4,7 +4,6 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -13,14 +12,13 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"runtime"
-	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/wssproxy/wssproxy/internal/buildinfo"
 	"github.com/wssproxy/wssproxy/internal/cli"
 	"github.com/wssproxy/wssproxy/internal/config"
 	"github.com/wssproxy/wssproxy/internal/gctune"
@@ -202,47 +200,6 @@ func usage(w io.Writer, fs *flag.FlagSet) {
 // -ldflags "-X main.releaseVersion=v0.1.0". Empty otherwise.
 var releaseVersion string
 
-// version is -version: which release or commit this is, and the Go and
-// platform that built it. The version is the stamped release, else the
-// module's version from the build information: the tag `go install
-// …@v0.1.0` fetched, or the pseudo-version the go command makes in a git
-// checkout (v0.0.0-20261206181819-d74785fce83e, +dirty when modified).
-// The commit, its time and "modified" come from the build information
-// (git checkouts only). A build with neither says so and how to get one,
-// rather than a bare "(devel)".
-func version() string {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return fmt.Sprintf("wssproxy %s (no build information) %s/%s", cmp.Or(releaseVersion, "devel"), runtime.GOOS, runtime.GOARCH)
-	}
-	v := releaseVersion
-	if v == "" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		v = bi.Main.Version
-	}
-	var rev, at, dirty string
-	for _, s := range bi.Settings {
-		switch s.Key {
-		case "vcs.revision":
-			rev = s.Value
-		case "vcs.time":
-			at = s.Value
-		case "vcs.modified":
-			if s.Value == "true" {
-				dirty = ", modified"
-			}
-		}
-	}
-	var detail string
-	switch {
-	case rev != "":
-		detail = fmt.Sprintf(" (commit %s, %s%s)", rev, at, dirty)
-	case v == "":
-		detail = " (no version or commit recorded: built outside a git checkout, or with -buildvcs=false; " +
-			"a build in a checkout with -buildvcs=true, .ci/release or go install …@VERSION records one)"
-	}
-	return fmt.Sprintf("wssproxy %s%s %s %s/%s", cmp.Or(v, "devel"), detail, bi.GoVersion, runtime.GOOS, runtime.GOARCH)
-}
-
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 {
 		for _, c := range commands() {
@@ -257,7 +214,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	switch {
 	case o.version:
-		fmt.Fprintln(stdout, version())
+		fmt.Fprintln(stdout, buildinfo.Version(releaseVersion))
 		return nil
 	case o.signal != "":
 		return signalRunning(o)

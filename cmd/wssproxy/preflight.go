@@ -5,12 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"syscall"
 	"time"
 
 	"github.com/wssproxy/wssproxy/internal/fielderr"
 	"github.com/wssproxy/wssproxy/internal/health"
+	"github.com/wssproxy/wssproxy/internal/listenaddr"
 )
 
 // noBindKey marks a context whose -t leaves the ports alone: tests that
@@ -49,26 +49,17 @@ func bindCheck(ctx context.Context, c *compiled, warn io.Writer) error {
 		if l.addr == "" {
 			continue
 		}
-		if err := tryListen(l.addr); err != nil && !(errors.Is(err, syscall.EADDRINUSE) && ours(l.addr)) {
-			errs = append(errs, fielderr.Wrap(l.key, explainListen(l.addr, err)))
+		if err := listenaddr.Try(l.addr); err != nil && !(errors.Is(err, syscall.EADDRINUSE) && ours(l.addr)) {
+			errs = append(errs, fielderr.Wrap(l.key, listenaddr.Explain(l.addr, err)))
 		}
 	}
 	if a := c.Admin.Listen; a != "" && running == nil {
-		if err := tryListen(a); err != nil {
-			fmt.Fprintf(warn, "wssproxy: warning: admin.listen %s: %v; wssproxy would start without its admin endpoints\n", a, explainListen(a, err))
+		if err := listenaddr.Try(a); err != nil {
+			fmt.Fprintf(warn, "wssproxy: warning: admin.listen %s: %v; wssproxy would start without its admin endpoints\n", a, listenaddr.Explain(a, err))
 		}
 	}
 	if len(errs) > 0 {
 		return c.Errors(errors.Join(errs...))
 	}
 	return nil
-}
-
-// tryListen opens a TCP listener on addr and closes it.
-func tryListen(addr string) error {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return err
-	}
-	return ln.Close()
 }

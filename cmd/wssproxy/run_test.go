@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -106,10 +107,10 @@ func TestDemo(t *testing.T) {
 		t.Fatalf("reply %q, %v", got, err)
 	}
 	c.Close(websocket.StatusNormalClosure, "")
+	// The route and "demo ready" lines are written after the listener
+	// opens, so they may come after the exchange above: wait for them.
 	for _, want := range []string{"fingerprint_sha256=", "path=/wss to=ws://127.0.0.1:", "demo ready"} {
-		if !strings.Contains(logs.String(), want) {
-			t.Errorf("log lacks %q:\n%s", want, logs)
-		}
+		logs.Wait(t, ctx, regexp.QuoteMeta(want))
 	}
 }
 

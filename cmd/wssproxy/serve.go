@@ -21,6 +21,7 @@ import (
 	"github.com/wssproxy/wssproxy/internal/fielderr"
 	"github.com/wssproxy/wssproxy/internal/handover"
 	"github.com/wssproxy/wssproxy/internal/health"
+	"github.com/wssproxy/wssproxy/internal/listenaddr"
 	"github.com/wssproxy/wssproxy/internal/logfile"
 	"github.com/wssproxy/wssproxy/proxy"
 	"github.com/wssproxy/wssproxy/tlsconf"
@@ -313,7 +314,7 @@ func (r *runner) reload(ctx context.Context) {
 		}
 	}
 	if fc.Listen != r.fc.Listen {
-		ln, err := listen("listen", fc.Listen)
+		ln, err := listenaddr.Listen("listen", fc.Listen)
 		if err != nil {
 			refuse(err)
 			return
@@ -321,7 +322,7 @@ func (r *runner) reload(ctx context.Context) {
 		tlsLn = &listener{Listener: ln}
 	}
 	if fc.Redirect.Listen != r.fc.Redirect.Listen && fc.Redirect.Listen != "" {
-		ln, err := listen("redirect.listen", fc.Redirect.Listen)
+		ln, err := listenaddr.Listen("redirect.listen", fc.Redirect.Listen)
 		if err != nil {
 			refuse(err)
 			return

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/wssproxy/wssproxy/internal/handover"
+	"github.com/wssproxy/wssproxy/internal/listenaddr"
 )
 
 // Binary upgrades without dropping a tunnel (SIGUSR2, or -s upgrade): the
@@ -22,7 +23,7 @@ const upgradeReadyTimeout = 30 * time.Second
 // the old process had one for that role on the same configured address,
 // otherwise a new one.
 func (r *runner) listen(role, key, addr string) (net.Listener, error) {
-	return r.inherit.Listen(role, addr, func() (net.Listener, error) { return listen(key, addr) })
+	return r.inherit.Listen(role, addr, func() (net.Listener, error) { return listenaddr.Listen(key, addr) })
 }
 
 // upgrade starts the binary at this process's path with its listeners and
