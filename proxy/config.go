@@ -241,11 +241,13 @@ type Route struct {
 	// gets 1014). Default off.
 	BackendPingInterval time.Duration `toml:"backend_ping_interval,omitempty,omitzero"`
 
-	// SendTimeout is how long a write to either peer may make no progress
-	// (like nginx's proxy_send_timeout): a peer that takes nothing for that
-	// long has stopped reading. It is dropped and the other side gets a
-	// close frame (1014 to the client, 1001 to the backend). It bounds the
-	// proxy's own pings and close frames too. Default 60s.
+	// SendTimeout is how long one write to either peer (one read's worth
+	// of bytes, up to 64 KiB) may take: a peer that has not taken it in
+	// that time has stopped reading, or reads slower than about 1 KB/s at
+	// the default. It is dropped and the other side gets a close frame
+	// (1014 to the client, 1001 to the backend). It bounds the proxy's own
+	// pings and close frames too. Like nginx's proxy_send_timeout, but on
+	// a write rather than on the gap between two. Default 60s.
 	SendTimeout time.Duration `toml:"send_timeout,omitempty,omitzero"`
 
 	// IdleTimeout closes a tunnel (1001 to both sides) after this long

@@ -97,14 +97,15 @@
 //     frame boundary of that side's output, under the same lock as the
 //     pump that writes there (between two fragments of a message is a
 //     boundary: RFC 6455 §5.4). A timer never waits for the lock: if the
-//     pump holds it, the pump writes the queue after its own write.
+//     pump holds it, the pump writes the queue after its own write. A
+//     ping's ping_timeout counts from when it is written, not queued.
 //
 // # Who owns what
 //
 //   - The socket engine (internal/sockio, one Engine per Server, closed by
 //     it) owns how a side's socket is read and written, and on which
-//     goroutine its pump runs. The portable engine, the default on every
-//     platform and for every connection that is not a plain socket (an
+//     goroutine its pump runs. The portable engine, the default off Linux
+//     and for every connection that is not a plain socket (an
 //     HTTP/2 stream, a PROXY protocol reader, TLS towards a backend),
 //     reads with net.Conn.Read on a goroutine per side. The raw engine
 //     (Linux; WSSPROXY_RAWIO=0 turns it off) serves TCP and unix sockets,
@@ -152,9 +153,11 @@
 //     other side's connection is closed, as its stream cannot be finished.
 //   - send_timeout: every write to a peer, data or the proxy's own frames,
 //     has a write deadline (moved about once per send_timeout/8, not per
-//     write). A write that makes no progress for send_timeout means that
-//     peer stopped reading: it is dropped and the other side gets a close
-//     frame (1014 to the client, 1001 to the backend).
+//     write). A write not finished in send_timeout (one read's worth, up
+//     to 64 KiB) means that peer stopped reading: it is dropped and the
+//     other side gets a close frame (1014 to the client, 1001 to the
+//     backend). A bound per write, not per byte: over TLS a timed-out
+//     write cannot be resumed.
 //   - The proxy closing a side (sockio.Conn.Close, from any goroutine):
 //     on the raw engine a socket whose pump is inside RawConn.Read is shut
 //     down, which its peer sees at once and which fails a write to it

@@ -14,6 +14,8 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -327,5 +329,91 @@ func TestEpollDescriptorIsPollable(t *testing.T) {
 	case <-p.done:
 	default:
 		t.Fatal("the poller's goroutine outlived Close")
+	}
+}
+
+// TestCloseWaitsForRawRead pins that net.Conn.Close does not return while
+// the connection's RawConn.Read is running its function: Close waits for
+// the read lock the function holds. rawConn.Close depends on it: while
+// the pump is inside, Close shuts the socket down and leaves the Close
+// itself to the pump (a Close from the pump would never return). If a Go
+// release made Close return at once, the pump would read a closed (and
+// perhaps reused) descriptor.
+func TestCloseWaitsForRawRead(t *testing.T) {
+	t.Parallel()
+	a, _ := tcpPair(t)
+	rc, err := a.(syscall.Conn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	inside, release, readDone := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(readDone)
+		rc.Read(func(uintptr) bool { close(inside); <-release; return true })
+	}()
+	<-inside
+	var returned atomic.Bool
+	closed := make(chan struct{})
+	go func() { a.Close(); returned.Store(true); close(closed) }()
+	// Give Close every chance to return while the function runs; it
+	// must not. (It would return within microseconds if it did not wait.)
+	for range 10_000 {
+		if returned.Load() {
+			close(release)
+			t.Fatal("Close returned while RawConn.Read's function was running")
+		}
+		runtime.Gosched()
+	}
+	close(release)
+	<-closed
+	<-readDone
+}
+
+// TestEpollModReportsWhatCameBefore pins that EPOLL_CTL_MOD reports what a
+// socket already has: parking a side turns its end-of-stream watch into a
+// one-shot EPOLLIN registration with a MOD, and a message (or a FIN) that
+// arrived between the side's last read and that MOD must wake it at once,
+// not when the next byte comes. Resuming turns it back with a MOD too,
+// and an end already there must be reported then.
+func TestEpollModReportsWhatCameBefore(t *testing.T) {
+	t.Parallel()
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(epfd)
+	ctl := func(c net.Conn, op int, events uint32) {
+		t.Helper()
+		rc, _ := c.(syscall.Conn).SyscallConn()
+		rc.Control(func(fd uintptr) { err = unix.EpollCtl(epfd, op, int(fd), &unix.EpollEvent{Events: events, Fd: 1}) })
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	wait := func() uint32 {
+		t.Helper()
+		events := make([]unix.EpollEvent, 4)
+		for {
+			n, err := unix.EpollWait(epfd, events, 10_000)
+			if err == unix.EINTR {
+				continue
+			}
+			if err != nil || n == 0 {
+				t.Fatalf("no event within 10 s (%v)", err)
+			}
+			return events[0].Events
+		}
+	}
+	a, b := tcpPair(t)
+	ctl(a, unix.EPOLL_CTL_ADD, watchEvents)
+	b.Write([]byte("came while running")) // data alone: the watch says nothing
+	ctl(a, unix.EPOLL_CTL_MOD, parkEvents)
+	if ev := wait(); ev&unix.EPOLLIN == 0 {
+		t.Fatalf("park after data: events %#x, want EPOLLIN", ev)
+	}
+	b.Close() // the FIN, while the one-shot registration is spent
+	ctl(a, unix.EPOLL_CTL_MOD, watchEvents)
+	if ev := wait(); ev&unix.EPOLLRDHUP == 0 {
+		t.Fatalf("rewatch after the FIN: events %#x, want EPOLLRDHUP", ev)
 	}
 }

@@ -26,12 +26,14 @@ import (
 //     short took the data, and the read that would return the end is the
 //     one the pump skips (raw_linux.go). The kernel queues the event when
 //     the FIN or the reset arrives, and at registration if it already
-//     has; the poller marks the side as ending and wakes its pump if it
-//     waits, which then reads to the end.
+//     has (TestEpollReportsEndThatCameWithData); the poller marks the
+//     side as ending and wakes its pump if it waits, which then reads to
+//     the end.
 //   - While parked: EPOLLIN | EPOLLRDHUP, one-shot. A pump that has waited
 //     a whole period of the sweep (below) gives up its goroutine; the
-//     registration, checked by the kernel when it is made, reports the
-//     socket's first data, end or error, and the poller starts a fresh
+//     registration (a MOD of the watch), checked by the kernel when it is
+//     made (TestEpollModReportsWhatCameBefore), reports the socket's first
+//     data, end or error, and the poller starts a fresh
 //     goroutine on the pump. Its state is in its rawConn, not on a stack.
 //
 // Parking is decided by one sweep per period for the whole engine (a

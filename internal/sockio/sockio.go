@@ -3,7 +3,7 @@
 // sees a side only as a Conn; which implementation serves it is decided
 // once, when the side is made (Engine.Conn), and reported by Conn.IO.
 //
-//   - portable (portable.go) is the default on every platform and for
+//   - portable (portable.go) is the default off Linux and for
 //     every connection that is not a plain socket the engine can take over
 //     (an HTTP/2 stream, a PROXY protocol reader, TLS towards a backend,
 //     net.Pipe in tests): net.Conn.Read into a 256-byte buffer while the

@@ -71,6 +71,19 @@ func (k *keeper) fire() {
 	}
 	if k.waiting {
 		if last == k.mark {
+			// The ping waits in the queue while s's output is inside a
+			// frame (RFC 6455 §5.4: a control frame goes between
+			// frames), as when a large message goes to a slow reader;
+			// the peer has then not been asked yet. limit counts from
+			// when the ping went out.
+			if k.s.hasPending.Load() {
+				k.timer.Reset(k.limit)
+				return
+			}
+			if due := k.s.flushed.Load() + int64(k.limit); now < due {
+				k.timer.Reset(time.Duration(due - now))
+				return
+			}
 			r := pick(k.s, ClientUnresponsive, BackendUnresponsive)
 			k.t.deadPeer(k.s, r, r.String())
 			return

@@ -25,6 +25,7 @@ type side struct {
 	closeSent bool          // a close frame was written to it: nothing may follow
 	deadline  time.Duration // the write deadline set, as time since t.start
 
+	writing atomic.Bool // a write to its connection is under way
 	dropped atomic.Bool // the proxy closed its connection: writes to it are moot
 	hangUp  atomic.Bool // close its connection once the pending close frame is out
 
@@ -32,6 +33,7 @@ type side struct {
 	pending    []byte     // the proxy's frames, waiting for a frame boundary
 	pendClose  bool       // pending ends with a close frame
 	hasPending atomic.Bool
+	flushed    atomic.Int64 // ns since tunnel start when pending was last written out
 
 	// Read by this side's pump.
 	lastFrame   atomic.Int64 // ns since tunnel start of the last frame read
@@ -46,11 +48,16 @@ func newSide(t *Tunnel, name string, conn sockio.Conn, isBackend bool) *side {
 	return &side{name: name, isBackend: isBackend, conn: conn, mask: isBackend, t: t, pingToken: token()}
 }
 
-// write writes b to s within send_timeout (s.mu held): a peer that takes
-// nothing for that long is not reading. The deadline is moved only when
-// less than 7/8 of it is left, so a busy tunnel sets it about once per
-// send_timeout/8, not per write; a write that makes no progress fails
-// between 7/8 of send_timeout and all of it.
+// write writes b to s within send_timeout (s.mu held): a peer that has
+// not taken one read's worth of bytes (up to 64 KiB) in that time is not
+// reading. The deadline is moved only when less than 7/8 of it is left,
+// so a busy tunnel sets it about once per send_timeout/8, not per write;
+// a write not finished fails between 7/8 of send_timeout and all of it.
+// It is a bound on each write, not on the gap between two bytes: a write
+// that timed out cannot be resumed over TLS (crypto/tls's state is then
+// spent), and cutting writes smaller would cost every busy tunnel system
+// calls. At the 60 s default a peer must take about 1.3 KB/s to keep up
+// with a 64 KiB write.
 func (s *side) write(b []byte) (int, error) {
 	if limit := s.t.policy.SendTimeout; limit > 0 {
 		if now := time.Since(s.t.start); s.deadline-now < limit-limit/8 {
@@ -58,7 +65,9 @@ func (s *side) write(b []byte) (int, error) {
 			s.conn.SetWriteDeadline(s.t.start.Add(s.deadline))
 		}
 	}
+	s.writing.Store(true)
 	n, err := s.conn.Write(b)
+	s.writing.Store(false)
 	switch {
 	case err == nil:
 	case s.dropped.Load():
@@ -117,6 +126,7 @@ func (s *side) flushPending() {
 		s.pmu.Unlock()
 		if !s.closeSent && !s.dropped.Load() {
 			s.write(p)
+			s.flushed.Store(int64(time.Since(s.t.start)))
 			s.closeSent = isClose
 			if isClose && s.hangUp.Load() {
 				s.drop()
@@ -147,11 +157,7 @@ func (s *side) closeWrite() {
 }
 
 // busy reports whether a write to s is under way: the pump that writes to
-// s is then not reading its own side.
-func (s *side) busy() bool {
-	if !s.mu.TryLock() {
-		return true
-	}
-	s.mu.Unlock()
-	return false
-}
+// s is then not reading its own side. It takes no lock: a holder of s.mu
+// must write the queue when it lets go (flushPending), and a check is no
+// writer.
+func (s *side) busy() bool { return s.writing.Load() }

@@ -56,7 +56,7 @@ type Policy struct {
 	PingInterval        time.Duration // keepalive towards the client
 	BackendPingInterval time.Duration // keepalive towards the backend
 	PingTimeout         time.Duration // silence after a ping that ends it
-	SendTimeout         time.Duration // a write that makes no progress for this long: that peer is not reading
+	SendTimeout         time.Duration // a write not finished in this long: that peer is not reading
 	IdleTimeout         time.Duration // no data frame either way for this long
 	MaxLifetime         time.Duration // give or take 10%, at random
 	MaxMessageSize      int64         // payload bytes of one message (1009 past it)

@@ -449,3 +449,97 @@ func TestJitter(t *testing.T) {
 		t.Errorf("%d distinct values in 1000, want them spread", len(seen))
 	}
 }
+
+// TestPingCountsFromItsWrite guards ping_timeout on a side whose output is
+// inside a long frame: the ping waits for the frame's end (RFC 6455 §5.4),
+// and the peer, reading steadily all along, is given ping_timeout from
+// when the ping reaches it, not from when it was queued. With the default
+// keepalive, a client taking a 5 MB message at 100 KB/s (50 s) was
+// dropped as unresponsive at 40 s.
+func TestPingCountsFromItsWrite(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		cEnd, cPeer := net.Pipe()
+		bEnd, bPeer := net.Pipe()
+		defer cPeer.Close()
+		defer bPeer.Close()
+		e := sockio.New(sockio.Options{Portable: true})
+		ended := make(chan End, 1)
+		tun := New(Policy{PingInterval: 30 * time.Second, PingTimeout: 10 * time.Second, SendTimeout: time.Minute},
+			e.Conn(cEnd), e.Conn(bEnd), nil, time.Now())
+		tun.Start(nil, nil, func(e End) { ended <- e })
+		backend := newPeer(t, bPeer, false, true)
+		const size = 5 << 20
+		go bPeer.Write(wsframe.AppendFrame(nil, wsframe.OpBinary, make([]byte, size), nil))
+
+		// The client reads the message's bytes 10 KiB every 100 ms, and
+		// sends nothing.
+		var scratch [wsframe.MaxHeaderLen]byte
+		h, err := wsframe.ReadHeader(cPeer, scratch[:])
+		if err != nil || h.Length != size {
+			t.Fatalf("header %+v, %v", h, err)
+		}
+		buf := make([]byte, 10<<10)
+		start := time.Now()
+		for got := 0; got < size; {
+			time.Sleep(100 * time.Millisecond)
+			n, err := cPeer.Read(buf[:min(len(buf), size-got)])
+			if err != nil {
+				t.Fatalf("client dropped after %v with %d of %d bytes read: %v", time.Since(start), got, size, err)
+			}
+			got += n
+		}
+		client := newPeer(t, cPeer, true, true)
+		ping := client.next()
+		if ping.op != wsframe.OpPing {
+			t.Fatalf("after the message: opcode %d, want the ping queued behind it", ping.op)
+		}
+		client.send(wsframe.OpPong, ping.payload)
+		client.send(wsframe.OpText, []byte("still here"))
+		if f := backend.next(); f.op != wsframe.OpText || string(f.payload) != "still here" {
+			t.Fatalf("backend got %d %q", f.op, f.payload)
+		}
+		select {
+		case e := <-ended:
+			t.Fatalf("tunnel ended: %+v", e)
+		default:
+		}
+	})
+}
+
+// TestBusyCheckLosesNoFrame guards the rule that the proxy's queued frames
+// are written by whoever holds a side's write lock when it lets go: the
+// keepalive's check of whether the other side is being written to once
+// took that lock and let go without writing, so a ping or close frame
+// queued at that moment stayed queued (a healthy peer then dropped as
+// unresponsive, or cut off without a close frame).
+func TestBusyCheckLosesNoFrame(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, Policy{}, true)
+	s := r.tun.backend
+	for i := range 2000 {
+		stop, done := make(chan struct{}), make(chan struct{})
+		go func() { // the client's keeper, checking again and again
+			defer close(done)
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+					s.busy()
+				}
+			}
+		}()
+		s.send(s.ping(), false) // the backend's keeper, or a Shut's close frame
+		close(stop)
+		<-done
+		select {
+		case f := <-r.backend.frames:
+			if f.op != wsframe.OpPing {
+				t.Fatalf("backend got opcode %d, want a ping", f.op)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("round %d: the queued ping was never written", i)
+		}
+	}
+}
