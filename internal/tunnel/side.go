@@ -25,7 +25,6 @@ type side struct {
 	closeSent bool          // a close frame was written to it: nothing may follow
 	deadline  time.Duration // the write deadline set, as time since t.start
 
-	writing atomic.Bool // a write to its connection is under way
 	dropped atomic.Bool // the proxy closed its connection: writes to it are moot
 	hangUp  atomic.Bool // close its connection once the pending close frame is out
 
@@ -65,9 +64,7 @@ func (s *side) write(b []byte) (int, error) {
 			s.conn.SetWriteDeadline(s.t.start.Add(s.deadline))
 		}
 	}
-	s.writing.Store(true)
 	n, err := s.conn.Write(b)
-	s.writing.Store(false)
 	switch {
 	case err == nil:
 	case s.dropped.Load():
@@ -157,7 +154,14 @@ func (s *side) closeWrite() {
 }
 
 // busy reports whether a write to s is under way: the pump that writes to
-// s is then not reading its own side. It takes no lock: a holder of s.mu
-// must write the queue when it lets go (flushPending), and a check is no
-// writer.
-func (s *side) busy() bool { return s.writing.Load() }
+// s is then not reading its own side. Having taken s's lock to see, it
+// writes the queue as it lets go, as every holder must (flushPending): a
+// frame queued meanwhile found the lock taken and left it to this.
+func (s *side) busy() bool {
+	if !s.mu.TryLock() {
+		return true
+	}
+	s.mu.Unlock()
+	s.flushPending()
+	return false
+}
