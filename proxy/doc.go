@@ -266,7 +266,9 @@
 // the route's allowed_origins (403), the handshake rate per client IP
 // (golang.org/x/time/rate, 429), and max_connections and
 // max_connections_per_ip (503), counted from the check until the tunnel
-// ends (limits.go). Server.Reload compiles first, and changes nothing if
+// ends (limits.go). A full proxy refuses before the per-address checks,
+// and an address is remembered only once admitted, so refusals cost no
+// memory. Server.Reload compiles first, and changes nothing if
 // that fails; then it gives the limiter the new limits and swaps the routes
 // in with one atomic store, in that order (build, server.go), so a
 // handshake arriving in between is checked against the new limits and
