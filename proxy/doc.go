@@ -65,9 +65,12 @@
 //     set_headers. Over HTTP/2 the proxy is the backend's WebSocket client:
 //     the same headers, a GET with Upgrade and a fresh Sec-WebSocket-Key,
 //     and a 101 whose Sec-WebSocket-Accept does not answer it is 502. The
-//     client is not touched until the
-//     backend answers: within HandshakeTimeout (else 504). Any answer but
-//     101 is relayed as it is; a 101 without "Upgrade: websocket" is 502.
+//     client is not touched until the backend answers: within
+//     HandshakeTimeout (else 504). A client that leaves meanwhile (its
+//     connection or stream reset) ends the dial or the wait; that is its
+//     doing, not the backend's (errClientGone: debug, counted as
+//     client-gone). Any answer but 101 is relayed as it is; a 101 without
+//     "Upgrade: websocket" is 502.
 //     Errors the proxy makes itself carry an X-Wssproxy-Error header; their
 //     bodies never name a backend (the log line does).
 //  7. Upgrade: only now is the client hijacked and sent the backend's 101
