@@ -265,7 +265,8 @@
 //
 // At accept: max_client_connections, every client connection on the TLS
 // listener and the process's other public listeners; the admin listener
-// has its own small bound (connlimit.go). Before any backend is dialed:
+// has its own small bound, a quarter of it per client address
+// (connlimit.go). Before any backend is dialed:
 // the route's allowed_origins (403), the handshake rate per client IP
 // (golang.org/x/time/rate, 429), and max_connections and
 // max_connections_per_ip (503), counted from the check until the tunnel

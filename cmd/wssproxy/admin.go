@@ -26,8 +26,14 @@ import (
 const defaultAdmin = config.DefaultAdmin
 
 // adminConnections bounds the admin listener's connections (scrapers,
-// probes, a status page or two), apart from max_client_connections.
+// probes, a status page or two), apart from max_client_connections; one
+// client address may hold a quarter of them (proxy.Server.LimitListener).
 const adminConnections = 32
+
+// adminQuiet is how long an admin connection may wait for a request, the
+// first or the next on a kept-alive connection, before it gives its place
+// back: loopback scrapers and probes send at once.
+const adminQuiet = 5 * time.Second
 
 // sideTimeouts bound the connections of the plain-HTTP servers beside the
 // proxy (redirect, admin). Nothing hijacks them, so every phase has a
@@ -169,6 +175,8 @@ func (r *runner) startAdmin(reg *prometheus.Registry) {
 	routes.HandleFunc("GET /{$}", r.statusPage)
 	mux := adminHosts(addr, routes)
 	r.admin = r.sideServer(mux, time.Minute) // /readyz dials every route's backends
+	r.admin.ReadHeaderTimeout = cmp.Or(r.timeouts.readHeader, adminQuiet)
+	r.admin.IdleTimeout = cmp.Or(r.timeouts.idle, adminQuiet)
 	srv, l := r.admin, &listener{Listener: ln}
 	r.adminLn = l
 	// A bound of its own, outside max_client_connections: /metrics and
