@@ -141,18 +141,13 @@ func adminHosts(listen string, next http.Handler) http.Handler {
 	})
 }
 
-// startAdmin serves the admin endpoints. A busy port is logged, not fatal:
-// the proxy matters more than its dashboard.
+// startAdmin serves the admin endpoints on the listener openListeners
+// opened, if any.
 func (r *runner) startAdmin(reg *prometheus.Registry) {
+	if r.adminLn == nil {
+		return
+	}
 	addr := r.fc.Admin.Listen
-	if addr == "" {
-		return
-	}
-	ln, err := r.listen("admin", "admin.listen", addr)
-	if err != nil {
-		r.log.Error("admin listener not started; the proxy runs without /metrics and health endpoints", "error", err)
-		return
-	}
 	routes := http.NewServeMux()
 	routes.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	routes.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -177,13 +172,12 @@ func (r *runner) startAdmin(reg *prometheus.Registry) {
 	r.admin = r.sideServer(mux, time.Minute) // /readyz dials every route's backends
 	r.admin.ReadHeaderTimeout = cmp.Or(r.timeouts.readHeader, adminQuiet)
 	r.admin.IdleTimeout = cmp.Or(r.timeouts.idle, adminQuiet)
-	srv, l := r.admin, &listener{Listener: ln}
-	r.adminLn = l
+	srv, l := r.admin, r.adminLn
 	// A bound of its own, outside max_client_connections: /metrics and
 	// /healthz answer while the public listeners are full.
 	bounded := r.srv.LimitListener(l, "admin", adminConnections)
 	r.bg.Go(func() { r.fail(l, srv.Serve(bounded)) })
-	r.log.Info("admin listening", "addr", ln.Addr().String())
+	r.log.Info("admin listening", "addr", l.Addr().String())
 }
 
 var statusTmpl = template.Must(template.New("status").Funcs(template.FuncMap{
