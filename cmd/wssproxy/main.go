@@ -4,7 +4,6 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -13,8 +12,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"runtime"
-	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -202,47 +199,6 @@ func usage(w io.Writer, fs *flag.FlagSet) {
 // -ldflags "-X main.releaseVersion=v0.1.0". Empty otherwise.
 var releaseVersion string
 
-// version is -version: which release or commit this is, and the Go and
-// platform that built it. The version is the stamped release, else the
-// module's version from the build information: the tag `go install
-// …@v0.1.0` fetched, or the pseudo-version the go command makes in a git
-// checkout (v0.0.0-20261206181819-d74785fce83e, +dirty when modified).
-// The commit, its time and "modified" come from the build information
-// (git checkouts only). A build with neither says so and how to get one,
-// rather than a bare "(devel)".
-func version() string {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return fmt.Sprintf("wssproxy %s (no build information) %s/%s", cmp.Or(releaseVersion, "devel"), runtime.GOOS, runtime.GOARCH)
-	}
-	v := releaseVersion
-	if v == "" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		v = bi.Main.Version
-	}
-	var rev, at, dirty string
-	for _, s := range bi.Settings {
-		switch s.Key {
-		case "vcs.revision":
-			rev = s.Value
-		case "vcs.time":
-			at = s.Value
-		case "vcs.modified":
-			if s.Value == "true" {
-				dirty = ", modified"
-			}
-		}
-	}
-	var detail string
-	switch {
-	case rev != "":
-		detail = fmt.Sprintf(" (commit %s, %s%s)", rev, at, dirty)
-	case v == "":
-		detail = " (no version or commit recorded: built outside a git checkout, or with -buildvcs=false; " +
-			"a build in a checkout with -buildvcs=true, .ci/release or go install …@VERSION records one)"
-	}
-	return fmt.Sprintf("wssproxy %s%s %s %s/%s", cmp.Or(v, "devel"), detail, bi.GoVersion, runtime.GOOS, runtime.GOARCH)
-}
-
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 {
 		for _, c := range commands() {
@@ -257,7 +213,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	switch {
 	case o.version:
-		fmt.Fprintln(stdout, version())
+		fmt.Fprintln(stdout, cli.Version(releaseVersion))
 		return nil
 	case o.signal != "":
 		return signalRunning(o)
@@ -284,7 +240,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err := bindCheck(ctx, c, stderr); err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "wssproxy: %s test is successful\n", sources(&o.cfg))
+		fmt.Fprintf(stdout, "wssproxy: %s test is successful\n", o.cfg.Sources(actionFlags...))
 		return nil
 	case o.printConfig:
 		return config.Print(stdout, &l.File)
@@ -302,33 +258,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	r.log = newLogger(l.LogFormat, out, &r.level)
 	defer r.bg.Wait()
 	return r.serve(ctx, c)
-}
-
-// sources says where -t's configuration came from.
-func sources(f *config.Flags) string {
-	what := "embedded default configuration"
-	if f.File != "" {
-		what = "configuration file " + f.File
-	}
-	var flags, env bool
-	for name, o := range f.Given {
-		switch {
-		case name == "config" || slices.Contains(actionFlags, name):
-		case strings.HasPrefix(o, "-"):
-			flags = true
-		default:
-			env = true
-		}
-	}
-	switch {
-	case flags && env:
-		what += " with flags and environment"
-	case flags:
-		what += " with flags"
-	case env:
-		what += " with environment"
-	}
-	return what
 }
 
 // logRoute logs a route and warns when one of its backends is not
