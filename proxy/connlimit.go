@@ -3,6 +3,7 @@ package proxy
 import (
 	"errors"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -19,32 +20,67 @@ import (
 // the process's other public listeners ([redirect]) share
 // max_client_connections; the admin listener has a small bound of its own
 // outside it, so /metrics and /healthz answer while the public listeners
-// are full. A refusal is counted in wssproxy_connections_refused_total and
-// logged at warn, at most once a second per listener with the number
-// refused since the line before.
+// are full. Within that bound each client address has a share, a quarter
+// of it, so that connections from one address (idle keep-alives, or
+// connections that send nothing) cannot take every place: monitoring from
+// another address still gets in. A refusal is counted in
+// wssproxy_connections_refused_total and logged at warn, at most once a
+// second per listener with the number refused since the line before.
 
 // connBudget counts the connections of the listeners that share it.
 type connBudget struct {
 	open atomic.Int64
 	max  func() int
+	// share > 0: the most connections one client address may hold.
+	share  int
+	mu     sync.Mutex
+	byAddr map[netip.Addr]int // with share: the addresses holding any
 }
 
-func (b *connBudget) acquire() bool {
+// acquire takes a place for a connection from addr; overShare reports a
+// refusal for addr's share rather than the whole bound.
+func (b *connBudget) acquire(addr netip.Addr) (ok, overShare bool) {
 	if b.open.Add(1) > int64(b.max()) {
 		b.open.Add(-1)
-		return false
+		return false, false
 	}
-	return true
+	if b.share <= 0 {
+		return true, false
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.byAddr[addr] >= b.share {
+		b.open.Add(-1)
+		return false, true
+	}
+	if b.byAddr == nil {
+		b.byAddr = make(map[netip.Addr]int)
+	}
+	b.byAddr[addr]++
+	return true, false
+}
+
+func (b *connBudget) release(addr netip.Addr) {
+	b.open.Add(-1)
+	if b.share <= 0 {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.byAddr[addr]--; b.byAddr[addr] <= 0 {
+		delete(b.byAddr, addr)
+	}
 }
 
 // boundListener admits connections within its budget.
 type boundListener struct {
 	net.Listener
-	s       *Server
-	name    string
-	budget  *connBudget
-	refused *rateLog
-	noFDs   *rateLog
+	s         *Server
+	name      string
+	budget    *connBudget
+	refused   *rateLog
+	overShare *rateLog
+	noFDs     *rateLog
 }
 
 // limitListener bounds ln's connections; budget nil: the Server's shared
@@ -58,12 +94,16 @@ func (s *Server) limitListener(ln net.Listener, name string, budget *connBudget)
 		s.log.Warn("connections refused: over the connection bound", "listener", name, "refused", n,
 			"open", budget.open.Load(), "limit", budget.max())
 	}}
+	l.overShare = &rateLog{emit: func(n int) {
+		s.log.Warn("connections refused: over one address's share of the connection bound", "listener", name, "refused", n,
+			"share", budget.share, "limit", budget.max())
+	}}
 	l.noFDs = &rateLog{emit: func(n int) {
 		s.log.Error("accept failed: out of file descriptors; lower max_client_connections or raise the open file limit",
 			"listener", name, "failures", n, "open", budget.open.Load())
 	}}
 	s.cmu.Lock()
-	s.rateLogs = append(s.rateLogs, l.refused, l.noFDs)
+	s.rateLogs = append(s.rateLogs, l.refused, l.overShare, l.noFDs)
 	s.cmu.Unlock()
 	return l
 }
@@ -72,12 +112,13 @@ func (s *Server) limitListener(ln net.Listener, name string, budget *connBudget)
 // besides Serve's: with reserve 0 they count against
 // max_client_connections together with Serve's and ServeTLS's; with
 // reserve > 0 the listener has a bound of its own, outside that budget,
-// so that it answers while the others are full (the admin listener).
-// name labels its refusals in logs and metrics.
+// so that it answers while the others are full (the admin listener), and
+// each client address at most a quarter of it. name labels its refusals
+// in logs and metrics.
 func (s *Server) LimitListener(ln net.Listener, name string, reserve int) net.Listener {
 	var b *connBudget
 	if reserve > 0 {
-		b = &connBudget{max: func() int { return reserve }}
+		b = &connBudget{max: func() int { return reserve }, share: max(1, reserve/4)}
 	}
 	return s.limitListener(ln, name, b)
 }
@@ -93,12 +134,21 @@ func (l *boundListener) Accept() (net.Conn, error) {
 			}
 			return nil, err
 		}
-		if l.budget.acquire() {
-			return &boundConn{Conn: c, budget: l.budget}, nil
+		var addr netip.Addr
+		if l.budget.share > 0 {
+			addr = peerAddr(c.RemoteAddr().String())
+		}
+		ok, overShare := l.budget.acquire(addr)
+		if ok {
+			return &boundConn{Conn: c, budget: l.budget, addr: addr}, nil
 		}
 		// Counted before the close, so that whoever sees the close sees
 		// the count.
-		l.refused.add()
+		if overShare {
+			l.overShare.add()
+		} else {
+			l.refused.add()
+		}
 		if m := l.s.metrics.Load(); m != nil {
 			m.connRefused.WithLabelValues(l.name).Inc()
 		}
@@ -112,6 +162,7 @@ func (l *boundListener) Accept() (net.Conn, error) {
 type boundConn struct {
 	net.Conn
 	budget *connBudget
+	addr   netip.Addr // the peer's, when the budget has shares
 	closed atomic.Bool
 	// Set once, before the tunnel starts, by the tunnel's engine: the
 	// connection's reads and writes from then on.
@@ -138,7 +189,7 @@ func (c *boundConn) SetHook(h sockio.Hook) { c.hook = h }
 func (c *boundConn) Close() error {
 	err := c.Conn.Close()
 	if c.closed.CompareAndSwap(false, true) {
-		c.budget.open.Add(-1)
+		c.budget.release(c.addr)
 	}
 	return err
 }

@@ -65,9 +65,12 @@
 //     set_headers. Over HTTP/2 the proxy is the backend's WebSocket client:
 //     the same headers, a GET with Upgrade and a fresh Sec-WebSocket-Key,
 //     and a 101 whose Sec-WebSocket-Accept does not answer it is 502. The
-//     client is not touched until the
-//     backend answers: within HandshakeTimeout (else 504). Any answer but
-//     101 is relayed as it is; a 101 without "Upgrade: websocket" is 502.
+//     client is not touched until the backend answers: within
+//     HandshakeTimeout (else 504). A client that leaves meanwhile (its
+//     connection or stream reset) ends the dial or the wait; that is its
+//     doing, not the backend's (errClientGone: debug, counted as
+//     client-gone). Any answer but 101 is relayed as it is; a 101 without
+//     "Upgrade: websocket" is 502.
 //     Errors the proxy makes itself carry an X-Wssproxy-Error header; their
 //     bodies never name a backend (the log line does).
 //  7. Upgrade: only now is the client hijacked and sent the backend's 101
@@ -265,11 +268,14 @@
 //
 // At accept: max_client_connections, every client connection on the TLS
 // listener and the process's other public listeners; the admin listener
-// has its own small bound (connlimit.go). Before any backend is dialed:
+// has its own small bound, a quarter of it per client address
+// (connlimit.go). Before any backend is dialed:
 // the route's allowed_origins (403), the handshake rate per client IP
 // (golang.org/x/time/rate, 429), and max_connections and
 // max_connections_per_ip (503), counted from the check until the tunnel
-// ends (limits.go). Server.Reload compiles first, and changes nothing if
+// ends (limits.go). A full proxy refuses before the per-address checks,
+// and an address is remembered only once admitted, so refusals cost no
+// memory. Server.Reload compiles first, and changes nothing if
 // that fails; then it gives the limiter the new limits and swaps the routes
 // in with one atomic store, in that order (build, server.go), so a
 // handshake arriving in between is checked against the new limits and

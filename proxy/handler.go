@@ -62,10 +62,10 @@ func (s *Server) refuse(w http.ResponseWriter, r *http.Request, rt *route, statu
 	if status == http.StatusBadGateway || status == http.StatusGatewayTimeout {
 		level = slog.LevelWarn
 	}
-	s.log.Log(r.Context(), level, "request refused", attrs...)
-	if m := s.metrics.Load(); m != nil {
+	if m := s.metrics.Load(); m != nil { // before the log line: what reads it finds it counted
 		m.refused.WithLabelValues(kind).Inc()
 	}
+	s.log.Log(r.Context(), level, "request refused", attrs...)
 	h := w.Header()
 	h.Set(errorHeader, kind)
 	h.Set("Content-Type", "text/plain; charset=utf-8")

@@ -142,13 +142,14 @@ func TestLiveClientKept(t *testing.T) {
 	t.Parallel()
 	ctx := testutil.Context(t, 10*time.Second)
 	cr := newCloseRecorder(1)
-	// ping_timeout is the time a live client has to answer: a second, as
-	// a machine running two test suites at once can stall a goroutine for
-	// a few hundred milliseconds. With it longer than ping_interval, a
-	// ping goes out every ping_timeout, so 4 of them outlast it 3 times
-	// over: a proxy that did not take the pongs for answers would end the
-	// tunnel at the first.
-	const interval, timeout, rounds = 20 * time.Millisecond, time.Second, 4
+	// ping_timeout is the time a live client has to answer: 3 s, as a
+	// machine running test suites side by side under the race detector
+	// has been seen to stall a goroutine for over a second. With it
+	// longer than ping_interval, a ping goes out every ping_timeout, so
+	// the second ping comes only if the answer to the first was taken:
+	// a proxy that did not take the pongs for answers would end the
+	// tunnel at the first timeout instead.
+	const interval, timeout, rounds = 20 * time.Millisecond, 3 * time.Second, 2
 	e := startProxy(t, proxy.Config{Routes: []proxy.Route{{
 		Path: "/wss", Backend: "ws://" + testutil.Serve(t, cr),
 		PingInterval: dur(interval), PingTimeout: timeout,
@@ -174,13 +175,13 @@ func TestLiveClientKept(t *testing.T) {
 		case <-ctx.Done():
 			t.Fatalf("%d pings", pings.Load())
 		case m, open := <-msgs:
-			t.Fatalf("while idling, after %d pings: message %q, tunnel open %v", pings.Load(), m, open)
+			t.Fatalf("while idling, after %d pings: message %q, tunnel open %v; log:\n%s", pings.Load(), m, open, e.logs)
 		case <-time.After(interval):
 		}
 	}
 	c.Write(ctx, websocket.MessageText, []byte("after"))
 	if m := <-msgs; m != "after" {
-		t.Fatalf("after idling: %q", m)
+		t.Fatalf("after idling: %q; log:\n%s", m, e.logs)
 	}
 	if n := cr.pongs.Load(); n != 0 {
 		t.Errorf("backend received %d pongs meant for the proxy", n)

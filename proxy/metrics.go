@@ -48,7 +48,7 @@ func (s *Server) RegisterMetrics(reg prometheus.Registerer) error {
 		backendUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "wssproxy_backend_up",
 			Help: "1 while a backend is in rotation, 0 while health checks or failed dials keep it out."}, []string{"route", "backend"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wssproxy_requests_refused_total",
-			Help: "Requests the proxy answered with its own error, by kind (no-route, bad-handshake, origin, limit-..., backend-..., and net/http's own: header-too-large, bad-request, not-implemented, header-timeout)."}, []string{"kind"}),
+			Help: "Requests the proxy answered with its own error, by kind (no-route, bad-handshake, origin, limit-..., backend-..., and net/http's own: header-too-large, bad-request, not-implemented, header-timeout), and handshakes the client left before its upgrade (client-gone)."}, []string{"kind"}),
 		connRefused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wssproxy_connections_refused_total",
 			Help: "Client connections closed at accept, by listener: over max_client_connections (tls, http, redirect) or the admin listener's own bound (admin)."}, []string{"listener"}),
 	}

@@ -61,6 +61,14 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, st *stat
 		r, accept = h2Upgrade(r)
 	}
 	b, err := s.backendHandshake(r, st, rt, ip)
+	if errors.Is(err, errClientGone) {
+		if s.ctx.Err() != nil { // every request's context ends with the proxy's
+			s.refuse(w, r, rt, http.StatusServiceUnavailable, "shutting-down", "proxy is shutting down", err)
+			return
+		}
+		s.clientGone(rt, ip, err)
+		return
+	}
 	if err != nil {
 		var be *backendError
 		if !errors.As(err, &be) {
@@ -104,7 +112,7 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, st *stat
 			backend.SetWriteDeadline(time.Now().Add(rt.handshakeTimeout))
 			backend.Write(tunnel.CloseFrame(tunnel.CloseGoingAway, "client went away", true))
 			backend.Close()
-			s.log.Debug("client gone before upgrade", "route", rt.name, "client_ip", ip, "error", err)
+			s.clientGone(rt, ip, err)
 			return
 		}
 		if rt.metrics != nil { // from the stream's request, as the connection is older
@@ -137,7 +145,7 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, st *stat
 	if err := crw.Flush(); err != nil {
 		client.Close()
 		backend.Close()
-		s.log.Debug("client gone before upgrade", "route", rt.name, "client_ip", ip, "error", err)
+		s.clientGone(rt, ip, err)
 		return
 	}
 	if rt.metrics != nil {
@@ -151,6 +159,26 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, st *stat
 	// read buffer, which would otherwise stay for the tunnel's whole life.
 	fromClient, fromBackend := buffered(crw.Reader), buffered(br)
 	s.runTunnel(r, ip, rt, up, client, backend, start, adm.handOff(), fromClient, fromBackend)
+}
+
+// errClientGone marks a handshake its client ended (a reset connection
+// or stream: net/http then cancels the request's context) while the proxy
+// dialed its backend or waited for the backend's answer. The wait it cut
+// short shows as the backend connection's "i/o timeout" (the deadline
+// forwardHandshake sets when the client leaves) or a cancelled dial: the
+// client's doing, not the backend's, which is neither blamed nor counted
+// as failing.
+var errClientGone = errors.New("proxy: client gone before upgrade")
+
+// clientGone logs and counts a client that left during its handshake:
+// debug, as every client hang-up, and
+// wssproxy_requests_refused_total{kind="client-gone"}.
+// Counted before it is logged: what reads the log line finds it counted.
+func (s *Server) clientGone(rt *route, ip string, err error) {
+	if m := s.metrics.Load(); m != nil {
+		m.refused.WithLabelValues("client-gone").Inc()
+	}
+	s.log.Debug("client gone before upgrade", "route", rt.name, "client_ip", ip, "error", err)
 }
 
 // An admission is what a WebSocket handshake holds from its limit check
@@ -272,7 +300,7 @@ func putReader(br *bufio.Reader) {
 // one connects (a failed dial sent nothing, so trying the next is always
 // safe), forwards the client's handshake, and returns the backend's
 // response. The connection has no deadline when it is returned. ip is the
-// client's address. Its errors are *backendError.
+// client's address. Its errors are *backendError, or errClientGone.
 func (s *Server) backendHandshake(r *http.Request, st *state, rt *route, ip string) (backendAnswer, error) {
 	var conn net.Conn
 	var up *upstream
@@ -285,7 +313,7 @@ func (s *Server) backendHandshake(r *http.Request, st *state, rt *route, ip stri
 			break
 		}
 		if r.Context().Err() != nil {
-			break // the client left
+			return backendAnswer{}, fmt.Errorf("%w: dial backend %s: %w", errClientGone, u.name, err)
 		}
 		s.dialFailed(rt.pool, u)
 		errs = append(errs, fmt.Errorf("dial backend %s: %w", u.name, plaintls.Explain(u.name, err)))
@@ -338,7 +366,10 @@ func (s *Server) forwardHandshake(r *http.Request, rt *route, up *upstream, conn
 
 	fail := func(err error) (net.Conn, *bufio.Reader, *http.Response, error) {
 		conn.Close()
-		if errors.Is(err, os.ErrDeadlineExceeded) && r.Context().Err() == nil {
+		if r.Context().Err() != nil {
+			return nil, nil, nil, fmt.Errorf("%w: backend %s handshake: %w", errClientGone, up.name, err)
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
 			return nil, nil, nil, &backendError{http.StatusGatewayTimeout, "backend-timeout", "backend did not answer the handshake in time",
 				fmt.Errorf("backend %s handshake: no answer within %v", up.name, rt.handshakeTimeout)}
 		}

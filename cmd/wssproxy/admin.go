@@ -2,12 +2,10 @@ package main
 
 import (
 	"cmp"
-	"context"
 	"fmt"
 	"net"
 	"net/http"
 	"regexp"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -16,7 +14,6 @@ import (
 
 	"github.com/wssproxy/wssproxy/internal/admin"
 	"github.com/wssproxy/wssproxy/internal/config"
-	"github.com/wssproxy/wssproxy/internal/health"
 	"github.com/wssproxy/wssproxy/internal/listenaddr"
 	"github.com/wssproxy/wssproxy/tlsconf"
 )
@@ -26,8 +23,14 @@ import (
 const defaultAdmin = config.DefaultAdmin
 
 // adminConnections bounds the admin listener's connections (scrapers,
-// probes, a status page or two), apart from max_client_connections.
+// probes, a status page or two), apart from max_client_connections; one
+// client address may hold a quarter of them (proxy.Server.LimitListener).
 const adminConnections = 32
+
+// adminQuiet is how long an admin connection may wait for a request, the
+// first or the next on a kept-alive connection, before it gives its place
+// back: loopback scrapers and probes send at once.
+const adminQuiet = 5 * time.Second
 
 // sideTimeouts bound the connections of the plain-HTTP servers beside the
 // proxy (redirect, admin). Nothing hijacks them, so every phase has a
@@ -81,7 +84,7 @@ func (r *runner) newRegistry() (*prometheus.Registry, error) {
 		collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(
 			collectors.GoRuntimeMetricsRule{Matcher: regexp.MustCompile(`^/gc/heap/live:bytes$`)})),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		r.metrics.reloads, admin.CertExpiry(func() []tlsconf.Info { return r.certs.Load().Certificates() }),
+		r.metrics.reloads, admin.CertExpiry(r.certificates),
 	} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
@@ -90,55 +93,23 @@ func (r *runner) newRegistry() (*prometheus.Registry, error) {
 	return reg, r.srv.RegisterMetrics(reg)
 }
 
-// readyTimeout bounds /readyz: under the 1 s a kubelet's probe waits by
-// default, however many backends hang.
-const readyTimeout = 800 * time.Millisecond
+func (r *runner) certificates() []tlsconf.Info { return r.certs.Load().Certificates() }
 
-// startAdmin serves the admin endpoints. A busy port is logged, not fatal:
-// the proxy matters more than its dashboard.
+// startAdmin serves the admin endpoints on the listener openListeners
+// opened, if any.
 func (r *runner) startAdmin(reg *prometheus.Registry) {
-	addr := r.fc.Admin.Listen
-	if addr == "" {
+	if r.adminLn == nil {
 		return
 	}
-	ln, err := r.listen("admin", "admin.listen", addr)
-	if err != nil {
-		r.log.Error("admin listener not started; the proxy runs without /metrics and health endpoints", "error", err)
-		return
-	}
-	routes := http.NewServeMux()
-	routes.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	routes.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		r.listening.Load().SetHeaders(w.Header()) // for wssproxy health -env-listeners, and -t
-		fmt.Fprintln(w, "ok")                     // the process is serving
-	})
-	routes.HandleFunc("GET /readyz", func(w http.ResponseWriter, req *http.Request) {
-		if r.srv.Draining() { // from the drain's first moment: balancers stop sending
-			http.Error(w, "not ready: draining", http.StatusServiceUnavailable)
-			return
-		}
-		ctx, cancel := context.WithTimeout(req.Context(), readyTimeout)
-		defer cancel()
-		if problems := r.srv.Ready(ctx); len(problems) > 0 {
-			http.Error(w, "not ready:\n"+strings.Join(problems, "\n"), http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "ready")
-	})
-	routes.HandleFunc("GET /{$}", r.statusPage)
-	mux := admin.Hosts(addr, routes)
+	mux := admin.Handler(admin.Options{Listen: r.fc.Admin.Listen, Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
+		Server: r.srv, Listening: r.listening.Load, Certificates: r.certificates, Started: r.started})
 	r.admin = r.sideServer(mux, time.Minute) // /readyz dials every route's backends
-	srv, l := r.admin, &listener{Listener: ln}
-	r.adminLn = l
+	r.admin.ReadHeaderTimeout = cmp.Or(r.timeouts.readHeader, adminQuiet)
+	r.admin.IdleTimeout = cmp.Or(r.timeouts.idle, adminQuiet)
+	srv, l := r.admin, r.adminLn
 	// A bound of its own, outside max_client_connections: /metrics and
 	// /healthz answer while the public listeners are full.
 	bounded := r.srv.LimitListener(l, "admin", adminConnections)
 	r.bg.Go(func() { r.fail(l, srv.Serve(bounded)) })
-	r.log.Info("admin listening", "addr", ln.Addr().String())
-}
-
-func (r *runner) statusPage(w http.ResponseWriter, _ *http.Request) {
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	admin.WriteStatus(w, admin.Status{Listen: cmp.Or(r.listening.Load(), &health.Listening{}).TLS,
-		Open: r.srv.OpenTunnels(), Started: r.started, Routes: r.srv.Status(), Certs: r.certs.Load().Certificates()})
+	r.log.Info("admin listening", "addr", l.Addr().String())
 }

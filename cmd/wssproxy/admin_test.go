@@ -18,6 +18,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/wssproxy/wssproxy/internal/admin"
 	"github.com/wssproxy/wssproxy/internal/echo"
 	"github.com/wssproxy/wssproxy/internal/testutil"
 )
@@ -266,15 +267,15 @@ func hangingAddr(t *testing.T) string {
 // TestReadyzBounded guards /readyz against backends that never answer:
 // with two routes whose backends hang (a dial to them waits for the
 // kernel's connect timeout, minutes), /readyz still answers, 503 naming
-// both, because it gives its dials readyTimeout, which is under the 1 s a
+// both, because it gives its dials admin.ReadyTimeout, which is under the 1 s a
 // kubelet's probe waits by default. The bound is checked as that constant,
 // not as 1 s timed here: this process serves /readyz too, under the race
 // detector, and on a loaded machine the 200 ms left over were not always
 // enough.
 func TestReadyzBounded(t *testing.T) {
 	testutil.CheckLeaks(t)
-	if readyTimeout >= time.Second {
-		t.Errorf("readyTimeout %v: /readyz would not answer within a kubelet's 1 s probe", readyTimeout)
+	if admin.ReadyTimeout >= time.Second {
+		t.Errorf("admin.ReadyTimeout %v: /readyz would not answer within a kubelet's 1 s probe", admin.ReadyTimeout)
 	}
 	ctx := testutil.Context(t, 20*time.Second) // far less than a hanging dial's minutes
 	cfg := filepath.Join(t.TempDir(), "c.toml")

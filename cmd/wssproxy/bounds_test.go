@@ -229,3 +229,61 @@ backend = "ws://%s"
 	}
 	again.CloseNow()
 }
+
+// TestAdminReserveShared guards the admin listener's own reserve of
+// connections against one address: with more keep-alive connections held
+// idle from 127.0.0.1 than the whole reserve, /metrics from another
+// loopback address (127.0.0.2) is still answered, as each address gets a
+// share of the reserve and the connections over it are closed at once.
+// The reserve used to go to the first 32 connections, whoever held them:
+// 32 idle ones from one address made /metrics fail for everybody until
+// their idle timeout (1 min) ended them.
+func TestAdminReserveShared(t *testing.T) {
+	testutil.CheckLeaks(t)
+	ctx := testutil.Context(t, 30*time.Second)
+	cfg := filepath.Join(t.TempDir(), "c.toml")
+	os.WriteFile(cfg, []byte(`listen = "127.0.0.1:0"
+[admin]
+listen = "127.0.0.1:0"
+[[route]]
+path = "/wss"
+backend = "ws://127.0.0.1:8282"
+`), 0o600)
+	logs, _ := startRun(t, "-config", cfg)
+	admin := logs.Wait(t, ctx, `msg="admin listening" addr=(\S+)`)
+
+	// get asks for path on a new connection from the local address from,
+	// and keeps the connection when the server does: true when answered
+	// 200.
+	get := func(from, path string) bool {
+		t.Helper()
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
+		c, err := d.DialContext(ctx, "tcp", admin)
+		if err != nil {
+			t.Skipf("no connection from %s (a loopback address other than 127.0.0.1 is Linux's): %v", from, err)
+		}
+		t.Cleanup(func() { c.Close() })
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		br := bufio.NewReader(c)
+		fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", path)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			return false // closed at accept
+		}
+		io.Copy(io.Discard, resp.Body)
+		return resp.StatusCode == http.StatusOK
+	}
+	held := 0
+	for range adminConnections + 8 {
+		if get("127.0.0.1", "/healthz") {
+			held++
+		}
+	}
+	if held >= adminConnections {
+		t.Errorf("one address holds %d idle connections: all of the admin listener's %d", held, adminConnections)
+	}
+	if !get("127.0.0.2", "/metrics") {
+		t.Fatalf("/metrics from 127.0.0.2 not answered while 127.0.0.1 holds %d idle connections", held)
+	}
+	t.Logf("127.0.0.1 kept %d of %d connections; 127.0.0.2 answered", held, adminConnections+8)
+}

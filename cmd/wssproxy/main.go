@@ -18,7 +18,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/wssproxy/wssproxy/internal/buildinfo"
 	"github.com/wssproxy/wssproxy/internal/cli"
 	"github.com/wssproxy/wssproxy/internal/config"
 	"github.com/wssproxy/wssproxy/internal/gctune"
@@ -214,7 +213,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	switch {
 	case o.version:
-		fmt.Fprintln(stdout, buildinfo.Version(releaseVersion))
+		fmt.Fprintln(stdout, cli.Version(releaseVersion))
 		return nil
 	case o.signal != "":
 		return signalRunning(o)
@@ -241,7 +240,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err := bindCheck(ctx, c, stderr); err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "wssproxy: %s test is successful\n", sources(&o.cfg))
+		fmt.Fprintf(stdout, "wssproxy: %s test is successful\n", o.cfg.Sources(actionFlags...))
 		return nil
 	case o.printConfig:
 		return config.Print(stdout, &l.File)
@@ -259,33 +258,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	r.log = newLogger(l.LogFormat, out, &r.level)
 	defer r.bg.Wait()
 	return r.serve(ctx, c)
-}
-
-// sources says where -t's configuration came from.
-func sources(f *config.Flags) string {
-	what := "embedded default configuration"
-	if f.File != "" {
-		what = "configuration file " + f.File
-	}
-	var flags, env bool
-	for name, o := range f.Given {
-		switch {
-		case name == "config" || slices.Contains(actionFlags, name):
-		case strings.HasPrefix(o, "-"):
-			flags = true
-		default:
-			env = true
-		}
-	}
-	switch {
-	case flags && env:
-		what += " with flags and environment"
-	case flags:
-		what += " with flags"
-	case env:
-		what += " with environment"
-	}
-	return what
 }
 
 // logRoute logs a route and warns when one of its backends is not

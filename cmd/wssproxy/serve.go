@@ -117,19 +117,12 @@ func (r *runner) serve(ctx context.Context, fc *compiled) error {
 	if err != nil {
 		return err
 	}
-	if r.tlsLn, err = r.listenTLS(fc.Listen); err != nil {
+	if err := r.openListeners(fc); err != nil {
 		r.srv.Close()
 		return err
 	}
-	if fc.Redirect.Listen != "" {
-		ln, err := r.listen("redirect", "redirect.listen", fc.Redirect.Listen)
-		if err != nil {
-			r.srv.Close()
-			return err
-		}
-		r.redirectLn = &listener{Listener: ln}
-	}
 	r.fc = fc
+	r.serveTLS(r.tlsLn)
 	r.startRedirect()
 	r.noteListening()
 	r.startAdmin(reg)
@@ -199,16 +192,10 @@ func (r *runner) shutdownTimeout() time.Duration {
 	return cmp.Or(r.fc.ShutdownTimeout, proxy.DefaultShutdownTimeout)
 }
 
-// listenTLS opens the TLS listener on addr and serves it.
-func (r *runner) listenTLS(addr string) (*listener, error) {
-	ln, err := r.listen("tls", "listen", addr)
-	if err != nil {
-		return nil, err
-	}
-	l := &listener{Listener: ln}
+// serveTLS serves the TLS listener l.
+func (r *runner) serveTLS(l *listener) {
 	r.bg.Go(func() { r.fail(l, r.srv.ServeTLS(l, r.tlsConfig)) })
-	r.log.Info("listening", "addr", ln.Addr().String())
-	return l, nil
+	r.log.Info("listening", "addr", l.Addr().String())
 }
 
 // startRedirect serves the port-80 listener, if there is one: ACME HTTP-01
@@ -346,8 +333,7 @@ func (r *runner) reload(ctx context.Context) {
 	if tlsLn != nil { // the new listener serves before the old one closes
 		old := r.tlsLn
 		r.tlsLn = tlsLn
-		r.bg.Go(func() { r.fail(tlsLn, r.srv.ServeTLS(tlsLn, r.tlsConfig)) })
-		r.log.Info("listening", "addr", tlsLn.Addr().String())
+		r.serveTLS(tlsLn)
 		old.retired.Store(true)
 		old.Close()
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"os"
 	"time"
@@ -26,6 +27,44 @@ func (r *runner) listen(role, key, addr string) (net.Listener, error) {
 	return r.inherit.Listen(role, addr, func() (net.Listener, error) { return listenaddr.Listen(key, addr) })
 }
 
+// openListeners opens the listeners fc names, before any serves: one that
+// cannot be opened fails the start, and an upgrade's before the new
+// process has taken a connection from the sockets it shares with the old
+// one. Except admin.listen at a start, which is logged: the proxy matters
+// more than its dashboard. In an upgrade the old process still serves it,
+// and a new one without it would leave nothing to answer /healthz.
+func (r *runner) openListeners(fc *compiled) error {
+	var opened []*listener
+	open := func(role, key, addr string) (*listener, error) {
+		if addr == "" {
+			return nil, nil
+		}
+		ln, err := r.listen(role, key, addr)
+		if err != nil {
+			return nil, err
+		}
+		opened = append(opened, &listener{Listener: ln})
+		return opened[len(opened)-1], nil
+	}
+	var err error
+	if r.tlsLn, err = open("tls", "listen", fc.Listen); err == nil {
+		r.redirectLn, err = open("redirect", "redirect.listen", fc.Redirect.Listen)
+	}
+	if err == nil {
+		if r.adminLn, err = open("admin", "admin.listen", fc.Admin.Listen); err != nil && r.inherit == nil {
+			r.log.Error("admin listener not started; the proxy runs without /metrics and health endpoints", "error", err)
+			err = nil
+		}
+	}
+	if err != nil {
+		for _, l := range opened {
+			l.Close()
+		}
+		r.tlsLn, r.redirectLn, r.adminLn = nil, nil, nil
+	}
+	return err
+}
+
 // upgrade starts the binary at this process's path with its listeners and
 // waits until it is ready. An error means the new process is not serving
 // (it has been stopped if it was still running) and this one carries on.
@@ -42,7 +81,10 @@ func (r *runner) upgrade() error {
 			ls = append(ls, handover.Listener{Role: l.role, Addr: l.addr, Ln: tcp})
 		}
 	}
-	pid, err := handover.Start(ls, upgradeReadyTimeout)
+	ctx, cancel := context.WithTimeoutCause(context.Background(), upgradeReadyTimeout,
+		fmt.Errorf("nothing said within %v", upgradeReadyTimeout))
+	defer cancel()
+	pid, err := handover.Start(ctx, ls)
 	if err != nil {
 		return err
 	}

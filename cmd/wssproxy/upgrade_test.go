@@ -175,7 +175,7 @@ backend = %q
 		t.Fatal(err)
 	}
 	p.cmd.Process.Signal(syscall.SIGUSR2)
-	p.logs.Wait(t, ctx, `msg="upgrade failed; this process keeps serving" error="new process \d+ exited before it was ready: exit status 3"`)
+	p.logs.Wait(t, ctx, `msg="upgrade failed; this process keeps serving" error="new process \d+ exited before it was ready: exit status 3; stopped its process group"`)
 	if err := dialEcho(ctx); err != nil {
 		t.Fatalf("after a failed upgrade: %v", err)
 	}
@@ -343,4 +343,66 @@ backend = %q
 		t.Error("the connect loop made no connection")
 	}
 	t.Logf("%d tunnels moved, %d new connections during the upgrade", restarts.Load(), loopOK.Load())
+}
+
+// TestUpgradeListenerBusy guards an upgrade whose new configuration names
+// a listener that cannot be opened (its port taken by another program):
+// the new process fails as a start would, never says ready, and the old
+// one keeps serving, /healthz on its admin listener included, under its
+// pid_file. For admin.listen, the new process used to log the busy port
+// and say ready anyway: the old one handed over, and afterwards nothing
+// answered /healthz (a Kubernetes liveness probe then restarts the pod,
+// dropping every tunnel).
+func TestUpgradeListenerBusy(t *testing.T) {
+	t.Parallel()
+	for _, key := range []string{"admin", "redirect"} {
+		t.Run(key+".listen", func(t *testing.T) {
+			t.Parallel()
+			bin := ownBinary(t)
+			ctx := testutil.Deadline(t)
+			busy := testutil.Listen(t) // another program's port
+			dir := t.TempDir()
+			pidFile := filepath.Join(dir, "wssproxy.pid")
+			cfg := filepath.Join(dir, "c.toml")
+			write := func(admin, redirect string) {
+				os.WriteFile(cfg, []byte(fmt.Sprintf(`listen = "127.0.0.1:0"
+pid_file = %q
+[redirect]
+listen = %q
+[admin]
+listen = %q
+[[route]]
+path = "/wss"
+backend = "ws://127.0.0.1:8282"
+`, pidFile, redirect, admin)), 0o600)
+			}
+			write("127.0.0.1:0", "127.0.0.1:0")
+			p := startDetached(t, ctx, bin, "-config", cfg)
+			oldPID := p.cmd.Process.Pid
+			admin := p.logs.Wait(t, ctx, `msg="admin listening" addr=(\S+)`)
+			if key == "admin" {
+				write(busy.Addr().String(), "127.0.0.1:0")
+			} else {
+				write("127.0.0.1:0", busy.Addr().String())
+			}
+			p.cmd.Process.Signal(syscall.SIGUSR2)
+			outcome := p.logs.Wait(t, ctx, `(upgrade failed; this process keeps serving|upgrade: new process ready)`)
+			if outcome != "upgrade failed; this process keeps serving" {
+				if pid, err := strconv.Atoi(p.logs.Wait(t, ctx, `new_pid=(\d+)`)); err == nil {
+					defer stopPID(t, ctx, p, pid)
+				}
+				t.Fatalf("the new process said it was ready without the %s.listen it names (%s busy):\n%s", key, busy.Addr(), p.logs)
+			}
+			if !regexp.MustCompile(`exited before it was ready: exit status 1`).MatchString(p.logs.String()) {
+				t.Errorf("want the new process to exit 1:\n%s", p.logs)
+			}
+			code, body := get(t, "http://"+admin+"/healthz")
+			if code != http.StatusOK {
+				t.Errorf("old process's /healthz after the failed upgrade: %d %q", code, body)
+			}
+			if got, _ := os.ReadFile(pidFile); strings.TrimSpace(string(got)) != strconv.Itoa(oldPID) {
+				t.Errorf("pid_file holds %q after a failed upgrade, want %d", got, oldPID)
+			}
+		})
+	}
 }

@@ -1,12 +1,15 @@
-// Package admin holds the pieces of wssproxy's admin listener that need
-// no running proxy: the Host check that keeps DNS rebinding out, the
-// status page, and the certificate-expiry metric. cmd/wssproxy wires them
-// to the proxy.
+// Package admin is what wssproxy's admin listener answers: /metrics,
+// /healthz, /readyz and a status page at /, behind a check of the Host
+// header that keeps DNS rebinding out. cmd/wssproxy says what to show
+// (Options) and serves the Handler on its admin listener, with its own
+// bound of connections and timeouts.
 package admin
 
 import (
+	"cmp"
+	"context"
+	"fmt"
 	"html/template"
-	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -15,17 +18,62 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/wssproxy/wssproxy/internal/health"
 	"github.com/wssproxy/wssproxy/proxy"
 	"github.com/wssproxy/wssproxy/tlsconf"
 )
 
-// Hosts passes on requests whose Host is an IP address, localhost, or the
+// ReadyTimeout bounds /readyz: under the 1 s a kubelet's probe waits by
+// default, however many backends hang.
+const ReadyTimeout = 800 * time.Millisecond
+
+// Options is what the endpoints report. Functions are called per request,
+// so that they follow reloads.
+type Options struct {
+	// Listen is the admin listen address: its host is a Host the
+	// endpoints answer for, besides IP addresses and localhost.
+	Listen  string
+	Metrics http.Handler
+	Server  *proxy.Server
+	// Listening is where the public listeners are (nil: not yet known),
+	// told in /healthz's headers for wssproxy health.
+	Listening    func() *health.Listening
+	Certificates func() []tlsconf.Info
+	Started      time.Time
+}
+
+// Handler serves the admin endpoints.
+func Handler(o Options) http.Handler {
+	routes := http.NewServeMux()
+	routes.Handle("GET /metrics", o.Metrics)
+	routes.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		o.Listening().SetHeaders(w.Header()) // for wssproxy health -env-listeners, and -t
+		fmt.Fprintln(w, "ok")                // the process is serving
+	})
+	routes.HandleFunc("GET /readyz", func(w http.ResponseWriter, req *http.Request) {
+		if o.Server.Draining() { // from the drain's first moment: balancers stop sending
+			http.Error(w, "not ready: draining", http.StatusServiceUnavailable)
+			return
+		}
+		ctx, cancel := context.WithTimeout(req.Context(), ReadyTimeout)
+		defer cancel()
+		if problems := o.Server.Ready(ctx); len(problems) > 0 {
+			http.Error(w, "not ready:\n"+strings.Join(problems, "\n"), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	routes.HandleFunc("GET /{$}", o.statusPage)
+	return hosts(o.Listen, routes)
+}
+
+// hosts passes on requests whose Host is an IP address, localhost, or the
 // host of the admin listen address, and answers others 421 Misdirected
 // Request. A web page whose name an attacker re-points at 127.0.0.1 (DNS
 // rebinding) would otherwise read the admin endpoints through the browser
 // of anyone on this machine; its requests carry its own name. An IP
 // address cannot be re-pointed. HTTP/1.0 requests without a Host pass.
-func Hosts(listen string, next http.Handler) http.Handler {
+func hosts(listen string, next http.Handler) http.Handler {
 	own, _, _ := net.SplitHostPort(listen)
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		host := req.Host
@@ -39,15 +87,6 @@ func Hosts(listen string, next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, req)
 	})
-}
-
-// Status is what the status page shows.
-type Status struct {
-	Listen  string // the TLS listener's address
-	Open    int64  // open tunnels, routes a reload removed included
-	Started time.Time
-	Routes  []proxy.RouteStatus
-	Certs   []tlsconf.Info // certificate files; empty with ACME only
 }
 
 var statusTmpl = template.Must(template.New("status").Funcs(template.FuncMap{
@@ -69,24 +108,34 @@ var statusTmpl = template.Must(template.New("status").Funcs(template.FuncMap{
 </html>
 `))
 
-// WriteStatus writes the status page for s.
-func WriteStatus(w io.Writer, s Status) error { return statusTmpl.Execute(w, s) }
+func (o Options) statusPage(w http.ResponseWriter, _ *http.Request) {
+	routes := o.Server.Status()
+	open := o.Server.OpenTunnels() // routes a reload removed may still have some
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	statusTmpl.Execute(w, struct {
+		Listen  string
+		Open    int64
+		Started time.Time
+		Routes  []proxy.RouteStatus
+		Certs   []tlsconf.Info
+	}{cmp.Or(o.Listening(), &health.Listening{}).TLS, open, o.Started, routes, o.Certificates()})
+}
 
-// CertExpiry is wssproxy_certificate_expiry_timestamp_seconds, read from
-// certs at every scrape so a renewed file shows at once.
+// CertExpiry is a collector of wssproxy_certificate_expiry_timestamp_seconds:
+// when each certificate that certs lists expires, per name it covers.
 func CertExpiry(certs func() []tlsconf.Info) prometheus.Collector {
-	return certExpiry{certs, prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "wssproxy_certificate_expiry_timestamp_seconds",
+	return certCollector{certs, prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "wssproxy_certificate_expiry_timestamp_seconds",
 		Help: "When each certificate file's certificate expires, per name it covers (Unix seconds)."}, []string{"host"})}
 }
 
-type certExpiry struct {
+type certCollector struct {
 	certs  func() []tlsconf.Info
 	expiry *prometheus.GaugeVec
 }
 
-func (c certExpiry) Describe(ch chan<- *prometheus.Desc) { c.expiry.Describe(ch) }
+func (c certCollector) Describe(ch chan<- *prometheus.Desc) { c.expiry.Describe(ch) }
 
-func (c certExpiry) Collect(ch chan<- prometheus.Metric) {
+func (c certCollector) Collect(ch chan<- prometheus.Metric) {
 	c.expiry.Reset()
 	for _, info := range c.certs() {
 		for _, name := range info.Names {

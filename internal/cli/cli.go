@@ -1,6 +1,6 @@
 // Package cli is what every wssproxy command shares on its command line:
-// flag parsing with a -h that exits 0, and the two errors main turns into
-// exit codes. The commands in other packages (internal/probe) use it so
+// flag parsing with a -h that exits 0, the two errors main turns into exit
+// codes, and -version's line. The commands in other packages (internal/probe) use it so
 // that they behave as the ones in cmd/wssproxy do.
 package cli
 

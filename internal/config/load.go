@@ -90,6 +90,35 @@ func (r *Routes) Set(v string) error {
 	return nil
 }
 
+// Sources says where the configuration f loads comes from, for -t: the
+// file or the embedded default, and whether flags or the environment
+// change it (-config and the flags named in except do not).
+func (f *Flags) Sources(except ...string) string {
+	what := "embedded default configuration"
+	if f.File != "" {
+		what = "configuration file " + f.File
+	}
+	var flags, env bool
+	for name, o := range f.Given {
+		switch {
+		case name == "config" || slices.Contains(except, name):
+		case strings.HasPrefix(o, "-"):
+			flags = true
+		default:
+			env = true
+		}
+	}
+	switch {
+	case flags && env:
+		what += " with flags and environment"
+	case flags:
+		what += " with flags"
+	case env:
+		what += " with environment"
+	}
+	return what
+}
+
 // EnvName is the environment variable of a flag: WSSPROXY_ and its name in
 // capitals, dashes as underscores (WSSPROXY_ACME_EMAIL).
 func EnvName(flagName string) string {

@@ -5,11 +5,21 @@ package handover
 import (
 	"net"
 	"os"
+	"os/exec"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
 
 func supported() error { return nil }
+
+// ownGroup makes cmd's process the leader of a new process group, which
+// every process it starts joins unless it moves itself elsewhere.
+func ownGroup(cmd *exec.Cmd) { cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} }
+
+// killGroup sends SIGKILL to p's process group: p, if it still runs, and
+// the processes it started.
+func killGroup(p *os.Process) { unix.Kill(-p.Pid, unix.SIGKILL) }
 
 // dupListener is a copy of ln's socket for the new process, left in
 // non-blocking mode. Not (*net.TCPListener).File: exec passes a file by its

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 )
 
 // Windows passes no descriptors to a child process (exec's ExtraFiles);
@@ -15,3 +16,7 @@ var errUnsupported = fmt.Errorf("handover: binary upgrade is not supported on wi
 func supported() error { return errUnsupported }
 
 func dupListener(*net.TCPListener) (*os.File, error) { return nil, errUnsupported }
+
+func ownGroup(*exec.Cmd) {}
+
+func killGroup(p *os.Process) { p.Kill() }

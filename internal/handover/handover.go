@@ -9,7 +9,8 @@
 //  2. The new process takes them (Take), reads the configuration, serves
 //     the inherited sockets where the configuration still names their
 //     addresses (fresh ones otherwise: Listen), opens the admin listener,
-//     writes its pid_file, and then writes "ready" on the pipe (Ready).
+//     writes its pid_file, and then writes "ready" on the pipe (Ready). A
+//     listener it cannot open, the admin's too, ends it before it says so.
 //     Under systemd it also says MAINPID= and READY=1 (Type=notify,
 //     NotifyAccess=all).
 //  3. Only then does the old process stop accepting: the sockets stay open
@@ -19,7 +20,10 @@
 //     ended.
 //
 // A new binary that exits, or says nothing within Start's timeout, is
-// reported (and stopped, if still running); the old process keeps serving
+// reported, and stopped with every process it started: it runs in a
+// process group of its own, which Start ends whole, so that no child of a
+// wrapper script keeps the inherited sockets (or, were it the real binary,
+// goes on to serve beside the old process). The old process keeps serving
 // as if nothing had happened.
 //
 // Why not cloudflare/tableflip: it does the same hand-over, but allows one
@@ -33,6 +37,7 @@ package handover
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"log/slog"
 	"net"
@@ -40,7 +45,6 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
-	"time"
 )
 
 // Env names the inherited sockets in the new process's environment:
@@ -155,10 +159,10 @@ type Listener struct {
 }
 
 // Start starts the binary at this process's path with this process's
-// arguments and the listeners, and waits until it is ready, at most
-// timeout. An error means the new process is not serving (it has been
+// arguments and the listeners, and waits until it is ready, at most until
+// ctx ends. An error means the new process is not serving (it has been
 // stopped if it was still running) and this one carries on.
-func Start(listeners []Listener, timeout time.Duration) (newPID int, err error) {
+func Start(ctx context.Context, listeners []Listener) (newPID int, err error) {
 	if err := supported(); err != nil {
 		return 0, err
 	}
@@ -193,6 +197,7 @@ func Start(listeners []Listener, timeout time.Duration) (newPID int, err error) 
 	cmd := exec.Command(exe, os.Args[1:]...)
 	cmd.Env = append(os.Environ(), Env+"="+strings.Join(names, " "))
 	cmd.Stdout, cmd.Stderr, cmd.ExtraFiles = os.Stdout, os.Stderr, files
+	ownGroup(cmd)
 	if err := cmd.Start(); err != nil {
 		return 0, fmt.Errorf("start %s: %w", exe, err)
 	}
@@ -205,20 +210,24 @@ func Start(listeners []Listener, timeout time.Duration) (newPID int, err error) 
 		s, _ := bufio.NewReader(readR).ReadString('\n')
 		line <- s
 	}()
-	timer := time.NewTimer(timeout)
-	defer timer.Stop()
+	// Not ready: what the new process started may live on without it, so
+	// the group is ended after it has exited too. Its ID is not reused
+	// while any of the group lives (POSIX), so the signal reaches no
+	// other process.
 	select {
 	case s := <-line:
 		if strings.HasPrefix(s, "ready ") {
 			return pid, nil
 		}
 		err := <-exited // the pipe closed without "ready": it exited
-		return 0, fmt.Errorf("new process %d exited before it was ready: %v", pid, err)
+		killGroup(cmd.Process)
+		return 0, fmt.Errorf("new process %d exited before it was ready: %v; stopped its process group", pid, err)
 	case err := <-exited:
-		return 0, fmt.Errorf("new process %d exited before it was ready: %v", pid, err)
-	case <-timer.C:
-		cmd.Process.Kill()
+		killGroup(cmd.Process)
+		return 0, fmt.Errorf("new process %d exited before it was ready: %v; stopped its process group", pid, err)
+	case <-ctx.Done():
+		killGroup(cmd.Process)
 		<-exited
-		return 0, fmt.Errorf("new process %d not ready within %v; stopped it", pid, timeout)
+		return 0, fmt.Errorf("new process %d not ready: %v; stopped it and its process group", pid, context.Cause(ctx))
 	}
 }

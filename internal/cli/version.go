@@ -1,7 +1,4 @@
-// Package buildinfo says which wssproxy a binary is, for -version: the
-// release it was stamped with, else the module version go install
-// recorded, else the commit a build in a git checkout recorded.
-package buildinfo
+package cli
 
 import (
 	"cmp"
@@ -10,21 +7,20 @@ import (
 	"runtime/debug"
 )
 
-// Version is the -version line: "wssproxy VERSION (commit REV, TIME) GO
-// OS/ARCH". release, when not empty, is the version a release build
-// stamped (-ldflags -X); it wins over the module's version from the build
-// information: the tag `go install …@v0.1.0` fetched, or the
+// Version is -version: which release or commit this is, and the Go and
+// platform that built it. The version is the stamped release
+// (releaseVersion, main's, "" when none), else the module's version from
+// the build information: the tag `go install …@v0.1.0` fetched, or the
 // pseudo-version the go command makes in a git checkout
-// (v0.0.0-20261206181819-d74785fce83e, +dirty when modified). The commit,
-// its time and "modified" come from the build information too (git
-// checkouts only). A build with neither says so and how to get one,
+// (v0.0.0-20261206181819-d74785fce83e, +dirty when modified). The commit, its time and "modified" come from the build information
+// (git checkouts only). A build with neither says so and how to get one,
 // rather than a bare "(devel)".
-func Version(release string) string {
+func Version(releaseVersion string) string {
 	bi, ok := debug.ReadBuildInfo()
 	if !ok {
-		return fmt.Sprintf("wssproxy %s (no build information) %s/%s", cmp.Or(release, "devel"), runtime.GOOS, runtime.GOARCH)
+		return fmt.Sprintf("wssproxy %s (no build information) %s/%s", cmp.Or(releaseVersion, "devel"), runtime.GOOS, runtime.GOARCH)
 	}
-	v := release
+	v := releaseVersion
 	if v == "" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
 		v = bi.Main.Version
 	}
