@@ -323,7 +323,11 @@ func TestBackendNotReading(t *testing.T) {
 	defer close(release)
 	e := startProxy(t, proxy.Config{Routes: []proxy.Route{{
 		Path: "/wss", Backend: "ws://" + backend,
-		PingInterval: dur(50 * time.Millisecond), PingTimeout: 50 * time.Millisecond, SendTimeout: time.Second,
+		// A client answers within ping_timeout (500 ms: a loaded machine
+		// can be slow to), but while the proxy's write to the backend is
+		// stuck, its pongs are not read: a proxy that blamed the client
+		// would do so at 500 ms, before send_timeout's 2 s.
+		PingInterval: dur(50 * time.Millisecond), PingTimeout: 500 * time.Millisecond, SendTimeout: 2 * time.Second,
 	}}})
 	reg := prometheus.NewRegistry()
 	if err := e.srv.RegisterMetrics(reg); err != nil {
