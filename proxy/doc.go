@@ -142,7 +142,8 @@
 //     the other direction flows until it ends too. An HTTP/2 stream has no
 //     half-close in Go 1.27 (END_STREAM goes out only when the handler
 //     returns, which ends reading too), so the client's stream is ended
-//     instead once its own close frame has passed, or the close grace later.
+//     instead: at once if its own close frame has passed, else as soon as
+//     it passes, or the close grace later if it never comes.
 //   - A peer that ends without a close frame: the other side gets one (1014
 //     to the client, 1001 to the backend), then the close grace (5 s) to
 //     answer.
