@@ -12,12 +12,12 @@ import (
 
 // hooks are the pump's decisions about frames read from src.
 type hooks struct {
-	t          *Tunnel
-	src, dst   *side
-	sawData    bool // a data frame began in this chunk
-	closing    bool // the frame about to be forwarded is src's close frame
-	srcDone    bool // src's close handshake is done: close it once this read is forwarded
-	scratch    [wsframe.MaxControlPayload]byte
+	t        *Tunnel
+	src, dst *side
+	sawData  bool // a data frame began in this chunk
+	closing  bool // the frame about to be forwarded is src's close frame
+	srcDone  bool // src's close handshake is done: close it once this read is forwarded
+	scratch  [wsframe.MaxControlPayload]byte
 }
 
 func (h *hooks) Data(f wsframe.Header, msgLen uint64) bool {
