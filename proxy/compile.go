@@ -87,7 +87,8 @@ func Compile(cfg Config) (*Compiled, error) {
 		key string
 		n   int
 	}{{"max_connections", cfg.MaxConnections}, {"max_connections_per_ip", cfg.MaxConnectionsPerIP},
-		{"max_client_connections", cfg.MaxClientConnections}, {"handshake_burst_per_ip", cfg.HandshakeBurstPerIP}} {
+		{"max_client_connections", cfg.MaxClientConnections}, {"handshake_burst_per_ip", cfg.HandshakeBurstPerIP},
+		{"h2_max_streams", cfg.H2MaxStreams}} {
 		if x.n < 0 {
 			add(fieldErr(x.key, "must not be negative, got %d", x.n))
 		}

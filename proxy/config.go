@@ -16,6 +16,7 @@ const (
 	DefaultPingTimeout       = 10 * time.Second
 	DefaultSendTimeout       = 60 * time.Second
 	DefaultUpgradeDrain      = 10 * time.Minute
+	DefaultH2MaxStreams      = 1000
 )
 
 // Config is what the proxy does: its timeouts and its routes. A zero duration
@@ -111,6 +112,19 @@ type Config struct {
 	// process only (GODEBUG=http2xconnect=1 at start, which wssproxy's main
 	// sets for itself), so a change applies at the next start.
 	HTTP2WebSockets *bool `toml:"http2_websockets,omitempty,omitzero"`
+
+	// H2MaxStreams is how many streams one HTTP/2 connection may have
+	// open at once (SETTINGS_MAX_CONCURRENT_STREAMS): its WebSockets and
+	// page requests together, as a browser puts all of a site's on one
+	// connection, even across tabs. Browsers do not go over it: they
+	// queue what is over it on their side, with no error, so a page with
+	// as many WebSockets open waits for any further request. The first
+	// time a connection reaches it the proxy logs a warning; streams a
+	// client opens over it anyway are refused (RST_STREAM) and counted.
+	// What one connection can make the proxy buffer does not grow with it
+	// (a connection-wide receive window). Default 1000; it applies at the
+	// next start.
+	H2MaxStreams int `toml:"h2_max_streams,omitempty,omitzero"`
 
 	// Routes map request paths (and optionally hosts) to backends.
 	Routes []Route `toml:"route,omitempty,omitzero"`
@@ -312,6 +326,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxClientConnections == 0 {
 		c.MaxClientConnections = defaultMaxClientConnections()
+	}
+	if c.H2MaxStreams == 0 {
+		c.H2MaxStreams = DefaultH2MaxStreams
 	}
 	c.Routes = append([]Route(nil), c.Routes...)
 	for i := range c.Routes {

@@ -34,6 +34,9 @@ type clientConn struct {
 	pending  atomic.Bool // counted in Server.pending: HTTP/1 and not yet hijacked or closed
 	handling atomic.Bool // a handler has the request now (until StateIdle)
 
+	h2Streams atomic.Int32 // HTTP/2: streams whose handler runs (h2conn.go)
+	h2Full    atomic.Bool  // HTTP/2: it has had h2_max_streams of them
+
 	mu        sync.Mutex // net/http's reads (its background read too) and a handler's claim
 	fr        framing
 	sinceIdle int  // bytes read since the last response

@@ -50,7 +50,7 @@
 //     reaches a backend (handshake.go): 400 with the reason, or 426 for a
 //     version other than 13. Over HTTP/2 the handshake is a CONNECT with
 //     :protocol websocket and version 13 (h2stream.go; another :protocol
-//     is 400, a plain CONNECT 405).
+//     is 400, a plain CONNECT 405, :protocol on another method 400).
 //  6. Backend first (websocket.go): the route's pool (upstream.go) orders
 //     its backends for this client (smooth weighted round robin,
 //     least_conn, or weighted rendezvous hashing for ip_hash; backends out
@@ -146,7 +146,8 @@
 //     the other direction flows until it ends too. An HTTP/2 stream has no
 //     half-close in Go 1.27 (END_STREAM goes out only when the handler
 //     returns, which ends reading too), so the client's stream is ended
-//     instead once its own close frame has passed, or the close grace later.
+//     instead: at once if its own close frame has passed, else as soon as
+//     it passes, or the close grace later if it never comes.
 //   - A peer that ends without a close frame: the other side gets one (1014
 //     to the client, 1001 to the backend), then the close grace (5 s) to
 //     answer.
@@ -210,14 +211,23 @@
 //     takes nothing at all on its connection cannot even be sent that
 //     reset: a connection that takes no byte for the longest send_timeout
 //     is closed (HTTP2Config.WriteByteTimeout), ending its tunnels.
-//   - Windows (server.go): Go returns connection-level receive window only
+//   - Windows (h2conn.go): Go returns connection-level receive window only
 //     as a handler reads, so what a stuck stream holds (its backend not
 //     reading) counts against the connection; with Go's defaults (1 MiB per
 //     stream and per connection) one stuck WebSocket stops every upload on
-//     its connection. With h2MaxStreams streams of h2StreamWindow each and
-//     a connection window of all of them, no stuck stream takes what the
-//     others need, and one connection can make the proxy hold at most
-//     h2ConnWindow (25 MiB), until send_timeout drops the stuck backends.
+//     its connection. Here a stream has h2StreamWindow (256 KiB) and a
+//     connection h2ConnWindow (25 MiB, a hundred streams' worth) whatever
+//     h2_max_streams is: fewer than a hundred stuck streams take nothing
+//     the others need, and one connection can make the proxy hold at most
+//     25 MiB, until send_timeout drops the stuck backends. Go's server
+//     takes its buffers as DATA comes, not per stream.
+//   - The stream limit (h2_max_streams, default 1,000; h2conn.go): a
+//     browser puts all of a site's WebSockets and requests on one
+//     connection and queues what is over the limit on its side, silently;
+//     the proxy logs a connection that reaches it, once, at warn. Go's
+//     server resets the streams of a client that goes over it anyway, and
+//     malformed requests, before any handler: its CountError hook is where
+//     the proxy counts and logs them (without the client's address).
 //   - Cost: per message 2 to 3 times an HTTP/1.1 tunnel's CPU, because
 //     Go's server passes every DATA frame between goroutines; per
 //     handshake about half a new HTTP/1.1 connection's, as a stream needs
@@ -232,7 +242,8 @@
 // (internal/xconnect), and this package's tests re-execute the test
 // binary (testutil.ExtendedConnect). http2_websockets = false with the
 // variable set anyway (a program embedding this package) is refused with
-// 405, although advertised. When Go 1.28, with
+// 405, although advertised; without the variable (wssproxy), Go's server
+// resets an extended CONNECT itself, which h2Refused logs. When Go 1.28, with
 // http.HTTP2Config.EnableConnectProtocol, is the floor:
 //  1. in New, set s.http.HTTP2.EnableConnectProtocol from
 //     cfg.H2WebSockets() and drop extendedConnect (h2stream.go) and the

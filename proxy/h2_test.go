@@ -20,8 +20,10 @@ import (
 
 // TestH2Settings guards what the TLS listener's HTTP/2 tells a browser:
 // extended CONNECT is on (SETTINGS_ENABLE_CONNECT_PROTOCOL = 1, RFC 8441
-// §3), and the flow-control windows that keep one stuck stream from
-// stalling the others (a connection window of every stream's window).
+// §3), up to h2_max_streams streams (default 1,000), and the flow-control
+// windows that keep a stuck stream from stalling the others: 256 KiB per
+// stream, and a connection window of a hundred streams' worth (25 MiB),
+// which does not grow with the stream limit.
 func TestH2Settings(t *testing.T) {
 	t.Parallel()
 	ctx := testutil.Context(t, 10*time.Second)
@@ -29,7 +31,7 @@ func TestH2Settings(t *testing.T) {
 	h := e.h2Raw(t, ctx)
 	for id, want := range map[http2.SettingID]uint32{
 		http2.SettingEnableConnectProtocol: 1,
-		http2.SettingMaxConcurrentStreams:  100,
+		http2.SettingMaxConcurrentStreams:  proxy.DefaultH2MaxStreams,
 		http2.SettingInitialWindowSize:     256 << 10,
 	} {
 		if got, ok := h.settings[id]; !ok || got != want {

@@ -540,3 +540,17 @@ func waitFor(t testing.TB, ctx context.Context, what string, cond func() bool) {
 		}
 	}
 }
+
+// closeWrite ends our half of the stream (END_STREAM) and goes on
+// reading, as a socket's CloseWrite sends a FIN.
+func (st *h2ClientStream) closeWrite() {
+	c := st.c
+	c.mu.Lock()
+	done := st.writeDone || st.reset
+	st.writeDone = true
+	c.cond.Broadcast()
+	c.mu.Unlock()
+	if !done {
+		c.write(func(fr *http2.Framer) error { return fr.WriteData(st.id, true, nil) })
+	}
+}

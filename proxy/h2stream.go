@@ -32,20 +32,7 @@ import (
 // http.HTTP2Config.EnableConnectProtocol instead (see doc.go).
 var extendedConnect = strings.Contains(os.Getenv("GODEBUG"), "http2xconnect=1")
 
-// HTTP/2 flow control for tunnels. Go's server returns connection-level
-// receive window only as a handler reads the body, so the data a stuck
-// stream holds (its backend not reading) counts against the whole
-// connection: with Go's defaults (1 MiB per stream, 1 MiB per connection)
-// one stuck WebSocket stops every upload on the connection. Here the
-// connection's window is the sum of its streams' windows, so no set of
-// stuck streams can take what the others need, and what one connection
-// can make the proxy hold is bounded by h2MaxStreams × h2StreamWindow.
-const (
-	h2MaxStreams     = 100       // streams open at once per connection (nginx: 128)
-	h2StreamWindow   = 256 << 10 // receive window per stream
-	h2ConnWindow     = h2MaxStreams * h2StreamWindow
-	websocketVersion = "13"
-)
+const websocketVersion = "13"
 
 // isH2WebSocket reports whether r is an extended CONNECT for a WebSocket
 // (RFC 8441 §4). net/http passes :protocol on as a header of that name.
@@ -54,14 +41,26 @@ func isH2WebSocket(r *http.Request) bool {
 }
 
 // checkExtendedConnect validates an extended CONNECT (RFC 8441 §5): the
-// protocol is websocket and the version 13. net/http has checked :scheme
-// and :path.
+// protocol is websocket and the version 13. Go's HTTP/2 server has reset
+// one without :path (PROTOCOL_ERROR, counted by h2Refused); it does not
+// check :scheme, and does not pass it on, so one without :scheme (RFC 8441
+// §4 requires it) cannot be told from one with it here and is served.
 func checkExtendedConnect(r *http.Request) *handshakeError {
 	if p := r.Header[":protocol"]; len(p) != 1 || !strings.EqualFold(p[0], "websocket") {
 		return &handshakeError{status: http.StatusBadRequest, reason: "extended CONNECT is served for :protocol websocket only"}
 	}
 	if v := r.Header["Sec-Websocket-Version"]; len(v) != 1 || v[0] != websocketVersion {
 		return &handshakeError{status: http.StatusUpgradeRequired, reason: "Sec-WebSocket-Version must be 13"}
+	}
+	return nil
+}
+
+// checkH2Request refuses a request that carries :protocol without being a
+// CONNECT: RFC 8441 §4 makes it malformed. Go's HTTP/2 server passes it on
+// as a header of that name (and so would send it to a backend).
+func checkH2Request(r *http.Request) *handshakeError {
+	if r.Method != http.MethodConnect && r.ProtoMajor == 2 && len(r.Header[":protocol"]) > 0 {
+		return &handshakeError{status: http.StatusBadRequest, reason: ":protocol is only allowed on a CONNECT (RFC 8441 §4)"}
 	}
 	return nil
 }

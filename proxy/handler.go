@@ -15,7 +15,16 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !s.checkFraming(w, r) {
 		return
 	}
+	if r.ProtoMajor == 2 {
+		if c := s.h2Enter(r); c != nil {
+			defer c.h2Leave()
+		}
+	}
 	s.setHSTS(w, r)
+	if herr := checkH2Request(r); herr != nil {
+		s.refuse(w, s.state.Load().withClient(r), nil, herr.status, "bad-handshake", herr.reason, nil)
+		return
+	}
 	if r.Method == http.MethodConnect && !(s.h2WebSockets && isH2WebSocket(r)) {
 		r = s.state.Load().withClient(r)
 		// Not a forward proxy. Extended CONNECT (RFC 8441) is routed below.

@@ -26,6 +26,8 @@ type metrics struct {
 	backendUp    *prometheus.GaugeVec
 	refused      *prometheus.CounterVec
 	connRefused  *prometheus.CounterVec
+	h2Refused    prometheus.Counter
+	h2Full       prometheus.Counter
 }
 
 // RegisterMetrics creates the proxy's metrics in reg. Call it before
@@ -51,8 +53,12 @@ func (s *Server) RegisterMetrics(reg prometheus.Registerer) error {
 			Help: "Requests the proxy answered with its own error, by kind (no-route, bad-handshake, origin, limit-..., backend-..., and net/http's own: header-too-large, bad-request, not-implemented, header-timeout), and handshakes the client left before its upgrade (client-gone)."}, []string{"kind"}),
 		connRefused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wssproxy_connections_refused_total",
 			Help: "Client connections closed at accept, by listener: over max_client_connections (tls, http, redirect) or the admin listener's own bound (admin)."}, []string{"listener"}),
+		h2Refused: prometheus.NewCounter(prometheus.CounterOpts{Name: "wssproxy_h2_streams_refused_total",
+			Help: "HTTP/2 streams refused (RST_STREAM) because their connection had h2_max_streams open: clients that ignore the limit the proxy advertises (browsers queue instead)."}),
+		h2Full: prometheus.NewCounter(prometheus.CounterOpts{Name: "wssproxy_h2_connections_at_stream_limit_total",
+			Help: "HTTP/2 connections that have had h2_max_streams streams open at once; a browser queues its further requests and WebSockets on such a connection."}),
 	}
-	for _, c := range []prometheus.Collector{m.tunnelsOpen, m.tunnelsEnded, m.bytes, m.handshake, m.dialErrors, m.tlsErrors, m.refused, m.connRefused,
+	for _, c := range []prometheus.Collector{m.tunnelsOpen, m.tunnelsEnded, m.bytes, m.handshake, m.dialErrors, m.tlsErrors, m.refused, m.connRefused, m.h2Refused, m.h2Full,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "wssproxy_client_connections",
 			Help: "Client connections open now that count against max_client_connections."},
 			func() float64 { return float64(s.clients.open.Load()) }),

@@ -58,6 +58,8 @@ type Server struct {
 	// h2WebSockets: extended CONNECT is served (RFC 8441). Fixed at New,
 	// as Go 1.27 advertises it for the whole process or not at all.
 	h2WebSockets bool
+	h2MaxStreams int                    // h2_max_streams, fixed at New (h2conn.go)
+	h2Logs       map[h2Refusal]*rateLog // Go's own refusals (h2conn.go)
 
 	clients connBudget // max_client_connections (connlimit.go)
 
@@ -130,19 +132,11 @@ func (c *Compiled) Server(logger *slog.Logger) *Server {
 		ErrorLog:  s.errorLog,
 	}
 	s.h2WebSockets = cfg.H2WebSockets() && extendedConnect
+	s.h2MaxStreams = cfg.H2MaxStreams
+	s.h2Logs = s.h2Refusals()
+	s.http.HTTP2 = s.h2Config(&cfg) // with or without WebSockets: the limit, and Go's refusals logged
 	switch {
 	case s.h2WebSockets:
-		s.http.HTTP2 = &http.HTTP2Config{
-			MaxConcurrentStreams:          h2MaxStreams,
-			MaxReceiveBufferPerStream:     h2StreamWindow,
-			MaxReceiveBufferPerConnection: h2ConnWindow,
-			// A connection that takes no byte for this long is closed: a
-			// stream's send_timeout resets the stream, which cannot help
-			// when the connection itself is full. A quarter longer than
-			// the longest send_timeout, so that a stream's own timer,
-			// which names its peer as not reading, comes first.
-			WriteByteTimeout: maxSendTimeout(&cfg) * 5 / 4,
-		}
 	case cfg.H2WebSockets():
 		s.log.Warn("http2_websockets: extended CONNECT is off in this process (GODEBUG lacks http2xconnect=1 at start); WebSockets use HTTP/1.1")
 	case extendedConnect:

@@ -88,6 +88,15 @@ func TestHTTP2WebSocketsProcess(t *testing.T) {
 				t.Fatalf("SETTINGS_ENABLE_CONNECT_PROTOCOL = %d, want it %v", got, on)
 			}
 			if !on {
+				// A client that sends an extended CONNECT all the same:
+				// Go's HTTP/2 server resets the stream before any handler
+				// runs, and the proxy logs the refusal (no client address:
+				// Go does not say which connection it was).
+				h.connect(1, "/wss")
+				if status := h.status(1); status != "reset PROTOCOL_ERROR" {
+					t.Errorf("extended CONNECT with http2_websockets = false: %s, want reset PROTOCOL_ERROR", status)
+				}
+				p.logs.Wait(t, ctx, `msg="request refused" refused=h2-extended-connect-off reason="[^"]*" streams=(1) `)
 				return
 			}
 			h.connect(1, "/wss")

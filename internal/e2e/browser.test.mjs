@@ -34,8 +34,11 @@ before(async () => {
   ];
   env.proxy = await startProxy(routes, { admin: true });
   env.proxyOff = await startProxy(routes, { global: { http2_websockets: false } });
+  env.proxyLimited = await startProxy(routes, { admin: true, global: { h2_max_streams: 20 } });
   env.origin = `https://wss.test:${env.proxy.addr.split(':').pop()}`;
   env.originOff = `https://wss.test:${env.proxyOff.addr.split(':').pop()}`;
+  env.siteSockets = 250; // Chromium's cap: 255 WebSockets per profile (pages.mjs)
+  env.originLimited = `https://wss.test:${env.proxyLimited.addr.split(':').pop()}`;
   env.browser = await chromium.launch({
     executablePath: process.env.CHROMIUM,
     args: [

@@ -151,7 +151,7 @@ func TestBrowser(t *testing.T) {
 		}
 	}
 	env = append(env, "HOME="+home, "CHROMIUM="+chromium)
-	runNode(t, env, "browser.test.mjs", 7)
+	runNode(t, env, "browser.test.mjs", 9)
 }
 
 // TestFirefox runs firefox.test.mjs: Debian's Firefox ESR, headless, driven
@@ -181,5 +181,5 @@ func TestFirefox(t *testing.T) {
 		}
 	}
 	env = append(env, "HOME="+filepath.Join(dir, "home"), "FIREFOX="+firefox, "FIREFOX_PROFILE="+profile)
-	runNode(t, env, "firefox.test.mjs", 7)
+	runNode(t, env, "firefox.test.mjs", 9)
 }

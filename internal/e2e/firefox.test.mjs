@@ -30,8 +30,11 @@ before(async () => {
   ];
   env.proxy = await startProxy(routes, { admin: true });
   env.proxyOff = await startProxy(routes, { global: { http2_websockets: false } });
+  env.proxyLimited = await startProxy(routes, { admin: true, global: { h2_max_streams: 20 } });
   env.origin = `https://localhost:${env.proxy.addr.split(':').pop()}`;
   env.originOff = `https://localhost:${env.proxyOff.addr.split(':').pop()}`;
+  env.siteSockets = 300; // over Firefox's default cap of 200, raised below (pages.mjs)
+  env.originLimited = `https://localhost:${env.proxyLimited.addr.split(':').pop()}`;
   env.browser = await puppeteer.launch({
     browser: 'firefox',
     executablePath: process.env.FIREFOX,
@@ -45,6 +48,9 @@ before(async () => {
       'network.captive-portal-service.enabled': false,
       'network.connectivity-service.enabled': false,
       'security.OCSP.enabled': 0,
+      // Firefox holds at most this many WebSockets in all (default 200,
+      // whatever the server): raised for the test of 300 (pages.mjs).
+      'network.websocket.max-connections': 400,
     },
   });
 });

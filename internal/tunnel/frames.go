@@ -12,12 +12,12 @@ import (
 
 // hooks are the pump's decisions about frames read from src.
 type hooks struct {
-	t          *Tunnel
-	src, dst   *side
-	sawData    bool // a data frame began in this chunk
-	closing    bool // the frame about to be forwarded is src's close frame
-	closeReply bool // src answered the proxy's close frame
-	scratch    [wsframe.MaxControlPayload]byte
+	t        *Tunnel
+	src, dst *side
+	sawData  bool // a data frame began in this chunk
+	closing  bool // the frame about to be forwarded is src's close frame
+	srcDone  bool // src's close handshake is done: close it once this read is forwarded
+	scratch  [wsframe.MaxControlPayload]byte
 }
 
 func (h *hooks) Data(f wsframe.Header, msgLen uint64) bool {
@@ -44,9 +44,12 @@ func (h *hooks) Control(f wsframe.Header, frame []byte) bool {
 		}
 		h.t.noteClose(code, h.src.name)
 		if h.src.proxyClosed.Load() {
-			h.closeReply = true
+			h.srcDone = true
 			return false // the answer to the proxy's own close
 		}
+		// src cannot half-close, and its peer's close and end of stream
+		// have passed (side.closeWrite): this answer is the last of it.
+		h.srcDone = h.src.endOnClose.Load()
 		h.closing = true // forwarded next; then nothing more to dst
 	}
 	return true

@@ -37,6 +37,7 @@ type side struct {
 	// Read by this side's pump.
 	lastFrame   atomic.Int64 // ns since tunnel start of the last frame read
 	sawClose    atomic.Bool  // it sent a close frame
+	endOnClose  atomic.Bool  // it cannot half-close: its close frame, when it passes, ends it (closeWrite)
 	proxyClosed atomic.Bool  // the proxy itself sent it a close frame
 	ended       atomic.Bool  // its pump has read all there is of it
 	pingToken   [8]byte      // payload prefix of the proxy's pings
@@ -133,11 +134,13 @@ func (s *side) flushPending() {
 	}
 }
 
-// closeWrite half-closes s after its peer's close frame has passed: for
-// TLS a close_notify alert, then the FIN. A connection that cannot
-// half-close (an HTTP/2 stream) is closed instead once s's own close
-// frame has passed too, or CloseGrace after: then both close frames are
-// through and only the end of the stream was waited for.
+// closeWrite half-closes s after its peer's close frame and end of stream
+// have passed: for TLS a close_notify alert, then the FIN. A connection
+// that cannot half-close (an HTTP/2 stream) is closed instead: at once if
+// s's own close frame has passed, else as soon as it does (the pump that
+// reads s sees it: hooks.Control), or CloseGrace after if it never comes.
+// Then both close frames are through and nothing more can flow, as over
+// HTTP/1.1 once the client has answered the FIN it was sent.
 func (s *side) closeWrite() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -145,6 +148,10 @@ func (s *side) closeWrite() {
 		s.conn.SetWriteDeadline(time.Now().Add(limit))
 	}
 	if err := s.conn.CloseWrite(); errors.Is(err, errors.ErrUnsupported) {
+		// Stored before sawClose is looked at, as Control stores sawClose
+		// before it looks at this: a close frame passing now is seen by
+		// one of the two, or both (closing twice is harmless).
+		s.endOnClose.Store(true)
 		if s.sawClose.Load() {
 			s.conn.Close()
 		} else {

@@ -196,9 +196,9 @@ func (p *pumper) feed(b []byte) error {
 	if p.h.sawData {
 		t.lastData.Store(now)
 	}
-	if p.h.closeReply {
-		p.h.closeReply = false
-		src.conn.Close() // the proxy's close handshake with src is done
+	if p.h.srcDone {
+		p.h.srcDone = false
+		src.conn.Close() // src's close handshake is done (hooks.Control)
 	}
 	return err
 }
