@@ -84,7 +84,7 @@ func commands() []subcommand {
 	return []subcommand{
 		{"probe", "[flags] wss://host[:port]/path", "check a WebSocket endpoint step by step, as a browser reaches it, and say what to fix", probe.Run},
 		{"health", "[-admin ADDR] [-path /readyz]", "exit 0 when the admin /healthz (or -path) answers 200: a container's HEALTHCHECK", health.Run},
-		{"import", "[-o FILE] nginx.conf|httpd.conf", "turn an nginx or Apache httpd configuration into wssproxy's, saying on stderr what changed", importconf.Run},
+		{"import", "[-o FILE [-f]] nginx.conf|httpd.conf", "turn an nginx or Apache httpd configuration into wssproxy's, saying on stderr what changed", importconf.Run},
 	}
 }
 

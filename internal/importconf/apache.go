@@ -165,9 +165,9 @@ func (t *translation) apache(nodes []*node) {
 					t.cfg.realIPHeader = n.arg(0)
 				}
 			case name == "remoteiptrustedproxy" || name == "remoteipinternalproxy":
-				t.cfg.trustedProxies = addUnique(t.cfg.trustedProxies, n.args...)
+				t.cfg.trustedProxies.add(n.args...)
 			case name == "redirect" || name == "redirectpermanent" || name == "redirectmatch":
-				if u := n.args[len(n.args)-1]; strings.HasPrefix(u, "https://") {
+				if len(n.args) > 0 && strings.HasPrefix(n.args[len(n.args)-1], "https://") {
 					v.redirect = n
 				} else {
 					t.dropped(n, "wssproxy redirects only plain HTTP to https ([redirect])")

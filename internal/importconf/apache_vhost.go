@@ -4,9 +4,10 @@ package importconf
 // their ProxyPass routes.
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -34,18 +35,21 @@ func (t *translation) apachePlain(v *vhost) {
 
 // apacheServer makes the routes and certificate of one TLS server.
 func (t *translation) apacheServer(v *vhost, def bool) {
+	if t.err != nil {
+		return
+	}
 	hosts := []string{""}
 	if !def && !v.main {
-		hosts = nil
+		var names uniq
 		for _, h := range v.hosts {
 			name, why := hostName(h)
 			if why != "" {
 				t.noteOnce(v.nameNode, "%s: %s dropped: %s", v.nameNode.text(), h, why)
 				continue
 			}
-			hosts = addUnique(hosts, name)
+			names.add(name)
 		}
-		if len(hosts) == 0 {
+		if hosts = names.list; len(hosts) == 0 {
 			t.noteOnce(v.n, "<%s> dropped: it is not the first virtual host and names no host a route can take", v.n.text())
 			return
 		}
@@ -57,17 +61,17 @@ func (t *translation) apacheServer(v *vhost, def bool) {
 		t.cfg.hsts = v.hsts.args[len(v.hsts.args)-1]
 	}
 	hasRoot := false
+	same := map[[2]string]bool{} // path and URL of each ProxyPass whose URL's path is its own
 	for _, p := range v.passes {
-		hasRoot = t.apachePass(v, p, hosts) || hasRoot
+		if hasRoot = t.apachePass(v, p, hosts) || hasRoot; t.err != nil {
+			return
+		}
+		if u, err := url.Parse(p.url); err == nil && u.Path == p.path {
+			same[[2]string{p.path, p.url}] = true
+		}
 	}
 	for _, r := range v.reverse {
-		same := false
-		for _, p := range v.passes {
-			if u, err := url.Parse(p.url); err == nil && p.path == r.arg(0) && u.Path == p.path && r.arg(1) == p.url {
-				same = true
-			}
-		}
-		if same {
+		if same[[2]string{r.arg(0), r.arg(1)}] {
 			t.noteOnce(r, "%s: not needed: the backend's paths are the client's, so its redirects need no rewriting", r.text())
 		} else {
 			t.dropped(r, "wssproxy does not rewrite backends' Location headers: a backend's redirect reaches the client as the backend wrote it")
@@ -79,11 +83,7 @@ func (t *translation) apacheServer(v *vhost, def bool) {
 		if v.index != nil && !strings.EqualFold(strings.Join(v.index.args, " "), "index.html") {
 			t.noteOnce(v.index, "%s: static routes serve index.html only", v.index.text())
 		}
-		for _, h := range hosts {
-			if t.cfg.hasRoute(h, "/") == nil {
-				t.cfg.routes = append(t.cfg.routes, &route{from: from, path: "/", host: h, static: dir})
-			}
-		}
+		t.addRoutes(v.docRoot, &route{from: from, path: "/", static: dir}, hosts, false)
 	} else if v.docRoot != nil {
 		t.dropped(v.docRoot, "ProxyPass / sends every path to the backend")
 	}
@@ -100,7 +100,7 @@ func (t *translation) apacheCert(v *vhost) {
 	}
 	if v.chain != nil {
 		chain := t.abs(v.chain.file, v.chain.arg(0))
-		if full, name, ok := t.fullChain(cert, chain); ok {
+		if full, name, ok := t.fullChain(v, cert, chain); ok {
 			t.noteOnce(v.chain, "%s: wssproxy takes the full chain in one file: wrote %s (the certificate, then the chain), and tls.cert names it", v.chain.text(), name)
 			cert = full
 		} else {
@@ -110,26 +110,51 @@ func (t *translation) apacheCert(v *vhost) {
 	t.cfg.addCert(cert, key)
 }
 
-// fullChain joins a certificate and its chain file into one, to be
-// written beside the output.
-func (t *translation) fullChain(cert, chain string) (string, string, bool) {
+// fullChain joins the certificates of cert and of its chain file into
+// one file, to be written beside the output. It copies certificates and
+// nothing else (httpd lets SSLCertificateFile hold the private key too),
+// and a file that holds none fails the import rather than being copied
+// (SSLCertificateFile /etc/shadow, run as root). A file it cannot read
+// here is left to the note, which says how to join them by hand.
+func (t *translation) fullChain(v *vhost, cert, chain string) (string, string, bool) {
 	if t.opts.OutDir == "" {
 		return "", "", false
 	}
-	c, err1 := os.ReadFile(cert)
-	ch, err2 := os.ReadFile(chain)
-	if err1 != nil || err2 != nil {
-		return "", "", false
-	}
-	if len(c) > 0 && c[len(c)-1] != '\n' {
-		c = append(c, '\n')
-	}
-	name := strings.TrimSuffix(filepath.Base(cert), filepath.Ext(cert)) + "-fullchain.pem"
 	dir, err := filepath.Abs(t.opts.OutDir)
 	if err != nil {
 		return "", "", false
 	}
-	t.files = append(t.files, OutFile{Name: name, Data: append(c, ch...)})
+	if name, ok := t.chains[[2]string{cert, chain}]; ok { // another virtual host's
+		return filepath.Join(dir, name), name, true
+	}
+	var full []byte
+	for _, src := range []struct {
+		n    *node
+		path string
+	}{{v.cert, cert}, {v.chain, chain}} {
+		data, err := t.read(src.path)
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) {
+			return "", "", false
+		}
+		if err == nil {
+			data, err = certificates(src.path, data)
+		}
+		if err != nil {
+			t.fail(src.n, "%s %v", src.n.name, err)
+			return "", "", false
+		}
+		full = append(full, data...)
+	}
+	if t.chains == nil {
+		t.chains, t.outNames = map[[2]string]string{}, map[string]bool{}
+	}
+	base := strings.TrimSuffix(filepath.Base(cert), filepath.Ext(cert))
+	name := base + "-fullchain.pem"
+	for i := 2; t.outNames[name]; i++ {
+		name = fmt.Sprintf("%s-%d-fullchain.pem", base, i) // certificates of one name in different folders
+	}
+	t.chains[[2]string{cert, chain}], t.outNames[name] = name, true
+	t.files = append(t.files, OutFile{Name: name, Data: full})
 	return filepath.Join(dir, name), name, true
 }
 
@@ -197,11 +222,15 @@ func (t *translation) apachePass(v *vhost, p apachePass, hosts []string) bool {
 			t.noteOnce(v.preserve, "%s dropped: wssproxy passes the client's Host header on (set_headers = { Host = … } sends another)", v.preserve.text())
 		}
 	}
+	if !t.spend(n, len(v.reqHdrs)) {
+		return false
+	}
+	var remove uniq
 	for _, h := range v.reqHdrs {
 		op, name, val := strings.ToLower(h.arg(0)), h.arg(1), h.arg(2)
 		switch {
 		case op == "unset":
-			r.removeHeaders = addUnique(r.removeHeaders, name)
+			remove.add(name)
 		case (op == "set" || op == "add") && !strings.Contains(val, "%{") && len(h.args) == 3:
 			r.setHeaders = append(r.setHeaders, [2]string{name, val})
 			hostSet = hostSet || strings.EqualFold(name, "Host")
@@ -209,6 +238,7 @@ func (t *translation) apachePass(v *vhost, p apachePass, hosts []string) bool {
 			t.dropped(h, "set_headers takes fixed values, and wssproxy has no variables")
 		}
 	}
+	r.removeHeaders = remove.list
 	if !hostSet {
 		t.noteOnce(n, "%s: the backend gets the client's Host header, where httpd sent %q (ProxyPreserveHost is off by default): set_headers = { Host = %q } keeps httpd's", n.text(), hostHeader, hostHeader)
 	}
@@ -231,14 +261,6 @@ func (t *translation) apachePass(v *vhost, p apachePass, hosts []string) bool {
 	} else {
 		t.noteOnce(n, "%s: httpd closed a WebSocket after 60 s without traffic (Timeout's default, mod_proxy_wstunnel); wssproxy keeps idle tunnels open and pings the client every 30 s to find dead ones (idle_timeout sets a limit)", n.text())
 	}
-	for _, h := range hosts {
-		if t.cfg.hasRoute(h, r.path) != nil {
-			t.noteOnce(n, "%s dropped: the same path on the same host is a route already", n.text())
-			continue
-		}
-		rr := r
-		rr.host = h
-		t.cfg.routes = append(t.cfg.routes, &rr)
-	}
+	t.addRoutes(n, &r, hosts, true)
 	return r.path == "/"
 }

@@ -8,4 +8,9 @@
 // Both languages are read by small tokenizers here rather than a
 // library: every message needs a line number, includes need globs, and
 // broken input needs an error that says where (docs/dependencies.md).
+//
+// Input is hostile until read: only regular files, within bounds on
+// bytes, files, directives, nesting and routes (include.go), in time
+// linear in its size; `-o` writes certificates only, to new files of mode
+// 0600 (write.go).
 package importconf

@@ -142,16 +142,67 @@ func TestNothingRoutable(t *testing.T) {
 	}
 }
 
-// FuzzParse guards both tokenizers against input that makes them panic or
-// hang; the seeds run as ordinary tests.
+// FuzzParse guards both tokenizers, and the translation after them,
+// against input that makes them panic, hang or pass the import's bounds:
+// what parses nests no deeper than maxBlockDepth, and what translates
+// makes no more than maxRoutes routes. The seeds, small versions of
+// hostile inputs (nesting past the bound, continuation lines, "${" with no
+// "}", many locations and ProxyPass lines, names times locations), run
+// as ordinary tests.
 func FuzzParse(f *testing.F) {
 	for _, s := range []string{"server { listen 443 ssl; location /wss { proxy_pass http://127.0.0.1:8282; } }",
-		"a \"b\\\"c\" 'd' ${e}f;", "}", "{", "#", "<VirtualHost *:443>\nProxyPass /a ws://b\n</VirtualHost>", "A \"b\" # c\\\n d"} {
+		"a \"b\\\"c\" 'd' ${e}f;", "}", "{", "#", "<VirtualHost *:443>\nProxyPass /a ws://b\n</VirtualHost>", "A \"b\" # c\\\n d",
+		strings.Repeat("a{", maxBlockDepth+1),
+		strings.Repeat("a{", maxBlockDepth) + strings.Repeat("}", maxBlockDepth),
+		strings.Repeat("a {\n", 3) + "  }\n }\n}\n",
+		strings.Repeat("<a>\n", maxBlockDepth+1),
+		strings.Repeat("<a>\n", maxBlockDepth) + strings.Repeat("</a>\n", maxBlockDepth),
+		"ServerAlias \\\n" + strings.Repeat(" a\\\n", 50) + "\n",
+		"a" + strings.Repeat("${", 50) + ";",
+		"a ${b\nc} d;\ne;",
+		locations(20),
+		proxyPasses(20),
+		"Listen 80\nListen 443\n<VirtualHost *:80>\n  ServerName chat.example.com\n  Redirect permanent / https://chat.example.com/\n</VirtualHost>\n" +
+			"<IfModule mod_ssl.c>\n<VirtualHost *:443>\n  ServerName chat.example.com\n  ServerAlias a.example.com\n  SSLEngine on\n  SSLCertificateFile /etc/a.pem\n" +
+			"  RequestHeader set X-A b\n  <Location /ws>\n    ProxyPass ws://127.0.0.1:3000/ws\n  </Location>\n  ProxyTimeout 300\n</VirtualHost>\n</IfModule>\n",
+		"server {\n listen 443 ssl;\n}\nserver {\n listen 443 ssl;\n server_name a b c .d;\n proxy_set_header X \"\";\n" +
+			" location /a { proxy_pass http://127.0.0.1:1; }\n location /a { root /x; }\n}\n",
+		"include /dev/zero;\n", "Include /dev/zero\n",
+		"limit_conn_zone;", "upstream u { server; }\nserver { listen 443 ssl; location / { proxy_pass http://u; } }", "Redirect\n",
+	} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		parseNginx("f", []byte(s))
-		parseApache("f", []byte(s), nil)
+		for _, d := range []string{"nginx", "apache"} {
+			var nodes []*node
+			var err error
+			if d == "nginx" {
+				nodes, err = parseNginx("f", []byte(s), maxDirectives)
+			} else {
+				nodes, err = parseApache("f", []byte(s), maxDirectives, nil)
+			}
+			if err != nil {
+				continue
+			}
+			if got := depth(nodes); got > maxBlockDepth {
+				t.Errorf("%s: parsed blocks %d deep, beyond maxBlockDepth (%d)", d, got, maxBlockDepth)
+			}
+			res, err := newTranslation(d, "f", Options{}).translate(nodes)
+			if err == nil && res.Routes > maxRoutes {
+				t.Errorf("%s: %d routes, beyond maxRoutes (%d)", d, res.Routes, maxRoutes)
+			}
+		}
 		dialect([]byte(s))
 	})
+}
+
+// depth is how deep blocks nest in nodes.
+func depth(nodes []*node) int {
+	d := 0
+	for _, n := range nodes {
+		if n.hasBlock {
+			d = max(d, 1+depth(n.block))
+		}
+	}
+	return d
 }

@@ -128,7 +128,7 @@ func (t *translation) nginx(nodes []*node) {
 	t.ngxLevel(nodes, scope{}, &servers, true)
 	t.ngxServers(servers)
 	for _, n := range t.scopeNodes {
-		if !t.used[n] && !t.noted[noteKey{n, ""}] {
+		if !t.used[n] && len(n.noted) == 0 {
 			t.dropped(n, "no imported route uses it")
 		}
 	}
@@ -148,7 +148,7 @@ func (t *translation) ngxLevel(nodes []*node, parent scope, servers *[]*server, 
 		case "upstream":
 			t.ngxUpstream(n)
 		case "limit_conn_zone":
-			for _, a := range n.args[1:] {
+			for _, a := range n.args[min(1, len(n.args)):] {
 				if z, ok := strings.CutPrefix(a, "zone="); ok {
 					name, _, _ := strings.Cut(z, ":")
 					t.zones[name] = n.arg(0)
@@ -176,7 +176,7 @@ func (t *translation) ngxLevel(nodes []*node, parent scope, servers *[]*server, 
 func (t *translation) ngxOther(n *node) {
 	switch n.name {
 	case "set_real_ip_from":
-		t.cfg.trustedProxies = addUnique(t.cfg.trustedProxies, n.args...)
+		t.cfg.trustedProxies.add(n.args...)
 		t.realIPFrom = append(t.realIPFrom, n)
 		return
 	case "real_ip_header":
@@ -222,6 +222,10 @@ func (t *translation) ngxUpstream(n *node) {
 		switch d.name {
 		case "server":
 			addr, skip := d.arg(0), ""
+			if addr == "" {
+				t.dropped(d, "no address")
+				continue
+			}
 			weight, mf, ft := 1, 1, "10s"
 			for _, p := range d.args[1:] {
 				k, v, _ := strings.Cut(p, "=")

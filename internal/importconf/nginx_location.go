@@ -15,6 +15,9 @@ import (
 // It reports whether one of them is "/" (the server's root is then not
 // needed).
 func (t *translation) ngxLocation(loc *node, parent scope, hosts []string) bool {
+	if t.err != nil {
+		return false
+	}
 	mod, path := "", loc.arg(0)
 	switch {
 	case len(loc.args) >= 2:
@@ -108,13 +111,7 @@ func (t *translation) ngxStatic(at *node, sc scope, rpath string, exact bool, ho
 	if strip && exact {
 		strip = false
 	}
-	for _, h := range hosts {
-		if t.cfg.hasRoute(h, rpath) != nil {
-			t.noteOnce(at, "%s dropped: the same path on the same host is a route already", at.text())
-			continue
-		}
-		t.cfg.routes = append(t.cfg.routes, &route{from: from, path: rpath, host: h, static: dir, stripPrefix: strip})
-	}
+	t.addRoutes(at, &route{from: from, path: rpath, static: dir, stripPrefix: strip}, hosts, true)
 }
 
 // ngxProxy makes a route from proxy_pass.
@@ -182,6 +179,9 @@ func (t *translation) ngxProxy(loc, pass *node, sc scope, mod, path, rpath strin
 			t.noteOnce(pass, "%s: nginx sent %s to the backend as %s; wssproxy sends %s", pass.text(), sample(path), ng, ws)
 		}
 	}
+	if !t.spend(loc, len(sc.headers)+len(sc.limitConn)) {
+		return
+	}
 	hostSet := t.ngxHeaders(sc, r)
 	if !hostSet {
 		t.noteOnce(pass, "%s: the backend gets the client's Host header, where nginx sent %q (proxy_pass's host): set_headers = { Host = %q } keeps nginx's", pass.text(), hostHeader, hostHeader)
@@ -190,15 +190,7 @@ func (t *translation) ngxProxy(loc, pass *node, sc scope, mod, path, rpath strin
 	for _, n := range sc.limitConn {
 		t.ngxLimitConn(n)
 	}
-	for _, h := range hosts {
-		if t.cfg.hasRoute(h, rpath) != nil {
-			t.noteOnce(loc, "%s dropped: the same path on the same host is a route already", loc.text())
-			continue
-		}
-		rr := *r
-		rr.host = h
-		t.cfg.routes = append(t.cfg.routes, &rr)
-	}
+	t.addRoutes(loc, r, hosts, true)
 }
 
 func backendURL(scheme, addr, uri string) string {
@@ -240,6 +232,8 @@ func ourPath(prefix, base string) string {
 // whether Host is set.
 func (t *translation) ngxHeaders(sc scope, r *route) bool {
 	hostSet := false
+	var remove uniq
+	defer func() { r.removeHeaders = remove.list }()
 	for _, h := range sc.headers {
 		t.used[h] = true
 		name, v := h.arg(0), h.arg(1)
@@ -262,7 +256,7 @@ func (t *translation) ngxHeaders(sc scope, r *route) bool {
 			t.builtIn(h, "the client's Host header is passed on")
 			hostSet = true
 		case v == "":
-			r.removeHeaders = addUnique(r.removeHeaders, name)
+			remove.add(name)
 		case lname == "host" && lv == "$proxy_host":
 			hostSet = true
 			if b := r.backend; b != "" {

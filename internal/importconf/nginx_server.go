@@ -149,12 +149,13 @@ func (t *translation) ngxServers(servers []*server) {
 				t.noteOnce(s.nameNode, "%s: routes name no host: this is the default server of its port, which nginx uses for every host name", s.nameNode.text())
 			}
 		} else {
+			var names uniq
 			for _, name := range s.names {
 				if name == "_" || name == "" {
 					continue
 				}
 				if strings.HasPrefix(name, ".") {
-					hosts = addUnique(hosts, name[1:], "*"+name)
+					names.add(name[1:], "*"+name)
 					continue
 				}
 				h, why := hostName(name)
@@ -165,9 +166,9 @@ func (t *translation) ngxServers(servers []*server) {
 				if strings.HasPrefix(h, "*.") {
 					t.noteOnce(s.nameNode, "%s: host %q matches one label (a.%s), nginx's any depth (a.b.%s)", s.nameNode.text(), h, h[2:], h[2:])
 				}
-				hosts = addUnique(hosts, h)
+				names.add(h)
 			}
-			if len(hosts) == 0 {
+			if hosts = names.list; len(hosts) == 0 {
 				t.noteOnce(s.n, "server dropped: it is not the default server and names no host a route can take")
 				continue
 			}
@@ -180,6 +181,9 @@ func (t *translation) ngxServers(servers []*server) {
 		hasRoot := false
 		for _, loc := range s.locations {
 			hasRoot = t.ngxLocation(loc, s.sc, hosts) || hasRoot
+			if t.err != nil {
+				return
+			}
 		}
 		if s.sc.root != nil && !hasRoot && len(t.cfg.routes) >= before {
 			t.used[s.sc.root] = true
@@ -290,9 +294,9 @@ func (t *translation) ngxRealIP(pp *node) {
 	switch {
 	case h != nil && h.arg(0) == "proxy_protocol":
 		t.used[h] = true
-		if pp != nil && len(t.cfg.trustedProxies) > 0 {
-			t.cfg.proxyProtocol, t.cfg.proxyProtocolFrom = true, t.cfg.trustedProxies
-			t.cfg.trustedProxies = nil
+		if pp != nil && len(t.cfg.trustedProxies.list) > 0 {
+			t.cfg.proxyProtocol, t.cfg.proxyProtocolFrom = true, t.cfg.trustedProxies.list
+			t.cfg.trustedProxies = uniq{}
 			t.noteOnce(h, "%s → proxy_protocol = true, proxy_protocol_from = set_real_ip_from's addresses", h.text())
 			return
 		}
@@ -302,8 +306,8 @@ func (t *translation) ngxRealIP(pp *node) {
 		}
 	}
 	if pp != nil {
-		if len(t.cfg.trustedProxies) > 0 {
-			t.cfg.proxyProtocol, t.cfg.proxyProtocolFrom = true, t.cfg.trustedProxies
+		if len(t.cfg.trustedProxies.list) > 0 {
+			t.cfg.proxyProtocol, t.cfg.proxyProtocolFrom = true, t.cfg.trustedProxies.list
 			t.noteOnce(pp, "%s → proxy_protocol = true, proxy_protocol_from = set_real_ip_from's addresses (nginx took PROXY headers from anyone; wssproxy refuses them from others)", pp.text())
 		} else {
 			t.cfg.proxyProtocolTODO = true

@@ -2,9 +2,6 @@ package importconf
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
-	"slices"
 	"strings"
 )
 
@@ -19,16 +16,26 @@ type node struct {
 	hasBlock bool
 	file     string
 	line     int
+	noted    []string // the formats noteOnce has noted it with
 }
 
 // text is the directive as a message quotes it: name and arguments as
-// written, cut short when long.
+// written, cut short when long. It reads no more of them than it shows:
+// messages quote a directive of a million arguments in constant time.
 func (n *node) text() string {
-	s := strings.Join(append([]string{n.name}, n.raw...), " ")
-	if r := []rune(s); len(r) > 72 {
-		s = string(r[:71]) + "…"
+	const runes = 72
+	const bytes = 4*runes + 4 // a cut leaves more than runes runes
+	b := []byte(n.name[:min(len(n.name), bytes)])
+	for _, w := range n.raw {
+		if len(b) >= bytes {
+			break
+		}
+		b = append(append(b, ' '), w[:min(len(w), bytes)]...)
 	}
-	return s
+	if r := []rune(string(b)); len(r) > runes {
+		return string(r[:runes-1]) + "…"
+	}
+	return string(b)
 }
 
 func (n *node) arg(i int) string {
@@ -38,8 +45,10 @@ func (n *node) arg(i int) string {
 	return ""
 }
 
-// SyntaxError is input that cannot be read as the configuration language:
-// File and Line say where, Msg what.
+// SyntaxError is input that cannot be read as the configuration
+// language, or that the import refuses where it is written (beyond one of
+// its bounds, a certificate file that holds no certificate): File and
+// Line say where, Msg what.
 type SyntaxError struct {
 	File string
 	Line int
@@ -48,124 +57,179 @@ type SyntaxError struct {
 
 func (e *SyntaxError) Error() string { return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg) }
 
-// maxFile bounds one configuration file: anything larger is not one.
-const maxFile = 8 << 20
-
-func readFile(path string) ([]byte, error) {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return nil, err
-	}
-	if fi.Size() > maxFile {
-		return nil, fmt.Errorf("%s: %d bytes is too large for a configuration file", path, fi.Size())
-	}
-	return os.ReadFile(path)
-}
-
 // nginx's syntax: words, quoted strings, ';' ending a directive, '{' and
 // '}' around a block, '#' to the end of the line outside quotes.
 
 type token struct {
-	text  string // unquoted
-	raw   string // as written
-	line  int
-	punct byte // ';', '{', '}' or 0 for a word
+	text   string // unquoted
+	raw    string // as written
+	line   int
+	punct  byte   // ';', '{', '}' or 0 for a word
+	indent string // the blanks that begin the token's line
+	alone  bool   // a '}' with nothing else on its line but blanks
 }
 
-func lexNginx(file string, data []byte) ([]token, error) {
-	var toks []token
-	line := 1
-	s := string(data)
-	for i := 0; i < len(s); {
-		c := s[i]
-		switch {
+// lexer reads nginx tokens one at a time, so that the parser stops at an
+// error or a bound without the rest of the file tokenized. Every step is
+// linear in the input: no byte is scanned more than twice.
+type lexer struct {
+	file      string
+	s         string
+	i         int
+	line      int
+	lineStart int    // where the current line begins
+	tokOnLine bool   // a token has been read on the current line
+	indentAt  int    // the line whose indent is cached, 0 for none
+	indent    string // its leading blanks
+	close     int    // the next '}' at or after the last "${" (len(s): none), -1 before one
+}
+
+func newLexer(file string, data []byte) *lexer {
+	return &lexer{file: file, s: string(data), line: 1, close: -1}
+}
+
+func (l *lexer) newline(at int) {
+	l.line++
+	l.lineStart, l.tokOnLine = at+1, false
+}
+
+// lineIndent returns the leading blanks of the current line, computed once
+// per line.
+func (l *lexer) lineIndent() string {
+	if l.indentAt != l.line {
+		j := l.lineStart
+		for j < len(l.s) && (l.s[j] == ' ' || l.s[j] == '\t') {
+			j++
+		}
+		l.indentAt, l.indent = l.line, l.s[l.lineStart:j]
+	}
+	return l.indent
+}
+
+// next returns the next token; ok is false at the end of the input.
+func (l *lexer) next() (tok token, ok bool, err error) {
+	s := l.s
+	for l.i < len(s) {
+		switch c := s[l.i]; {
 		case c == '\n':
-			line++
-			i++
+			l.newline(l.i)
+			l.i++
 		case c == ' ' || c == '\t' || c == '\r':
-			i++
+			l.i++
 		case c == '#':
-			for i < len(s) && s[i] != '\n' {
-				i++
+			if j := strings.IndexByte(s[l.i:], '\n'); j >= 0 {
+				l.i += j
+			} else {
+				l.i = len(s)
 			}
-		case c == ';' || c == '{' || c == '}':
-			toks = append(toks, token{text: string(c), raw: string(c), line: line, punct: c})
-			i++
-		case c == '"' || c == '\'':
-			start, startLine := i, line
-			var b strings.Builder
-			i++
-			for {
-				if i >= len(s) {
-					return nil, &SyntaxError{file, startLine, fmt.Sprintf("unterminated %c string: the quote opened here is never closed", c)}
-				}
-				ch := s[i]
-				if ch == c {
-					i++
-					break
-				}
-				if ch == '\n' {
-					line++
-				}
-				if ch == '\\' && i+1 < len(s) {
-					switch s[i+1] {
-					case '"', '\'', '\\':
-						b.WriteByte(s[i+1])
-						i += 2
-						continue
-					case 'n':
-						b.WriteByte('\n')
-						i += 2
-						continue
-					case 't':
-						b.WriteByte('\t')
-						i += 2
-						continue
-					}
-				}
-				b.WriteByte(ch)
-				i++
-			}
-			toks = append(toks, token{text: b.String(), raw: s[start:i], line: startLine})
 		default:
-			start := i
-			for i < len(s) {
-				ch := s[i]
-				if ch == '$' && i+1 < len(s) && s[i+1] == '{' { // ${var}: its braces are the word's
-					if end := strings.IndexByte(s[i:], '}'); end > 0 {
-						i += end + 1
-						continue
-					}
-				}
-				if ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n' || ch == ';' || ch == '{' || ch == '}' {
-					break
-				}
-				if ch == '\\' && i+1 < len(s) && s[i+1] != '\n' {
-					i++
-				}
-				i++
+			tok = token{line: l.line, indent: l.lineIndent()}
+			alone := !l.tokOnLine
+			if tok.punct, err = l.word(&tok); err != nil {
+				return token{}, false, err
 			}
-			w := s[start:i]
-			toks = append(toks, token{text: w, raw: w, line: line})
+			if tok.punct == '}' && alone { // and the rest of its line is blank?
+				j := l.i
+				for j < len(s) && (s[j] == ' ' || s[j] == '\t' || s[j] == '\r') {
+					j++
+				}
+				tok.alone = j == len(s) || s[j] == '\n'
+			}
+			l.tokOnLine = true
+			return tok, true, nil
 		}
 	}
-	return toks, nil
+	return token{}, false, nil
 }
 
-// parseNginx reads one file into its directives (includes not yet followed).
-func parseNginx(file string, data []byte) ([]*node, error) {
-	toks, err := lexNginx(file, data)
-	if err != nil {
-		return nil, err
+// word reads the token at l.i into tok: punctuation, a quoted string or
+// a word.
+func (l *lexer) word(tok *token) (byte, error) {
+	s, start := l.s, l.i
+	switch c := s[l.i]; {
+	case c == ';' || c == '{' || c == '}':
+		l.i++
+		tok.text, tok.raw = s[start:l.i], s[start:l.i]
+		return c, nil
+	case c == '"' || c == '\'':
+		var b strings.Builder
+		l.i++
+		for {
+			if l.i >= len(s) {
+				return 0, &SyntaxError{l.file, tok.line, fmt.Sprintf("unterminated %c string: the quote opened here is never closed", c)}
+			}
+			ch := s[l.i]
+			if ch == c {
+				l.i++
+				break
+			}
+			if ch == '\n' {
+				l.newline(l.i)
+			}
+			if ch == '\\' && l.i+1 < len(s) {
+				switch s[l.i+1] {
+				case '"', '\'', '\\':
+					b.WriteByte(s[l.i+1])
+					l.i += 2
+					continue
+				case 'n':
+					b.WriteByte('\n')
+					l.i += 2
+					continue
+				case 't':
+					b.WriteByte('\t')
+					l.i += 2
+					continue
+				}
+			}
+			b.WriteByte(ch)
+			l.i++
+		}
+		tok.text, tok.raw = b.String(), s[start:l.i]
+		return 0, nil
 	}
+	for l.i < len(s) {
+		ch := s[l.i]
+		if ch == '$' && l.i+1 < len(s) && s[l.i+1] == '{' { // ${var}: its braces are the word's
+			if l.close < l.i { // look once for the next '}', not once per "${"
+				l.close = len(s)
+				if j := strings.IndexByte(s[l.i:], '}'); j >= 0 {
+					l.close = l.i + j
+				}
+			}
+			if l.close < len(s) {
+				for j := l.i; j < l.close; j++ {
+					if s[j] == '\n' {
+						l.newline(j)
+					}
+				}
+				l.i = l.close + 1
+				continue
+			}
+		}
+		if ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n' || ch == ';' || ch == '{' || ch == '}' {
+			break
+		}
+		if ch == '\\' && l.i+1 < len(s) && s[l.i+1] != '\n' {
+			l.i++
+		}
+		l.i++
+	}
+	tok.text, tok.raw = s[start:l.i], s[start:l.i]
+	return 0, nil
+}
+
+// errDirectives is the message of a file that would make more
+// directives than its parser's limit.
+var errDirectives = fmt.Sprintf("more than %d directives in all: the import's limit", maxDirectives)
+
+// parseNginx reads one file into its directives (includes not yet
+// followed), at most limit of them.
+func parseNginx(file string, data []byte, limit int) ([]*node, error) {
 	type open struct {
-		n     *node
-		nodes []*node
-	}
-	lines := strings.Split(string(data), "\n")
-	indent := func(line int) string {
-		l := lines[line-1]
-		return l[:len(l)-len(strings.TrimLeft(l, " \t"))]
+		n      *node
+		indent string
+		nodes  []*node
 	}
 	var misfit string // a "}" that lines up with another block than the one it closes
 	var stack []open
@@ -179,14 +243,22 @@ func parseNginx(file string, data []byte) ([]*node, error) {
 		return strings.Join(ws, " ")
 	}
 	mk := func() *node {
+		limit--
 		n := &node{name: words[0].text, file: file, line: words[0].line}
 		for _, w := range words[1:] {
 			n.args, n.raw = append(n.args, w.text), append(n.raw, w.raw)
 		}
-		words = nil
 		return n
 	}
-	for _, t := range toks {
+	lx := newLexer(file, data)
+	for {
+		t, ok, err := lx.next()
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			break
+		}
 		switch t.punct {
 		case 0:
 			words = append(words, t)
@@ -194,15 +266,24 @@ func parseNginx(file string, data []byte) ([]*node, error) {
 			if len(words) == 0 {
 				return nil, &SyntaxError{file, t.line, `unexpected ";": no directive before it`}
 			}
-			nodes = append(nodes, mk())
+			nodes, words = append(nodes, mk()), words[:0]
+			if limit < 0 {
+				return nil, &SyntaxError{file, t.line, errDirectives}
+			}
 		case '{':
 			if len(words) == 0 {
 				return nil, &SyntaxError{file, t.line, `unexpected "{": a block needs a directive name before it`}
 			}
+			if len(stack) >= maxBlockDepth {
+				return nil, &SyntaxError{file, t.line, fmt.Sprintf("blocks nested more than %d deep: the import's limit", maxBlockDepth)}
+			}
 			n := mk()
 			n.hasBlock = true
-			stack = append(stack, open{n, nodes})
-			nodes = nil
+			if limit < 0 {
+				return nil, &SyntaxError{file, t.line, errDirectives}
+			}
+			stack = append(stack, open{n, words[0].indent, nodes})
+			nodes, words = nil, words[:0]
 		case '}':
 			if len(words) > 0 {
 				return nil, &SyntaxError{file, words[0].line, fmt.Sprintf(`missing ";" after %q (before the "}" on line %d)`, pending(), t.line)}
@@ -212,9 +293,9 @@ func parseNginx(file string, data []byte) ([]*node, error) {
 			}
 			top := stack[len(stack)-1]
 			stack = stack[:len(stack)-1]
-			if misfit == "" && strings.TrimSpace(lines[t.line-1]) == "}" && indent(t.line) != indent(top.n.line) {
+			if misfit == "" && t.alone && t.indent != top.indent {
 				for _, o := range stack {
-					if indent(o.n.line) == indent(t.line) {
+					if o.indent == t.indent {
 						misfit = fmt.Sprintf(`; the "}" on line %d closes "%s {" (line %d) but lines up with "%s {" (line %d): is a "}" missing before it?`,
 							t.line, top.n.text(), top.n.line, o.n.text(), o.n.line)
 					}
@@ -238,21 +319,34 @@ func parseNginx(file string, data []byte) ([]*node, error) {
 // Apache httpd's syntax: one directive a line ("\" at the end continues
 // it), '#' only at the start of a line, sections "<Name args>" closed by
 // "</Name>". inline collects "# …" found after arguments: httpd itself
-// would take them as arguments and refuse most such lines.
-func parseApache(file string, data []byte, inline func(n *node, comment string)) ([]*node, error) {
+// would take them as arguments and refuse most such lines. It makes at
+// most limit directives.
+func parseApache(file string, data []byte, limit int, inline func(n *node, comment string)) ([]*node, error) {
 	type open struct {
 		n     *node
 		nodes []*node
 	}
 	var stack []open
 	var nodes []*node
-	lines := strings.Split(string(data), "\n")
-	for i := 0; i < len(lines); i++ {
-		lineNo := i + 1
-		l := strings.TrimRight(lines[i], "\r")
-		for strings.HasSuffix(l, "\\") && i+1 < len(lines) {
-			i++
-			l = l[:len(l)-1] + strings.TrimRight(lines[i], "\r")
+	rest, more := string(data), true
+	next := func() string { // the next line, as strings.Split gives them
+		line, after, found := strings.Cut(rest, "\n")
+		rest, more = after, found
+		return strings.TrimRight(line, "\r")
+	}
+	var joined strings.Builder
+	for n := 0; more; {
+		n++
+		lineNo, l := n, next()
+		if strings.HasSuffix(l, "\\") && more { // continued: joined in one pass, not line by line
+			joined.Reset()
+			for strings.HasSuffix(l, "\\") && more {
+				joined.WriteString(l[:len(l)-1])
+				l = next()
+				n++
+			}
+			joined.WriteString(l)
+			l = joined.String()
 		}
 		l = strings.TrimSpace(l)
 		if l == "" || l[0] == '#' {
@@ -277,6 +371,9 @@ func parseApache(file string, data []byte, inline func(n *node, comment string))
 			if !strings.HasSuffix(l, ">") {
 				return nil, &SyntaxError{file, lineNo, fmt.Sprintf("%q: a section line ends with >", l)}
 			}
+			if len(stack) >= maxBlockDepth {
+				return nil, &SyntaxError{file, lineNo, fmt.Sprintf("sections nested more than %d deep: the import's limit", maxBlockDepth)}
+			}
 			l, section = strings.TrimSpace(l[1:len(l)-1]), true
 		}
 		words, raw, comment, err := splitApache(l)
@@ -285,6 +382,9 @@ func parseApache(file string, data []byte, inline func(n *node, comment string))
 		}
 		if len(words) == 0 {
 			return nil, &SyntaxError{file, lineNo, "empty section name"}
+		}
+		if limit--; limit < 0 {
+			return nil, &SyntaxError{file, lineNo, errDirectives}
 		}
 		n := &node{name: words[0], args: words[1:], raw: raw[1:], file: file, line: lineNo, hasBlock: section}
 		if comment != "" && inline != nil {
@@ -344,7 +444,7 @@ func splitApache(l string) (words, raw []string, comment string, err error) {
 // "<Section>".
 func dialect(data []byte) string {
 	nginx, apache := 0, 0
-	for _, l := range strings.Split(string(data), "\n") {
+	for l := range strings.Lines(string(data)) {
 		l = strings.TrimSpace(l)
 		if l == "" || l[0] == '#' {
 			continue
@@ -368,94 +468,4 @@ func dialect(data []byte) string {
 		return "apache"
 	}
 	return ""
-}
-
-// expander follows includes: nginx's "include", httpd's "Include" and
-// "IncludeOptional", with globs. A relative pattern is looked up beside
-// the file being imported (nginx and httpd resolve against their
-// configuration folder, which that usually is), then beside the file that
-// includes it, then in the imported file's parent folder (for a file in
-// sites-enabled/ or conf.d/).
-type expander struct {
-	top   string // the imported file
-	parse func(file string, data []byte) ([]*node, error)
-	isInc func(name string) bool
-	note  func(n *node, format string, args ...any)
-	stack []string
-}
-
-func (e *expander) file(path string) ([]*node, error) {
-	abs, _ := filepath.Abs(path)
-	if slices.Contains(e.stack, abs) {
-		return nil, fmt.Errorf("%s: included from itself (%s)", path, strings.Join(e.stack, " → "))
-	}
-	if len(e.stack) > 16 {
-		return nil, fmt.Errorf("%s: includes nested more than 16 deep", path)
-	}
-	data, err := readFile(path)
-	if err != nil {
-		return nil, err
-	}
-	nodes, err := e.parse(path, data)
-	if err != nil {
-		return nil, err
-	}
-	e.stack = append(e.stack, abs)
-	defer func() { e.stack = e.stack[:len(e.stack)-1] }()
-	return e.nodes(nodes)
-}
-
-func (e *expander) nodes(in []*node) ([]*node, error) {
-	var out []*node
-	for _, n := range in {
-		if !e.isInc(n.name) {
-			if n.hasBlock {
-				b, err := e.nodes(n.block)
-				if err != nil {
-					return nil, err
-				}
-				n.block = b
-			}
-			out = append(out, n)
-			continue
-		}
-		pattern := n.arg(0)
-		var matches []string
-		dirs := []string{""}
-		if !filepath.IsAbs(pattern) {
-			dirs = []string{filepath.Dir(e.top), filepath.Dir(n.file), filepath.Dir(filepath.Dir(e.top))}
-		}
-		for _, d := range dirs {
-			m, err := filepath.Glob(filepath.Join(d, pattern))
-			if err != nil {
-				return nil, &SyntaxError{n.file, n.line, fmt.Sprintf("%s: bad pattern: %v", n.text(), err)}
-			}
-			if len(m) > 0 {
-				matches = m
-				break
-			}
-		}
-		if len(matches) == 0 {
-			hint := "what it holds is not imported"
-			if strings.Contains(pattern, "options-ssl-") {
-				hint = "certbot's TLS settings: wssproxy's own TLS policy stands in for them"
-			}
-			e.note(n, "%s: no file matches; skipped: %s", n.text(), hint)
-			continue
-		}
-		for _, m := range matches {
-			if fi, err := os.Stat(m); err == nil && fi.IsDir() {
-				continue
-			}
-			got, err := e.file(m)
-			if err != nil {
-				if _, ok := err.(*SyntaxError); ok {
-					return nil, err
-				}
-				return nil, &SyntaxError{n.file, n.line, fmt.Sprintf("%s: %v", n.text(), err)}
-			}
-			out = append(out, got...)
-		}
-	}
-	return out, nil
 }

@@ -17,8 +17,8 @@ func (c *config) toml() []byte {
 	if c.listen != "" {
 		kv("", "listen", quote(c.listen))
 	}
-	if len(c.trustedProxies) > 0 {
-		kv("", "trusted_proxies", list(c.trustedProxies))
+	if len(c.trustedProxies.list) > 0 {
+		kv("", "trusted_proxies", list(c.trustedProxies.list))
 	}
 	if c.realIPHeader != "" {
 		kv("", "real_ip_header", quote(c.realIPHeader))
