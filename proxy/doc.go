@@ -209,8 +209,9 @@
 //     for send_timeout. h2Stream keeps the deadline itself and resets the
 //     stream (RST_STREAM) only when a write is waiting at it. A client that
 //     takes nothing at all on its connection cannot even be sent that
-//     reset: a connection that takes no byte for the longest send_timeout
-//     is closed (HTTP2Config.WriteByteTimeout), ending its tunnels.
+//     reset: a connection that takes no byte for twice the longest
+//     send_timeout is closed (HTTP2Config.WriteByteTimeout), ending its
+//     tunnels.
 //   - Windows (h2conn.go): Go returns connection-level receive window only
 //     as a handler reads, so what a stuck stream holds (its backend not
 //     reading) counts against the connection; with Go's defaults (1 MiB per

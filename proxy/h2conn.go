@@ -33,10 +33,12 @@ func (s *Server) h2Config(cfg *Config) *http.HTTP2Config {
 		MaxReceiveBufferPerConnection: h2ConnWindow,
 		// A connection that takes no byte for this long is closed: a
 		// stream's send_timeout resets the stream, which cannot help
-		// when the connection itself is full. A quarter longer than
-		// the longest send_timeout, so that a stream's own timer,
-		// which names its peer as not reading, comes first.
-		WriteByteTimeout: maxSendTimeout(cfg) * 5 / 4,
+		// when the connection itself is full. Twice the longest
+		// send_timeout, so that a stream's own timer, which names its
+		// peer as not reading, comes first even on a loaded machine
+		// (a quarter longer was overtaken, and the tunnel's end read
+		// "client went away").
+		WriteByteTimeout: maxSendTimeout(cfg) * 2,
 		CountError:       s.h2Refused,
 	}
 }

@@ -184,7 +184,9 @@ func TestBackendDiesMidRun(t *testing.T) {
 	t.Parallel()
 	ctx := testutil.Context(t, 20*time.Second)
 	a, b := newTagged(t, "a"), newTagged(t, "b")
-	e := startProxy(t, proxy.Config{Routes: []proxy.Route{{Path: "/wss", Backends: pool(a, b)}}})
+	// fail_timeout an hour: b stays out for the whole test, however slow
+	// the machine (at the default 10 s it came back, and was taken out again).
+	e := startProxy(t, proxy.Config{Routes: []proxy.Route{{Path: "/wss", Backends: pool(a, b), FailTimeout: time.Hour}}})
 	var onA []*websocket.Conn
 	for range 6 {
 		name, c := e.via(t, ctx, nil)
