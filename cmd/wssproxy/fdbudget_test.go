@@ -346,15 +346,15 @@ func (f *floodRun) h2Streams(ctx context.Context, c net.Conn, n int) {
 	h := &h2Flood{f: f, n: n, answered: map[uint32]string{}, settled: make(chan struct{}), settings: make(chan struct{})}
 	h.fr = http2.NewFramer(c, c)
 	h.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	// The preface first, before the reader may acknowledge the server's
+	// SETTINGS: a few bytes, which the socket takes at once.
+	io.WriteString(c, http2.ClientPreface)
+	h.fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1 << 20})
+	h.fr.WriteWindowUpdate(0, 1<<30)
 	stop := context.AfterFunc(ctx, func() { c.Close() })
 	f.readers.Go(func() {
 		defer stop()
 		h.read()
-	})
-	io.WriteString(c, http2.ClientPreface)
-	h.write(func(fr *http2.Framer) error {
-		fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1 << 20})
-		return fr.WriteWindowUpdate(0, 1<<30)
 	})
 	select {
 	case <-h.settings:
