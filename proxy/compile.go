@@ -93,6 +93,9 @@ func Compile(cfg Config) (*Compiled, error) {
 			add(fieldErr(x.key, "must not be negative, got %d", x.n))
 		}
 	}
+	if cfg.MaxDescriptorsPerIP != nil && *cfg.MaxDescriptorsPerIP < 0 {
+		add(fieldErr("max_descriptors_per_ip", "must not be negative, got %d", *cfg.MaxDescriptorsPerIP))
+	}
 	c := &Compiled{cfg: cfg.withDefaults()}
 	var err error
 	if c.trusted, err = parsePrefixes(cfg.TrustedProxies); err != nil {

@@ -69,9 +69,22 @@ type Config struct {
 	// the TLS listener and [redirect] together, every accepted socket
 	// counted (TLS handshakes, keep-alive connections, tunnels); over it a
 	// new connection is closed at once, counted and logged, and open ones
-	// go on. It keeps the process below its open file limit. Default: (the
-	// open file limit − 256) / 2, as a tunnel holds two descriptors.
+	// go on. Default: (the open file limit − 256) / 2, as a tunnel holds
+	// two descriptors, so that idle client connections alone cannot take
+	// the descriptors tunnels need for their backends; the descriptor
+	// budget (MaxDescriptorsPerIP) bounds clients and backends together.
 	MaxClientConnections int `toml:"max_client_connections,omitempty,omitzero"`
+
+	// MaxDescriptorsPerIP is how many of the proxy's file descriptors
+	// one client address may hold: its client connections (charged to
+	// the TCP peer, unless the peer is in TrustedProxies or
+	// ProxyProtocolFrom) and the backend connections of its WebSockets
+	// and requests. Every socket counts against a budget of the open file
+	// limit less 256 (fdbudget.go); over it, or over an address's share,
+	// a new connection is closed at accept and a handshake or request gets
+	// 503, counted and logged. nil: a quarter of the budget; 0: no share
+	// (the budget still holds).
+	MaxDescriptorsPerIP *int `toml:"max_descriptors_per_ip,omitempty,omitzero"`
 
 	// HandshakeRatePerIP is the sustained WebSocket handshakes per second
 	// one client address may make (429 beyond it). 0: no limit.
@@ -326,6 +339,10 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxClientConnections == 0 {
 		c.MaxClientConnections = defaultMaxClientConnections()
+	}
+	if c.MaxDescriptorsPerIP == nil {
+		n := defaultDescriptorsPerIP()
+		c.MaxDescriptorsPerIP = &n
 	}
 	if c.H2MaxStreams == 0 {
 		c.H2MaxStreams = DefaultH2MaxStreams

@@ -15,8 +15,9 @@
 //
 //  1. Accept and TLS handshake: net/http's server, on the caller's
 //     listener. Every accepted socket counts against
-//     max_client_connections until it is closed; over it a new one is
-//     closed at once (connlimit.go). ServeTLS reads a PROXY protocol
+//     max_client_connections until it is closed, and is one descriptor of
+//     the descriptor budget, charged to its TCP peer's share (fdbudget.go);
+//     over either a new one is closed at once (connlimit.go). ServeTLS reads a PROXY protocol
 //     header next, from proxy_protocol_from peers only (realip.go).
 //     ReadHeaderTimeout bounds the TLS handshake and the request headers;
 //     MaxHeaderBytes caps the headers (server.go). Above TLS each
@@ -56,7 +57,8 @@
 //     least_conn, or weighted rendezvous hashing for ip_hash; backends out
 //     of rotation last, or not at all while others are in); they are
 //     dialed in that order until one connects (DialTimeout each; failures
-//     count towards max_fails; none left: 502). The backend is sent the
+//     count towards max_fails; none left: 502; the proxy's own EMFILE is
+//     503 out-of-descriptors and no backend's failure). The backend is sent the
 //     client's handshake over HTTP/1.1 with the client's end-to-end
 //     headers intact, hop-by-hop headers removed (RFC 9110 §7.6.1), names
 //     with "_" dropped (unless underscores_in_headers), incoming forwarding
@@ -278,11 +280,25 @@
 //
 // # Admission
 //
+// One bound keeps the process under its open file limit, in one place
+// (connBudget, connlimit.go; fdbudget.go): the descriptor budget, the open
+// file limit less 256 kept for listeners, the admin listener's 32
+// connections, logs, pollers and health checks. It counts every socket the
+// proxy holds for a client or a backend: a client connection from accept
+// to close, a backend connection from before its dial until it is closed
+// (a WebSocket's when its tunnel ends). A tunnel over HTTP/1.1 costs two,
+// a WebSocket on an HTTP/2 stream one on top of its connection's, so no mix
+// of connections and streams, and no h2_max_streams, can reach EMFILE. One
+// client address may hold max_descriptors_per_ip of it (a quarter by
+// default), as the admin listener gives an address a quarter of its own.
+//
 // At accept: max_client_connections, every client connection on the TLS
-// listener and the process's other public listeners; the admin listener
-// has its own small bound, a quarter of it per client address
-// (connlimit.go). Before any backend is dialed:
-// the route's allowed_origins (403), the handshake rate per client IP
+// listener and the process's other public listeners, and the descriptor
+// budget; the admin listener has its own small bound, a quarter of it per
+// client address (connlimit.go). Before any backend is dialed: the
+// route's allowed_origins (403), the descriptor budget and the client's
+// share of it (503, fdbudget.go; an HTTP/2 stream too: Go's server lets no
+// handler send REFUSED_STREAM), the handshake rate per client IP
 // (golang.org/x/time/rate, 429), and max_connections and
 // max_connections_per_ip (503), counted from the check until the tunnel
 // ends (limits.go). A full proxy refuses before the per-address checks,

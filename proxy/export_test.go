@@ -31,10 +31,10 @@ func Leftovers(s *Server) error {
 	live := len(s.live)
 	s.tmu.Unlock()
 	st := s.engine.Stats()
-	conns := s.clients.open.Load()
-	if live == 0 && st == (sockio.Stats{}) && conns == 0 && s.open.Load() == 0 {
+	conns, fds := s.clients.open.Load(), s.fds.open.Load()
+	if live == 0 && st == (sockio.Stats{}) && conns == 0 && fds == 0 && s.open.Load() == 0 {
 		return nil
 	}
-	return fmt.Errorf("a stopped server holds %d tunnels (%d counted), %d raw sides (%d parked), %d client connections",
-		live, s.open.Load(), st.Raw, st.Parked, conns)
+	return fmt.Errorf("a stopped server holds %d tunnels (%d counted), %d raw sides (%d parked), %d client connections, %d descriptors",
+		live, s.open.Load(), st.Raw, st.Parked, conns, fds)
 }

@@ -74,7 +74,13 @@ func (s *Server) refuse(w http.ResponseWriter, r *http.Request, rt *route, statu
 	if m := s.metrics.Load(); m != nil { // before the log line: what reads it finds it counted
 		m.refused.WithLabelValues(kind).Inc()
 	}
-	s.log.Log(r.Context(), level, "request refused", attrs...)
+	if l := s.fdLogs[kind]; l != nil {
+		// The descriptor budget's refusals come by the thousand: a line a
+		// second (fdbudget.go).
+		l.note(clientIP(r))
+	} else {
+		s.log.Log(r.Context(), level, "request refused", attrs...)
+	}
 	h := w.Header()
 	h.Set(errorHeader, kind)
 	h.Set("Content-Type", "text/plain; charset=utf-8")

@@ -100,6 +100,10 @@ func (s *Server) checkOne(ctx context.Context, client *http.Client, rt *route, r
 	if ctx.Err() != nil && err != nil && context.Cause(ctx) == context.Canceled {
 		return // stopping
 	}
+	if err != nil && isOutOfFDs(err) {
+		s.fdLogs[kindOwnFDs].note("") // the proxy's fault: no result for the backend
+		return
+	}
 	cs := u.check
 	cs.mu.Lock()
 	defer cs.mu.Unlock()

@@ -60,6 +60,10 @@ func (s *Server) reverseProxy(rt *route, hsts bool) http.Handler {
 				s.refuse(w, r, rt, http.StatusBadRequest, "bad-body", "malformed request body", b.failed())
 				return
 			}
+			if status, kind, public, ok := fdRefusal(err); ok { // the proxy's, not the backend's
+				s.refuse(w, r, rt, status, kind, public, err)
+				return
+			}
 			status, kind, public := http.StatusBadGateway, "backend-http", "backend unavailable"
 			var ne net.Error
 			if errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {
@@ -125,7 +129,7 @@ func (p *poolTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		resp, err = u.plainHTTP.RoundTrip(out)
 		u.conns.Add(-1)
 		var op *net.OpError
-		if err == nil || !errors.As(err, &op) || op.Op != "dial" || req.Context().Err() != nil {
+		if err == nil || !errors.As(err, &op) || op.Op != "dial" || req.Context().Err() != nil || isOutOfFDs(err) {
 			if err == nil {
 				p.rt.pool.succeeded(u)
 			}

@@ -179,7 +179,17 @@ func (s *Server) closeIdle() {
 // served, covering TCP, the PROXY header and TLS.
 func (s *Server) newTransport(b *backend) *http.Transport {
 	dial := func(ctx context.Context, _, _ string) (net.Conn, error) {
-		return b.dial(ctx, s.state.Load().cfg.DialTimeout, clientIPFrom(ctx))
+		ip := clientIPFrom(ctx)
+		fd, err := s.backendFD(ip) // counted from before the dial until closed (fdbudget.go)
+		if err != nil {
+			return nil, err
+		}
+		c, err := b.dial(ctx, s.state.Load().cfg.DialTimeout, ip)
+		if err != nil {
+			s.fds.release(fd)
+			return nil, err
+		}
+		return &fdConn{Conn: c, fds: &s.fds, held: fd}, nil
 	}
 	return &http.Transport{
 		DialContext:    dial,

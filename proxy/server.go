@@ -61,7 +61,9 @@ type Server struct {
 	h2MaxStreams int                    // h2_max_streams, fixed at New (h2conn.go)
 	h2Logs       map[h2Refusal]*rateLog // Go's own refusals (h2conn.go)
 
-	clients connBudget // max_client_connections (connlimit.go)
+	clients connBudget          // max_client_connections (connlimit.go)
+	fds     connBudget          // every client and backend socket (fdbudget.go)
+	fdLogs  map[string]*addrLog // its refusals, by kind; fixed at New
 
 	pmu       sync.Mutex
 	pending   int                               // HTTP/1 connections that may bring a request (conn.go)
@@ -114,6 +116,7 @@ func (c *Compiled) Server(logger *slog.Logger) *Server {
 	s.state.Store(st)
 	s.startHealth(st)
 	s.clients.max = func() int { return s.state.Load().cfg.MaxClientConnections }
+	s.initFDs()
 	s.warnFileLimit(st.cfg.MaxClientConnections)
 	cfg := st.cfg
 	s.http = &http.Server{

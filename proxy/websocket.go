@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"sync"
@@ -182,25 +183,34 @@ func (s *Server) clientGone(rt *route, ip string, err error) {
 }
 
 // An admission is what a WebSocket handshake holds from its limit check
-// until its tunnel ends: the limiter's slot for the client's address and,
-// once registered, a tunnel counted by the Server (which Shutdown waits
-// for) and a connection counted by its backend (least_conn). Exactly one
-// owner releases it: the handshake, or after handOff the tunnel, when it
-// ends.
+// until its tunnel ends: the descriptor of its backend connection
+// (fdbudget.go), the limiter's slot for the client's address and, once
+// registered, a tunnel counted by the Server (which Shutdown waits for)
+// and a connection counted by its backend (least_conn). Exactly one owner
+// releases it: the handshake, or after handOff the tunnel, when it has
+// ended and closed its connections.
 type admission struct {
 	s    *Server
 	ip   string
-	held bool      // the limiter's slot for ip
-	up   *upstream // registered: the Server's tunnel count and up.conns
+	held bool       // the limiter's slot for ip, and a descriptor
+	fd   netip.Addr // what the descriptor is charged to
+	up   *upstream  // registered: the Server's tunnel count and up.conns
 }
 
-// admit checks the limits for ip (limits.go). status is 0 when admitted,
-// else the refusal.
+// admit checks the limits for ip: the descriptor budget first (a full
+// proxy takes no token from an address's handshake rate), then the
+// limiter's (limits.go). status is 0 when admitted, else the refusal.
 func (s *Server) admit(ip string) (adm admission, status int, kind, reason string) {
-	if status, kind, reason = s.limit.acquire(ip); status != 0 {
+	fd, err := s.backendFD(ip)
+	if err != nil {
+		status, kind, reason, _ = fdRefusal(err)
 		return admission{}, status, kind, reason
 	}
-	return admission{s: s, ip: ip, held: true}, 0, "", ""
+	if status, kind, reason = s.limit.acquire(ip); status != 0 {
+		s.fds.release(fd)
+		return admission{}, status, kind, reason
+	}
+	return admission{s: s, ip: ip, held: true, fd: fd}, 0, "", ""
 }
 
 // register counts the tunnel about to start on up; false when the Server
@@ -229,6 +239,7 @@ func (a *admission) release() {
 	}
 	a.held = false
 	a.s.limit.release(a.ip)
+	a.s.fds.release(a.fd)
 	if a.up != nil {
 		a.up.conns.Add(-1)
 		a.s.endTunnel()
@@ -314,6 +325,11 @@ func (s *Server) backendHandshake(r *http.Request, st *state, rt *route, ip stri
 		}
 		if r.Context().Err() != nil {
 			return backendAnswer{}, fmt.Errorf("%w: dial backend %s: %w", errClientGone, u.name, err)
+		}
+		if status, kind, public, ok := fdRefusal(err); ok {
+			// The proxy's own EMFILE: not the backend's failure, and no
+			// other backend would fare better.
+			return backendAnswer{}, &backendError{status, kind, public, fmt.Errorf("dial backend %s: %w", u.name, err)}
 		}
 		s.dialFailed(rt.pool, u)
 		errs = append(errs, fmt.Errorf("dial backend %s: %w", u.name, plaintls.Explain(u.name, err)))

@@ -171,7 +171,17 @@ type h2Peer struct {
 
 func dialH2(t *testing.T, addr string) *h2Peer {
 	t.Helper()
-	tc, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"h2"}})
+	return dialH2From(t, addr, "")
+}
+
+// dialH2From is dialH2 from the local address from ("": any).
+func dialH2From(t *testing.T, addr, from string) *h2Peer {
+	t.Helper()
+	d := &net.Dialer{}
+	if from != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(from)}
+	}
+	tc, err := tls.DialWithDialer(d, "tcp", addr, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"h2"}})
 	if err != nil {
 		t.Fatal(err)
 	}
