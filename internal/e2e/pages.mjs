@@ -63,6 +63,8 @@ export function pageTests(env, newContext) {
   test("the seeds' page: loaded over HTTP/2, its WebSocket a stream of the same connection, sends tom and shows the reply", async () => {
     const { p, ctx, errors } = await page();
     await within(15000, 'the reply on the page', p.waitForFunction(() => document.getElementById('result').textContent === 'reply: ok'));
+    // The page closes on the reply; its close handshake is a round trip more.
+    await within(15000, 'the close on the page', p.waitForFunction(() => document.getElementById('log').textContent.includes('closed: ')));
     const log = await p.evaluate(() => document.getElementById('log').textContent);
     assert.match(log, /connected\nsent: tom\nreceived: ok\nclosed: 1000 done/);
     assert.deepEqual(errors, []);
