@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -188,8 +189,9 @@ func TestReloadUnderLoad(t *testing.T) {
 	write(newAddr, "")
 	cmd.Process.Signal(syscall.SIGHUP)
 	waitMetric(t, ctx, admin, reloaded, "2")
+	logs.Wait(t, ctx, regexp.QuoteMeta("msg=listening addr="+newAddr)) // the pipe may be behind the metric
 	if len(logs.Lines("msg=listening addr="+newAddr)) != 1 {
-		t.Errorf("no line says it listens on %s:\n%s", newAddr, logs)
+		t.Errorf("more than one line says it listens on %s:\n%s", newAddr, logs)
 	}
 	if c, err := dial(newAddr, "/wss"); err != nil {
 		t.Fatalf("new address: %v", err)
