@@ -46,20 +46,32 @@ type connBudget struct {
 // overShare reports a refusal for addr's share rather than the whole
 // bound. A full budget refuses before it looks at the address, and an
 // address is entered only when admitted: refusals cost no memory.
+//
+// An attempt over its address's share never adds to open, even for a
+// moment: a flood of them from one address (thousands of HTTP/2 streams at
+// once) would otherwise fill the whole budget with attempts about to be
+// refused, and refuse others' as over the budget.
 func (b *connBudget) acquire(addr netip.Addr) (held netip.Addr, ok, overShare bool) {
-	if b.open.Add(1) > int64(b.max()) {
-		b.open.Add(-1)
+	limit := int64(b.max())
+	if b.open.Load() >= limit {
 		return netip.Addr{}, false, false
 	}
 	share := b.shareLimit()
 	if share <= 0 || !addr.IsValid() {
+		if b.open.Add(1) > limit {
+			b.open.Add(-1)
+			return netip.Addr{}, false, false
+		}
 		return netip.Addr{}, true, false
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.byAddr[addr] >= share {
-		b.open.Add(-1)
 		return netip.Addr{}, false, true
+	}
+	if b.open.Add(1) > limit {
+		b.open.Add(-1)
+		return netip.Addr{}, false, false
 	}
 	if b.byAddr == nil {
 		b.byAddr = make(map[netip.Addr]int)
