@@ -152,6 +152,20 @@ func newRig(t *testing.T, p Policy, backendReads bool) *rig {
 	return r
 }
 
+// rawClientTunnel starts a tunnel with policy p whose client end the test
+// reads (or leaves unread) byte by byte: cPeer. The backend is a reading
+// peer on bPeer. Both pipes close when the test ends.
+func rawClientTunnel(t *testing.T, p Policy) (cPeer, bPeer net.Conn, backend *peer, ended chan End) {
+	cEnd, cPeer := net.Pipe()
+	bEnd, bPeer := net.Pipe()
+	t.Cleanup(func() { cPeer.Close(); bPeer.Close() })
+	e := sockio.New(sockio.Options{Portable: true})
+	ended = make(chan End, 1)
+	tun := New(p, e.Conn(cEnd), e.Conn(bEnd), nil, time.Now())
+	tun.Start(nil, nil, func(e End) { ended <- e })
+	return cPeer, bPeer, newPeer(t, bPeer, false, true), ended
+}
+
 func (r *rig) end() End {
 	r.t.Helper()
 	select {
@@ -410,16 +424,7 @@ func TestNoHalfClose(t *testing.T) {
 func TestPingIntoFullSocket(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		cEnd, cPeer := net.Pipe() // nobody reads cPeer
-		bEnd, bPeer := net.Pipe()
-		defer cPeer.Close()
-		defer bPeer.Close()
-		e := sockio.New(sockio.Options{Portable: true})
-		ended := make(chan End, 1)
-		tun := New(Policy{PingInterval: 20 * time.Second, PingTimeout: 20 * time.Second, SendTimeout: time.Hour},
-			e.Conn(cEnd), e.Conn(bEnd), nil, time.Now())
-		tun.Start(nil, nil, func(e End) { ended <- e })
-		backend := newPeer(t, bPeer, false, true)
+		_, bPeer, backend, ended := rawClientTunnel(t, Policy{PingInterval: 20 * time.Second, PingTimeout: 20 * time.Second, SendTimeout: time.Hour}) // nobody reads the client's pipe
 		start := time.Now()
 		f := backend.expectClose(CloseGoingAway)
 		if string(f.payload[2:]) != "client unresponsive" || time.Since(start) != 40*time.Second {
@@ -459,16 +464,7 @@ func TestJitter(t *testing.T) {
 func TestPingCountsFromItsWrite(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		cEnd, cPeer := net.Pipe()
-		bEnd, bPeer := net.Pipe()
-		defer cPeer.Close()
-		defer bPeer.Close()
-		e := sockio.New(sockio.Options{Portable: true})
-		ended := make(chan End, 1)
-		tun := New(Policy{PingInterval: 30 * time.Second, PingTimeout: 10 * time.Second, SendTimeout: time.Minute},
-			e.Conn(cEnd), e.Conn(bEnd), nil, time.Now())
-		tun.Start(nil, nil, func(e End) { ended <- e })
-		backend := newPeer(t, bPeer, false, true)
+		cPeer, bPeer, backend, ended := rawClientTunnel(t, Policy{PingInterval: 30 * time.Second, PingTimeout: 10 * time.Second, SendTimeout: time.Minute})
 		const size = 5 << 20
 		go bPeer.Write(wsframe.AppendFrame(nil, wsframe.OpBinary, make([]byte, size), nil))
 
