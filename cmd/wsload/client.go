@@ -50,11 +50,20 @@ type dialer struct {
 	target *url.URL
 	tls    *tls.Config
 	net    net.Dialer
+	h2     *h2pool // -h2: WebSockets as streams of HTTP/2 connections
 }
 
 // dial opens a TCP (and for wss, TLS) connection from local (nil: any) and
-// performs the opening handshake. ctx bounds all of it.
+// performs the opening handshake, or with -h2 opens a stream. ctx bounds
+// all of it.
 func (d *dialer) dial(ctx context.Context, local net.Addr) (*conn, error) {
+	if d.h2 != nil {
+		st, err := d.h2.stream(ctx, local)
+		if err != nil {
+			return nil, err
+		}
+		return newConn(st), nil
+	}
 	nd := d.net
 	nd.LocalAddr = local
 	nc, err := nd.DialContext(ctx, "tcp", urlport.HostPort(d.target))
@@ -72,16 +81,21 @@ func (d *dialer) dial(ctx context.Context, local net.Addr) (*conn, error) {
 		}
 		nc = tc
 	}
-	c := &conn{nc: nc, br: bufio.NewReaderSize(nc, 4096)}
-	var seed [32]byte
-	rand.Read(seed[:])
-	c.rng = mrand.NewChaCha8(seed)
+	c := newConn(nc)
 	if err := c.upgrade(d.target); err != nil {
 		nc.Close()
 		return nil, err
 	}
 	nc.SetDeadline(time.Time{})
 	return c, nil
+}
+
+func newConn(nc net.Conn) *conn {
+	c := &conn{nc: nc, br: bufio.NewReaderSize(nc, 4096)}
+	var seed [32]byte
+	rand.Read(seed[:])
+	c.rng = mrand.NewChaCha8(seed)
+	return c
 }
 
 func (c *conn) upgrade(u *url.URL) error {

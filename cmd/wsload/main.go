@@ -7,13 +7,17 @@
 //	wsload -mode idle       -url wss://127.0.0.1:8443/wss -n 9000 -hold 20s
 //	wsload -mode idle       -url wss://127.0.0.1:8443/wss -steps 1000,5000,9000 -hold 10s
 //	wsload -mode handshake  -url wss://127.0.0.1:8443/wss -c 4 -d 10s
+//	wsload -mode idle -h2   -url wss://127.0.0.1:8443/wss -n 1000 -streams 100
 //
 // Each run prints one JSON line and one line for people. With -pids it also
 // reads the CPU time and RSS of those processes (and of their children, so
 // nginx's or HAProxy's master PID covers its workers) before and after the
 // measured window, and reports the cost per message, per MB, per handshake
 // and per idle connection; with -steps the idle mode grows the number held
-// in steps and reports RSS per connection at each.
+// in steps and reports RSS per connection at each. With -h2 every mode opens
+// its WebSockets as streams of HTTP/2 connections (RFC 8441), -streams to a
+// connection, as a browser does on a page's connection: handshakes are then
+// new streams on open connections.
 //
 // Every run is bounded: -d and -hold at most 10 minutes, -n at most 19,000
 // connections (this machine allows 20,000 open files per process). It
@@ -63,6 +67,8 @@ type options struct {
 	sources  int
 	window   int
 	resume   bool
+	h2       bool
+	streams  int
 	pids     []int
 	dialer   *dialer
 }
@@ -96,6 +102,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&o.hold, "hold", 10*time.Second, "idle: how long to hold them (at each of -steps) before checking each still echoes")
 	fs.IntVar(&o.sources, "sources", 8, "idle: spread connections over 127.0.0.1 … 127.0.0.N (loopback targets)")
 	fs.IntVar(&o.window, "window", 4, "throughput: messages in flight per connection")
+	fs.BoolVar(&o.h2, "h2", false, "open each WebSocket as a stream of an HTTP/2 connection (RFC 8441, as browsers do), -streams per connection; wss:// only")
+	fs.IntVar(&o.streams, "streams", 100, "-h2: streams per HTTP/2 connection")
 	fs.BoolVar(&o.resume, "resume", false, "handshake: allow TLS session resumption (default: a full handshake each time)")
 	fs.StringVar(&caFile, "ca", "", "PEM file of roots to trust for wss:// (default: the system's)")
 	fs.BoolVar(&insecure, "insecure", false, "do not verify the server's certificate")
@@ -135,6 +143,10 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		return nil, fmt.Errorf("-d, -hold and -warmup: want at most %v", maxDuration)
 	case o.window < 1 || o.window > 1024:
 		return nil, fmt.Errorf("-window: want 1 to 1024, got %d", o.window)
+	case o.streams < 1 || o.streams > 10000:
+		return nil, fmt.Errorf("-streams: want 1 to 10000, got %d", o.streams)
+	case o.h2 && u.Scheme != "wss":
+		return nil, fmt.Errorf("-h2: WebSockets over HTTP/2 need a wss:// URL (HTTP/2 is negotiated in TLS), got %q", rawURL)
 	case o.sources < 1 || o.sources > 254:
 		return nil, fmt.Errorf("-sources: want 1 to 254, got %d", o.sources)
 	}
@@ -177,6 +189,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		cfg.ClientSessionCache = tls.NewLRUClientSessionCache(64)
 	}
 	o.dialer = &dialer{target: u, tls: cfg, net: net.Dialer{Timeout: 10 * time.Second}}
+	if o.h2 {
+		o.dialer.h2 = &h2pool{d: o.dialer, per: o.streams}
+	}
 	return &o, nil
 }
 
@@ -229,6 +244,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return nil
 		}
 		return err
+	}
+	if o.dialer.h2 != nil {
+		defer o.dialer.h2.close()
 	}
 	var r *result
 	switch o.mode {

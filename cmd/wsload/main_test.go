@@ -9,7 +9,9 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -25,24 +27,51 @@ import (
 // slow that run. (go test runs the parallel tests, TestDirect and
 // TestBounds, after these.)
 
+func TestMain(m *testing.M) {
+	testutil.ExtendedConnect() // the proxies here take WebSockets over HTTP/2 (-h2)
+	os.Exit(m.Run())
+}
+
 // proxyURL runs wssproxy in this process in front of the echo backend and
 // returns its wss:// URL and a CA file that trusts it.
 func proxyURL(t *testing.T) (string, string) {
+	url, ca, _ := countingProxy(t, proxy.Config{})
+	return url, ca
+}
+
+// countingProxy is proxyURL for cfg (its routes set here), with the number
+// of TCP connections the proxy has accepted so far.
+func countingProxy(t *testing.T, cfg proxy.Config) (string, string, func() int64) {
 	t.Helper()
 	backend := testutil.Serve(t, echo.Handler(echo.Options{}))
-	srv, err := proxy.New(proxy.Config{Routes: []proxy.Route{{Path: "/wss", Backend: "ws://" + backend}}}, nil)
+	cfg.Routes = []proxy.Route{{Path: "/wss", Backend: "ws://" + backend}}
+	srv, err := proxy.New(cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cert, cfg := testutil.Cert(t)
-	cfg.Certificates = []tls.Certificate{*cert}
-	ln := testutil.Listen(t)
+	cert, tcfg := testutil.Cert(t)
+	tcfg.Certificates = []tls.Certificate{*cert}
+	tcfg.NextProtos = []string{"h2", "http/1.1"} // as cmd/wssproxy's TLS configuration offers
+	ln := &countingListener{Listener: testutil.Listen(t)}
 	var wg sync.WaitGroup
-	wg.Go(func() { srv.ServeTLS(ln, cfg) })
+	wg.Go(func() { srv.ServeTLS(ln, tcfg) })
 	t.Cleanup(func() { srv.Close(); wg.Wait() })
 	ca := filepath.Join(t.TempDir(), "ca.pem")
 	os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]}), 0o600)
-	return "wss://" + ln.Addr().String() + "/wss", ca
+	return "wss://" + ln.Addr().String() + "/wss", ca, ln.accepted.Load
+}
+
+type countingListener struct {
+	net.Listener
+	accepted atomic.Int64
+}
+
+func (l *countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.accepted.Add(1)
+	}
+	return c, err
 }
 
 // load runs wsload and returns its JSON line, decoded, and its human line.
@@ -109,6 +138,45 @@ func TestModes(t *testing.T) {
 	r, _ = load(t, "-mode", "idle", "-n", "40", "-hold", "0s", "-sources", "4", "-url", url, "-ca", ca, "-server-name", "localhost", "-pids", pid)
 	if r.Opened != 40 || r.Echoed != 40 || r.RSSHoldingKiB <= 0 {
 		t.Errorf("idle: want 40 opened, 40 still echoing and proxy_rss_kib_holding: %+v", r)
+	}
+}
+
+// TestModesH2 guards -h2: every mode runs its WebSockets as streams of
+// HTTP/2 connections, -streams to a connection (so 40 idle tunnels at 10
+// a connection are 4 TLS connections), and does the same real work as
+// over HTTP/1.1; a server that does not take WebSockets over HTTP/2 is
+// named as such (in this process Go offers extended CONNECT whatever the
+// proxy's setting, and the proxy answers 405; a wssproxy process with the
+// feature off does not offer it).
+func TestModesH2(t *testing.T) {
+	t.Parallel()
+	url, ca, accepted := countingProxy(t, proxy.Config{})
+	common := []string{"-h2", "-url", url, "-ca", ca, "-server-name", "localhost", "-warmup", "0s", "-d", "300ms"}
+	if r, _ := load(t, append([]string{"-mode", "rtt", "-c", "4"}, common...)...); r.Messages < 1 {
+		t.Errorf("rtt: no messages: %+v", r)
+	}
+	if r, _ := load(t, append([]string{"-mode", "throughput", "-c", "2", "-size", "65536"}, common...)...); r.MBUp <= 0 || r.MBDown <= 0 {
+		t.Errorf("throughput: want mb_up and mb_down: %+v", r)
+	}
+	if r, _ := load(t, append([]string{"-mode", "handshake", "-c", "2"}, common...)...); r.Handshake < 1 {
+		t.Errorf("handshake: no handshakes: %+v", r)
+	}
+	before := accepted()
+	r, _ := load(t, "-mode", "idle", "-h2", "-n", "40", "-streams", "10", "-hold", "0s", "-url", url, "-ca", ca, "-server-name", "localhost")
+	if r.Opened != 40 || r.Echoed != 40 {
+		t.Errorf("idle: want 40 opened and still echoing: %+v", r)
+	}
+	if n := accepted() - before; n != 4 {
+		t.Errorf("idle: 40 streams at 10 a connection took %d TLS connections, want 4", n)
+	}
+
+	off := false
+	url, ca, _ = countingProxy(t, proxy.Config{HTTP2WebSockets: &off})
+	var out, errb bytes.Buffer
+	err := run(testutil.Context(t, 30*time.Second), []string{"-mode", "rtt", "-c", "1", "-h2", "-url", url, "-ca", ca,
+		"-server-name", "localhost", "-warmup", "0s", "-d", "100ms"}, &out, &errb)
+	if err == nil || !strings.Contains(err.Error(), "extended CONNECT answered 405") {
+		t.Errorf("against http2_websockets = false: got %v, want the 405 named", err)
 	}
 }
 
@@ -186,6 +254,8 @@ func TestBounds(t *testing.T) {
 		{"steps not a number", []string{"-mode", "idle", "-steps", "1000,lots"}, "-steps: want counts"},
 		{"steps outside idle", []string{"-mode", "rtt", "-steps", "10,20"}, "-steps: only for -mode idle"},
 		{"steps and n", []string{"-mode", "idle", "-n", "10", "-steps", "10,20"}, "-n and -steps"},
+		{"h2 over plain ws", []string{"-h2", "-url", "ws://127.0.0.1:1/"}, "-h2: WebSockets over HTTP/2 need a wss:// URL"},
+		{"streams out of range", []string{"-h2", "-streams", "0"}, "-streams: want 1 to 10000"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()

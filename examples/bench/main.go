@@ -53,6 +53,7 @@ type config struct {
 	idle     int
 	hold     time.Duration
 	peers    bool
+	h2       bool
 	growth   bool
 	conns    []int // rtt connection counts: 100, and -growth-conns
 	steps    []int // idle tunnels held in turn, ending at -idle
@@ -69,7 +70,13 @@ type target struct {
 	url   string
 	proc  *proc // nil for direct
 	start func(ctx context.Context) (*proc, error)
+	args  []string // wsload's own for this target (-h2)
 }
+
+// h2Name is the target that is wssproxy with WebSockets as streams of
+// HTTP/2 connections (RFC 8441, as browsers open them on a page's
+// connection), 100 to a connection.
+const h2Name = "wssproxy-h2"
 
 // peerNames are the proxies wssproxy is compared with, in table order.
 var peerNames = []string{"nginx", "haproxy", "caddy"}
@@ -92,6 +99,7 @@ func run(ctx context.Context) error {
 	flag.IntVar(&c.idle, "idle", 9000, "idle tunnels held per proxy, freshly started (the table's RSS per tunnel)")
 	flag.DurationVar(&c.hold, "hold", 10*time.Second, "how long the idle tunnels are held at each step before RSS is read")
 	flag.BoolVar(&c.peers, "peers", true, "also measure nginx, HAProxy and Caddy")
+	flag.BoolVar(&c.h2, "h2", true, "also measure wssproxy with WebSockets over HTTP/2 ("+h2Name+": 100 streams to a connection), against wssproxy over HTTP/1.1")
 	flag.BoolVar(&c.growth, "growth", true, "also measure CPU per message at -growth-conns and RSS per tunnel at -growth-tunnels, and plot them")
 	flag.StringVar(&growthConns, "growth-conns", "10,100,1000", "growth: rtt connection counts (32 B messages)")
 	flag.StringVar(&growthTunnels, "growth-tunnels", "1000,5000", "growth: idle tunnels held on the way to -idle, RSS read at each (counts above -idle are left out)")
@@ -153,6 +161,10 @@ func run(ctx context.Context) error {
 			start: func(ctx context.Context) (*proc, error) { return started(startFn(ctx, addr, backendAddr)) }})
 	}
 	add("wssproxy", c.startWssproxy)
+	if c.h2 {
+		add(h2Name, c.startWssproxy)
+		targets[len(targets)-1].args = []string{"-h2", "-streams", "100"}
+	}
 	if c.peers {
 		add("nginx", c.startNginx)
 		add("haproxy", c.startHAProxy)
@@ -260,7 +272,7 @@ func union(a, b []int) []int {
 }
 
 func (c *config) wsload(ctx context.Context, t *target, args []string) (*result, error) {
-	args = append(args, "-url", t.url, "-ca", c.cert, "-server-name", "localhost", "-curves", "X25519")
+	args = append(slices.Concat(args, t.args), "-url", t.url, "-ca", c.cert, "-server-name", "localhost", "-curves", "X25519")
 	if t.proc != nil {
 		args = append(args, "-pids", fmt.Sprint(t.proc.cmd.Process.Pid))
 	}

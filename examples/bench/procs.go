@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"syscall"
 	"text/template"
 	"time"
@@ -84,7 +85,7 @@ func (c *config) startBackend(ctx context.Context, addr string) (*proc, error) {
 }
 
 func (c *config) startWssproxy(ctx context.Context, addr, backend string) (*proc, error) {
-	cfg := filepath.Join(c.dir, "wssproxy.toml")
+	cfg := filepath.Join(c.dir, "wssproxy-"+strings.ReplaceAll(addr, ":", "-")+".toml") // one per process
 	err := writeTemplate(cfg, `listen = "{{.addr}}"
 log_level = "warn" # no per-tunnel log lines, like access_log off
 shutdown_timeout = "5s"

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"slices"
@@ -118,8 +119,15 @@ func printTable(w io.Writer, c *config, targets []*target, rs runs) {
 	if len(ps) > 1 {
 		fmt.Fprint(w, " wssproxy ÷ best peer |")
 	}
+	h2 := slices.ContainsFunc(targets, func(t *target) bool { return t.name == h2Name })
+	if h2 {
+		fmt.Fprintf(w, " %s ÷ wssproxy |", h2Name)
+	}
 	fmt.Fprintf(w, "\n|---|%s", strings.Repeat("---|", len(targets)+len(ps)))
 	if len(ps) > 1 {
+		fmt.Fprint(w, "---|")
+	}
+	if h2 {
 		fmt.Fprint(w, "---|")
 	}
 	fmt.Fprintln(w)
@@ -148,6 +156,13 @@ func printTable(w io.Writer, c *config, targets []*target, rs runs) {
 				fmt.Fprint(w, " — |")
 			}
 		}
+		if h2 {
+			if v, hok := rs.median(row.key, h2Name, row.f); ok && hok {
+				fmt.Fprintf(w, " %.2f× |", v/own)
+			} else {
+				fmt.Fprint(w, " — |")
+			}
+		}
 		fmt.Fprintln(w)
 	}
 	if len(ps) == 0 {
@@ -160,25 +175,52 @@ func printTable(w io.Writer, c *config, targets []*target, rs runs) {
 		" Absolute numbers vary from run to run and machine to machine: read the ratios.")
 }
 
-// goal is one of issue 16's targets: wssproxy's median at most limit
-// times the best (lowest) of the named peers'.
+// goal is one of the issues' targets: the median of own (wssproxy if
+// empty) at most limit times the best (lowest) of the named peers'.
 type goal struct {
 	label string
 	key   string
 	f     func(*result) float64
 	peers []string
 	limit float64
+	own   string
+}
+
+func (g goal) print(w io.Writer, rs runs) {
+	own, ok := rs.median(g.key, cmp.Or(g.own, "wssproxy"), g.f)
+	ref, name, rok := rs.best(g.peers, g.key, g.f, false)
+	if !ok || !rok {
+		fmt.Fprintf(w, "- %s: not measured\n", g.label)
+		return
+	}
+	fmt.Fprintf(w, "- %s: %.3f× %s — %s\n", g.label, own/ref, name, met(own/ref <= g.limit))
 }
 
 func printTargets(w io.Writer, c *config, rs runs) {
 	rtt := rttKey(tableConns)
+	if c.h2 {
+		// Issue 29: WebSockets over HTTP/2 no dearer than over HTTP/1.1,
+		// idle tunnels at 1,000 held when the run holds that many.
+		held := c.idle
+		if slices.Contains(c.steps, 1000) {
+			held = 1000
+		}
+		fmt.Fprintf(w, "\nTargets (issue 29; %s's median ÷ wssproxy's over HTTP/1.1, %s):\n\n", h2Name, rounds(c.rounds))
+		for _, g := range []goal{
+			{fmt.Sprintf("HTTP/2: proxy CPU µs per 32 B message, %d streams ≤ 1.30× HTTP/1.1", tableConns), rtt, func(r *result) float64 { return r.CPUusPerMsg }, []string{"wssproxy"}, 1.3, h2Name},
+			{"HTTP/2: proxy CPU ms per MB, 64 KiB messages ≤ 1.20× HTTP/1.1", "throughput", func(r *result) float64 { return r.CPUmsPerMB }, []string{"wssproxy"}, 1.2, h2Name},
+			{fmt.Sprintf("HTTP/2: proxy RSS KiB per idle tunnel, %d held (100 streams a connection), fresh process ≤ HTTP/1.1", held), "idle", rssPerTunnel(held), []string{"wssproxy"}, 1, h2Name},
+		} {
+			g.print(w, rs)
+		}
+	}
 	all := "the best of nginx, HAProxy and Caddy"
 	goals := []goal{
-		{fmt.Sprintf("proxy CPU µs per 32 B message, %d connections ≤ 0.90× nginx", tableConns), rtt, func(r *result) float64 { return r.CPUusPerMsg }, []string{"nginx"}, 0.90},
-		{"proxy CPU ms per MB, 64 KiB messages, 4 connections ≤ 0.90× " + all, "throughput", func(r *result) float64 { return r.CPUmsPerMB }, peerNames, 0.90},
-		{"proxy CPU µs per full TLS handshake + upgrade (X25519 offered) ≤ 0.90× nginx", "handshake", func(r *result) float64 { return r.CPUusPerHs }, []string{"nginx"}, 0.90},
-		{fmt.Sprintf("proxy RSS KiB per idle tunnel, %d held, fresh process ≤ HAProxy", c.idle), "idle", rssPerTunnel(c.idle), []string{"haproxy"}, 1},
-		{fmt.Sprintf("p99 round trip, %d connections ≤ %s", tableConns, all), rtt, func(r *result) float64 { return r.P99ms }, peerNames, 1},
+		{fmt.Sprintf("proxy CPU µs per 32 B message, %d connections ≤ 0.90× nginx", tableConns), rtt, func(r *result) float64 { return r.CPUusPerMsg }, []string{"nginx"}, 0.90, ""},
+		{"proxy CPU ms per MB, 64 KiB messages, 4 connections ≤ 0.90× " + all, "throughput", func(r *result) float64 { return r.CPUmsPerMB }, peerNames, 0.90, ""},
+		{"proxy CPU µs per full TLS handshake + upgrade (X25519 offered) ≤ 0.90× nginx", "handshake", func(r *result) float64 { return r.CPUusPerHs }, []string{"nginx"}, 0.90, ""},
+		{fmt.Sprintf("proxy RSS KiB per idle tunnel, %d held, fresh process ≤ HAProxy", c.idle), "idle", rssPerTunnel(c.idle), []string{"haproxy"}, 1, ""},
+		{fmt.Sprintf("p99 round trip, %d connections ≤ %s", tableConns, all), rtt, func(r *result) float64 { return r.P99ms }, peerNames, 1, ""},
 	}
 	if !c.peers {
 		fmt.Fprintln(w, "\nTargets (issue 16): not measured without the peers (-peers=false).")
@@ -186,13 +228,7 @@ func printTargets(w io.Writer, c *config, rs runs) {
 	}
 	fmt.Fprintf(w, "\nTargets (issue 16; wssproxy's median ÷ the peer's, %s):\n\n", rounds(c.rounds))
 	for _, g := range goals {
-		own, ok := rs.median(g.key, "wssproxy", g.f)
-		ref, name, rok := rs.best(g.peers, g.key, g.f, false)
-		if !ok || !rok {
-			fmt.Fprintf(w, "- %s: not measured\n", g.label)
-			continue
-		}
-		fmt.Fprintf(w, "- %s: %.3f× %s — %s\n", g.label, own/ref, name, met(own/ref <= g.limit))
+		g.print(w, rs)
 	}
 	if !c.growth {
 		return

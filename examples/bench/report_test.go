@@ -56,3 +56,33 @@ func TestReport(t *testing.T) {
 		}
 	}
 }
+
+// TestReportH2 guards the HTTP/2 column and issue 29's targets: wssproxy
+// over HTTP/2 divided by wssproxy over HTTP/1.1 in the same run, met only
+// at or below each limit, the idle one read at 1,000 held.
+func TestReportH2(t *testing.T) {
+	t.Parallel()
+	c := &config{rounds: 1, idle: 3000, hold: time.Second, h2: true, conns: []int{100}, steps: []int{1000, 3000}}
+	rs := runs{}
+	for name, v := range map[string][3]float64{"wssproxy": {20, 2, 30}, h2Name: {25, 3, 27}} {
+		rs.add(rttKey(100), name, 0, &result{CPUusPerMsg: v[0], P99ms: 1})
+		rs.add("throughput", name, 0, &result{CPUmsPerMB: v[1]})
+		rs.add("idle", name, 0, &result{Steps: []idleStep{{Held: 1000, RSSKiBPerConn: v[2]}, {Held: 3000, RSSKiBPerConn: 99}}})
+	}
+	targets := []*target{{name: "direct"}, {name: "wssproxy", proc: &proc{}}, {name: h2Name, proc: &proc{}}}
+	var b bytes.Buffer
+	printTable(&b, c, targets, rs)
+	printTargets(&b, c, rs)
+	out := b.String()
+	for _, want := range []string{
+		"| direct | wssproxy | wssproxy-h2 | wssproxy-h2 ÷ wssproxy |",
+		"| **proxy CPU µs per message** (32 B echo) | — | 20.0 | 25.0 | 1.25× |",
+		"100 streams ≤ 1.30× HTTP/1.1: 1.250× wssproxy — **met**",
+		"64 KiB messages ≤ 1.20× HTTP/1.1: 1.500× wssproxy — not met",
+		"1000 held (100 streams a connection), fresh process ≤ HTTP/1.1: 0.900× wssproxy — **met**",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("missing %q in:\n%s", want, out)
+		}
+	}
+}
