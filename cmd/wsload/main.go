@@ -69,6 +69,7 @@ type options struct {
 	resume   bool
 	h2       bool
 	streams  int
+	rate     float64 // rtt: round trips a second over all connections; 0: as fast as they go
 	pids     []int
 	dialer   *dialer
 }
@@ -103,6 +104,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.sources, "sources", 8, "idle: spread connections over 127.0.0.1 … 127.0.0.N (loopback targets)")
 	fs.IntVar(&o.window, "window", 4, "throughput: messages in flight per connection")
 	fs.BoolVar(&o.h2, "h2", false, "open each WebSocket as a stream of an HTTP/2 connection (RFC 8441, as browsers do), -streams per connection; wss:// only")
+	fs.Float64Var(&o.rate, "rate", 0, "rtt: round trips a second over all connections, evenly paced (0: each connection as fast as it can)")
 	fs.IntVar(&o.streams, "streams", 100, "-h2: streams per HTTP/2 connection")
 	fs.BoolVar(&o.resume, "resume", false, "handshake: allow TLS session resumption (default: a full handshake each time)")
 	fs.StringVar(&caFile, "ca", "", "PEM file of roots to trust for wss:// (default: the system's)")
@@ -143,6 +145,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		return nil, fmt.Errorf("-d, -hold and -warmup: want at most %v", maxDuration)
 	case o.window < 1 || o.window > 1024:
 		return nil, fmt.Errorf("-window: want 1 to 1024, got %d", o.window)
+	case o.rate < 0 || o.rate > 1e6:
+		return nil, fmt.Errorf("-rate: want 0 to 1000000 round trips a second, got %v", o.rate)
 	case o.streams < 1 || o.streams > 10000:
 		return nil, fmt.Errorf("-streams: want 1 to 10000, got %d", o.streams)
 	case o.h2 && u.Scheme != "wss":

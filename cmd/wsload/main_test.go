@@ -180,6 +180,20 @@ func TestModesH2(t *testing.T) {
 	}
 }
 
+// TestRate guards -rate: round trips are paced to the rate over all
+// connections, so a window holds at most the ones scheduled in it (a
+// loaded machine may hold fewer, never more), where unpaced connections
+// make thousands.
+func TestRate(t *testing.T) {
+	t.Parallel()
+	url, ca := proxyURL(t)
+	r, _ := load(t, "-mode", "rtt", "-c", "4", "-rate", "40", "-url", url, "-ca", ca, "-server-name", "localhost",
+		"-warmup", "200ms", "-d", "1s")
+	if r.Messages < 1 || r.Messages > 40+4 {
+		t.Errorf("-rate 40 over a 1 s window: %d round trips, want 1 to 44", r.Messages)
+	}
+}
+
 // TestIdleSteps guards -steps: one run grows the connections it holds
 // through each count in turn, reads the process's RSS at each, and at the
 // end every connection of every step still echoes.
@@ -255,6 +269,7 @@ func TestBounds(t *testing.T) {
 		{"steps outside idle", []string{"-mode", "rtt", "-steps", "10,20"}, "-steps: only for -mode idle"},
 		{"steps and n", []string{"-mode", "idle", "-n", "10", "-steps", "10,20"}, "-n and -steps"},
 		{"h2 over plain ws", []string{"-h2", "-url", "ws://127.0.0.1:1/"}, "-h2: WebSockets over HTTP/2 need a wss:// URL"},
+		{"negative rate", []string{"-rate", "-1"}, "-rate: want 0 to 1000000"},
 		{"streams out of range", []string{"-h2", "-streams", "0"}, "-streams: want 1 to 10000"},
 	} {
 		t.Run(c.name, func(t *testing.T) {

@@ -17,7 +17,8 @@ import (
 type window struct {
 	from, to time.Time
 	p        procs
-	cpu      time.Duration // after wait: CPU spent by p inside the window
+	cpu      time.Duration        // after wait: CPU spent by p inside the window
+	pace     func(i, k int) error // if set, waits before worker i's call k (-rate)
 }
 
 func newWindow(o *options) *window {
@@ -43,6 +44,9 @@ func (w *window) sample(ctx context.Context, workers, capHint int, op func(i, k 
 		wg.Go(func() {
 			s := make([]time.Duration, 0, capHint)
 			for k := 0; ctx.Err() == nil; k++ {
+				if w.pace != nil && w.pace(i, k) != nil {
+					break
+				}
 				t0 := time.Now()
 				if !t0.Before(w.to) {
 					break
@@ -184,6 +188,18 @@ func runRTT(ctx context.Context, o *options) (*result, error) {
 	}
 	var failed errs
 	msg := payload(o.size) // only read: shared by the workers
+	// With -rate each connection sends on a schedule of its own, its
+	// phase spread over the interval so that the load is even: a round
+	// trip late on its schedule goes at once (the rate is then not met,
+	// and msgs/s says so).
+	if o.rate > 0 {
+		interval := time.Duration(float64(len(conns)) / o.rate * float64(time.Second))
+		start := time.Now()
+		w.pace = func(i, k int) error {
+			due := start.Add(interval*time.Duration(i)/time.Duration(len(conns)) + interval*time.Duration(k))
+			return sleep(ctx, time.Until(due))
+		}
+	}
 	samples, merr := w.sample(ctx, len(conns), 4096, func(i, _ int) (ok, stop bool) {
 		c := conns[i]
 		if err := c.writeFrame(wsframe.OpBinary, msg); err != nil {
