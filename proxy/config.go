@@ -119,9 +119,13 @@ type Config struct {
 	// HTTP2WebSockets carries WebSockets over HTTP/2 (RFC 8441): the TLS
 	// listener advertises extended CONNECT, so a browser opens a page's
 	// WebSockets as streams of the page's own HTTP/2 connection, and each
-	// is bridged to the backend as an HTTP/1.1 Upgrade. nil means true;
-	// false advertises nothing and browsers open an HTTP/1.1 connection
-	// per WebSocket. Go 1.27 turns extended CONNECT on for the whole
+	// is bridged to the backend as an HTTP/1.1 Upgrade. nil means false:
+	// nothing is advertised and browsers open an HTTP/1.1 connection per
+	// WebSocket, as behind nginx. Off by default because Go's HTTP/2
+	// server hands every DATA frame between goroutines: a tunnel's
+	// messages cost about twice the CPU of HTTP/1.1's at ordinary rates,
+	// and the TLS handshake a stream saves is repaid within a few dozen
+	// messages (docs/performance.md#websockets-over-http2). Go 1.27 turns extended CONNECT on for the whole
 	// process only (GODEBUG=http2xconnect=1 at start, which wssproxy's main
 	// sets for itself), so a change applies at the next start.
 	HTTP2WebSockets *bool `toml:"http2_websockets,omitempty,omitzero"`
@@ -152,9 +156,9 @@ type Config struct {
 	HSTS string `toml:"-"`
 }
 
-// H2WebSockets reports whether c carries WebSockets over HTTP/2 (the
-// default).
-func (c *Config) H2WebSockets() bool { return c.HTTP2WebSockets == nil || *c.HTTP2WebSockets }
+// H2WebSockets reports whether c carries WebSockets over HTTP/2
+// (http2_websockets = true; off by default).
+func (c *Config) H2WebSockets() bool { return c.HTTP2WebSockets != nil && *c.HTTP2WebSockets }
 
 func (c *Config) realIPHeader() string {
 	if c.RealIPHeader == "" {

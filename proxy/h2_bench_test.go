@@ -135,7 +135,7 @@ func startProxyProcess(b *testing.B, routes ...string) *proxyProcess {
 	}
 	cert, clientTLS := testutil.Cert(b)
 	certFile, keyFile := testutil.WriteKeyPair(b, cert)
-	conf := fmt.Sprintf("listen = \"127.0.0.1:0\"\nlog_level = \"info\"\n[tls]\ncert = %q\nkey = %q\n[admin]\nlisten = \"\"\n", certFile, keyFile)
+	conf := fmt.Sprintf("listen = \"127.0.0.1:0\"\nlog_level = \"info\"\nhttp2_websockets = true\n[tls]\ncert = %q\nkey = %q\n[admin]\nlisten = \"\"\n", certFile, keyFile)
 	for i := 0; i+1 < len(routes); i += 2 {
 		conf += fmt.Sprintf("[[route]]\npath = %q\nbackend = %q\nping_interval = \"0s\"\n", routes[i], routes[i+1])
 	}

@@ -76,7 +76,7 @@ func TestH2Handshake(t *testing.T) {
 			"Sec-WebSocket-Accept: "+base64.StdEncoding.EncodeToString(make([]byte, 20))+"\r\n\r\n")
 		io.Copy(io.Discard, c)
 	})
-	e := startProxy(t, proxy.Config{Routes: []proxy.Route{
+	e := startProxy(t, proxy.Config{HTTP2WebSockets: &on, Routes: []proxy.Route{
 		{Path: "/wss", Backend: echoBackend(t, echo.Options{Subprotocols: []string{"chat.v2"}})},
 		{Path: "/origin", Backend: echoBackend(t, echo.Options{}), AllowedOrigins: []string{"https://good.example"}},
 		{Path: "/down", Backend: "ws://" + testutil.ClosedPort(t)},
@@ -136,23 +136,32 @@ func TestH2Handshake(t *testing.T) {
 	}
 }
 
-// TestH2WebSocketsOff guards http2_websockets = false: an extended CONNECT
-// is refused (405) as any CONNECT, and a WebSocket still opens over
-// HTTP/1.1. (That nothing is advertised is the binary's part: it starts
-// without GODEBUG=http2xconnect=1; cmd/wssproxy tests it.)
+// TestH2WebSocketsOff guards http2_websockets = false, and that it is the
+// default: an extended CONNECT is refused (405) as any CONNECT, and a
+// WebSocket still opens over HTTP/1.1. (That nothing is advertised is the
+// binary's part: it starts without GODEBUG=http2xconnect=1;
+// cmd/wssproxy tests it.)
 func TestH2WebSocketsOff(t *testing.T) {
 	t.Parallel()
-	ctx := testutil.Context(t, 10*time.Second)
 	off := false
-	cfg := route("/wss", echoBackend(t, echo.Options{}))
-	cfg.HTTP2WebSockets = &off
-	e := startProxy(t, cfg)
-	h := e.h2Raw(t, ctx)
-	h.connect(1, "/wss")
-	if r := h.response(1); r.status != "405" {
-		t.Errorf("extended CONNECT with http2_websockets = false: %v, want 405", r)
+	for _, tc := range []struct {
+		name string
+		set  *bool
+	}{{"false", &off}, {"default", nil}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := testutil.Context(t, 10*time.Second)
+			cfg := route("/wss", echoBackend(t, echo.Options{}))
+			cfg.HTTP2WebSockets = tc.set
+			e := startProxy(t, cfg)
+			h := e.h2Raw(t, ctx)
+			h.connect(1, "/wss")
+			if r := h.response(1); r.status != "405" {
+				t.Errorf("extended CONNECT with http2_websockets %s: %v, want 405", tc.name, r)
+			}
+			c := e.mustDial(ctx, "/wss", nil)
+			roundTrip(t, ctx, c, websocket.MessageText, []byte("tom"))
+			c.Close(websocket.StatusNormalClosure, "")
+		})
 	}
-	c := e.mustDial(ctx, "/wss", nil)
-	roundTrip(t, ctx, c, websocket.MessageText, []byte("tom"))
-	c.Close(websocket.StatusNormalClosure, "")
 }

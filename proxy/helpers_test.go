@@ -131,10 +131,14 @@ func echoBackend(t testing.TB, opts echo.Options) string {
 	return "ws://" + testutil.Serve(t, echo.Handler(opts))
 }
 
-// route is a one-route config.
+// route is a one-route config. It carries WebSockets over HTTP/2 too
+// (http2_websockets = true, off by default), as many of these tests run a
+// case over both.
 func route(path, backend string) proxy.Config {
-	return proxy.Config{Routes: []proxy.Route{{Path: path, Backend: backend}}}
+	return proxy.Config{Routes: []proxy.Route{{Path: path, Backend: backend}}, HTTP2WebSockets: &on}
 }
+
+var on = true
 
 // roundTrip sends msg and expects it back.
 func roundTrip(t testing.TB, ctx context.Context, c *websocket.Conn, typ websocket.MessageType, msg []byte) {

@@ -85,6 +85,7 @@ func TestDescriptorBudget(t *testing.T) {
 			cfg := filepath.Join(t.TempDir(), "c.toml")
 			os.WriteFile(cfg, []byte(fmt.Sprintf(`listen = "127.0.0.1:0"
 close_spread = "0s"
+http2_websockets = true # the streams' lever exists only with it on
 %s
 [admin]
 listen = "127.0.0.1:0"

@@ -25,11 +25,11 @@ import (
 
 // TestHTTP2WebSocketsProcess guards, in a real process, that wssproxy
 // makes GODEBUG agree with http2_websockets by re-executing itself at
-// start: the PID stays (pid_file), other GODEBUG settings stay; on by
-// default, the TLS listener's HTTP/2 advertises extended CONNECT and a
+// start: the PID stays (pid_file), other GODEBUG settings stay; with
+// true, the TLS listener's HTTP/2 advertises extended CONNECT and a
 // WebSocket runs as a stream, and it survives a SIGHUP that moves the
-// listener; with false, nothing is advertised even when the caller's
-// GODEBUG asked for it.
+// listener; with false, and by default, nothing is advertised even when
+// the caller's GODEBUG asked for it.
 func TestHTTP2WebSocketsProcess(t *testing.T) {
 	t.Parallel()
 	bin := buildBinary(t)
@@ -40,8 +40,9 @@ func TestHTTP2WebSocketsProcess(t *testing.T) {
 		godebug string // the caller's
 		want    string // the process's, after the re-exec
 	}{
-		{"default", "", "madvdontneed=1", "madvdontneed=1,http2xconnect=1"},
+		{"default", "", "http2xconnect=1,madvdontneed=1", "madvdontneed=1"},
 		{"off", "http2_websockets = false", "http2xconnect=1,madvdontneed=1", "madvdontneed=1"},
+		{"on", "http2_websockets = true", "madvdontneed=1", "madvdontneed=1,http2xconnect=1"},
 		{"on, already set", "http2_websockets = true", "http2xconnect=1", "http2xconnect=1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -131,16 +132,19 @@ func accepts(addr string) bool {
 func TestServesH2WebSockets(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	off := filepath.Join(dir, "off.toml")
+	off, on := filepath.Join(dir, "off.toml"), filepath.Join(dir, "on.toml")
 	os.WriteFile(off, []byte("http2_websockets = false\n[[route]]\npath = \"/wss\"\nbackend = \"ws://127.0.0.1:8282\"\n"), 0o600)
+	os.WriteFile(on, []byte("http2_websockets = true\n[[route]]\npath = \"/wss\"\nbackend = \"ws://127.0.0.1:8282\"\n"), 0o600)
 	for _, tc := range []struct {
 		name     string
 		args     []string
 		want, ok bool
 	}{
-		{"the embedded default", nil, true, true},
-		{"-demo", []string{"-demo"}, true, true},
+		{"the embedded default", nil, false, true},
+		{"-demo", []string{"-demo"}, false, true},
 		{"a file that turns it off", []string{"-config", off}, false, true},
+		{"a file that turns it on", []string{"-config", on}, true, true},
+		{"-t checks only, on", []string{"-t", "-config", on}, false, false},
 		{"-t checks only", []string{"-t", "-config", off}, false, false},
 		{"-print-config", []string{"-print-config"}, false, false},
 		{"-s sends a signal", []string{"-s", "reload", "-config", off}, false, false},

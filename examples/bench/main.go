@@ -162,7 +162,7 @@ func run(ctx context.Context) error {
 	}
 	add("wssproxy", c.startWssproxy)
 	if c.h2 {
-		add(h2Name, c.startWssproxy)
+		add(h2Name, c.startWssproxyH2)
 		targets[len(targets)-1].args = []string{"-h2", "-streams", "100"}
 	}
 	if c.peers {

@@ -85,11 +85,21 @@ func (c *config) startBackend(ctx context.Context, addr string) (*proc, error) {
 }
 
 func (c *config) startWssproxy(ctx context.Context, addr, backend string) (*proc, error) {
+	return c.startWssproxyWith(ctx, addr, backend, "")
+}
+
+// startWssproxyH2 is startWssproxy with WebSockets over HTTP/2 on (off by
+// default), for the wssproxy-h2 target.
+func (c *config) startWssproxyH2(ctx context.Context, addr, backend string) (*proc, error) {
+	return c.startWssproxyWith(ctx, addr, backend, "http2_websockets = true\n")
+}
+
+func (c *config) startWssproxyWith(ctx context.Context, addr, backend, extra string) (*proc, error) {
 	cfg := filepath.Join(c.dir, "wssproxy-"+strings.ReplaceAll(addr, ":", "-")+".toml") // one per process
 	err := writeTemplate(cfg, `listen = "{{.addr}}"
 log_level = "warn" # no per-tunnel log lines, like access_log off
 shutdown_timeout = "5s"
-[tls]
+{{.extra}}[tls]
 cert = "{{.cert}}"
 key = "{{.key}}"
 [admin]
@@ -97,7 +107,7 @@ listen = ""
 [[route]]
 path = "/wss"
 backend = "ws://{{.backend}}"
-`, map[string]string{"addr": addr, "cert": c.cert, "key": c.key, "backend": backend})
+`, map[string]string{"addr": addr, "cert": c.cert, "key": c.key, "backend": backend, "extra": extra})
 	if err != nil {
 		return nil, err
 	}

@@ -1,10 +1,11 @@
 // Debian's headless Chromium, driven by playwright-core, through wssproxy:
 // the seeds' own test is a browser page running
 // `new WebSocket("wss://domain.com/wss")`. The page comes over HTTP/2, and
-// wssproxy advertises extended CONNECT, so Chromium opens its WebSockets as
-// streams of the page's own connection (RFC 8441); the proxy's access lines
-// (proto=HTTP/2.0) and metrics (one client connection for 50 sockets) say
-// so. With http2_websockets = false it opens HTTP/1.1 connections instead.
+// with http2_websockets = true wssproxy advertises extended CONNECT, so
+// Chromium opens its WebSockets as streams of the page's own connection
+// (RFC 8441); the proxy's access lines (proto=HTTP/2.0) and metrics (one
+// client connection for 50 sockets) say so. By default (off) it opens
+// HTTP/1.1 connections instead.
 //
 // Trust: e2e_test.go puts the run's test CA into $HOME/.pki/nssdb, the NSS
 // database Chromium reads on Linux, so the certificate is verified as a
@@ -32,9 +33,9 @@ before(async () => {
     // The seeds' page (the demo page: connect to /wss, send tom, show the reply).
     { path: '/', static: path.join(here, '..', 'echo') },
   ];
-  env.proxy = await startProxy(routes, { admin: true });
-  env.proxyOff = await startProxy(routes, { global: { http2_websockets: false } });
-  env.proxyLimited = await startProxy(routes, { admin: true, global: { h2_max_streams: 20 } });
+  env.proxy = await startProxy(routes, { admin: true, global: { http2_websockets: true } });
+  env.proxyOff = await startProxy(routes); // http2_websockets unset: off, the default
+  env.proxyLimited = await startProxy(routes, { admin: true, global: { http2_websockets: true, h2_max_streams: 20 } });
   env.origin = `https://wss.test:${env.proxy.addr.split(':').pop()}`;
   env.originOff = `https://wss.test:${env.proxyOff.addr.split(':').pop()}`;
   env.siteSockets = 250; // Chromium's cap: 255 WebSockets per profile (pages.mjs)

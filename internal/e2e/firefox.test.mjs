@@ -28,9 +28,9 @@ before(async () => {
     { path: '/echo', backend: `ws://${env.backend.addr}` },
     { path: '/', static: path.join(here, '..', 'echo') },
   ];
-  env.proxy = await startProxy(routes, { admin: true });
-  env.proxyOff = await startProxy(routes, { global: { http2_websockets: false } });
-  env.proxyLimited = await startProxy(routes, { admin: true, global: { h2_max_streams: 20 } });
+  env.proxy = await startProxy(routes, { admin: true, global: { http2_websockets: true } });
+  env.proxyOff = await startProxy(routes); // http2_websockets unset: off, the default
+  env.proxyLimited = await startProxy(routes, { admin: true, global: { http2_websockets: true, h2_max_streams: 20 } });
   env.origin = `https://localhost:${env.proxy.addr.split(':').pop()}`;
   env.originOff = `https://localhost:${env.proxyOff.addr.split(':').pop()}`;
   env.siteSockets = 300; // over Firefox's default cap of 200, raised below (pages.mjs)

@@ -3,8 +3,8 @@
 // served over HTTP/2, which the browser opens as streams of the page's own
 // connection (RFC 8441). The proxy's access lines (proto=HTTP/2.0,
 // status=200) and metrics (one client connection for 50 sockets) show the
-// protocol; a second proxy with http2_websockets = false shows the
-// fallback to HTTP/1.1.
+// protocol (env.proxy has http2_websockets = true); a second proxy with the
+// default (off) shows the fallback to HTTP/1.1.
 //
 // env is filled in by the suite's before hook: browser (closed after the
 // suite, with the rest); proxy (with admin), proxyOff and proxyLimited
@@ -300,7 +300,7 @@ export function pageTests(env, newContext) {
     await p.evaluate(() => window.sockets.forEach((ws) => ws.close()));
   }
 
-  test('http2_websockets = false: the page over HTTP/2, its WebSocket over HTTP/1.1', async () => {
+  test('http2_websockets off (the default): the page over HTTP/2, its WebSocket over HTTP/1.1', async () => {
     const { p, ctx } = await page(env.originOff);
     const got = await within(15000, 'the echo', p.evaluate(async () => {
       const ws = new WebSocket(`wss://${location.host}/echo/off`);

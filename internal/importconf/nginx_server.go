@@ -28,7 +28,7 @@ func (t *translation) ngxServer(n *node, parent scope) *server {
 				case p == "ssl":
 					l.ssl = true
 				case p == "http2":
-					t.noteOnce(d, "%s: http2: built in: pages are offered HTTP/2, and WebSockets ride on it too (RFC 8441; http2_websockets)", d.text())
+					t.noteOnce(d, "%s: http2: built in: pages are offered HTTP/2, and WebSockets stay on HTTP/1.1 as with nginx unless http2_websockets = true (RFC 8441)", d.text())
 				case p == "proxy_protocol":
 					l.pp = true
 				case p == "default_server" || p == "default":

@@ -55,7 +55,7 @@ var dropReasons = map[string]string{
 	"limit_req_zone":            "not translated: see handshake_rate_per_ip and handshake_burst_per_ip",
 	"map":                       "not translated (wssproxy needs none for WebSockets: the Connection map is built in)",
 	"resolver":                  "backend names are resolved by the system resolver",
-	"http2":                     "built in: pages are offered HTTP/2, and WebSockets ride on it too (RFC 8441; http2_websockets)",
+	"http2":                     "built in: pages are offered HTTP/2, and WebSockets stay on HTTP/1.1 as with nginx unless http2_websockets = true (RFC 8441)",
 	"listen":                    "",
 	"events":                    "nginx's own process settings",
 	"user":                      "nginx's own process settings",
@@ -77,6 +77,6 @@ var dropReasons = map[string]string{
 var builtInReasons = map[string]string{
 	"proxy_http_version": "wssproxy speaks HTTP/1.1 to backends",
 	"real_ip_recursive":  "X-Forwarded-For is always walked from the right past trusted_proxies",
-	"http2":              "pages are offered HTTP/2, and WebSockets ride on it too (RFC 8441; http2_websockets)",
+	"http2":              "pages are offered HTTP/2, and WebSockets stay on HTTP/1.1 as with nginx unless http2_websockets = true (RFC 8441)",
 	"ssl_protocols":      "",
 }
