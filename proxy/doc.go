@@ -25,9 +25,11 @@
 //     stream's framing (framing.go) and logs and counts the answers
 //     net/http gives by itself (431, 400, 501, a header timeout). A
 //     hijacked connection leaves it: the tunnel has the *tls.Conn.
-//     HTTP/2 connections are not followed; with http2_websockets their
-//     SETTINGS advertise extended CONNECT (RFC 8441), so browsers open
-//     WebSockets as streams of them (see "WebSockets over HTTP/2").
+//     HTTP/2 connections are not followed; with http2_websockets = true
+//     (off by default: a stream's messages cost more CPU than a tunnel's
+//     own socket, docs/performance.md) their SETTINGS advertise extended
+//     CONNECT (RFC 8441), so browsers open WebSockets as streams of them
+//     (see "WebSockets over HTTP/2").
 //  2. Client address (realip.go), worked out once per request: the TCP
 //     peer (or the PROXY header's address), unless the peer is in
 //     trusted_proxies; then real_ip_header, with X-Forwarded-For walked
@@ -243,7 +245,7 @@
 // //go:debug directive is refused). wssproxy's main therefore re-executes
 // itself once with GODEBUG agreeing with http2_websockets
 // (internal/xconnect), and this package's tests re-execute the test
-// binary (testutil.ExtendedConnect). http2_websockets = false with the
+// binary (testutil.ExtendedConnect). http2_websockets off with the
 // variable set anyway (a program embedding this package) is refused with
 // 405, although advertised; without the variable (wssproxy), Go's server
 // resets an extended CONNECT itself, which h2Refused logs. When Go 1.28, with
