@@ -150,7 +150,8 @@ func TestModes(t *testing.T) {
 // feature off does not offer it).
 func TestModesH2(t *testing.T) {
 	t.Parallel()
-	url, ca, accepted := countingProxy(t, proxy.Config{})
+	on := true
+	url, ca, accepted := countingProxy(t, proxy.Config{HTTP2WebSockets: &on})
 	common := []string{"-h2", "-url", url, "-ca", ca, "-server-name", "localhost", "-warmup", "0s", "-d", "300ms"}
 	if r, _ := load(t, append([]string{"-mode", "rtt", "-c", "4"}, common...)...); r.Messages < 1 {
 		t.Errorf("rtt: no messages: %+v", r)
@@ -170,13 +171,12 @@ func TestModesH2(t *testing.T) {
 		t.Errorf("idle: 40 streams at 10 a connection took %d TLS connections, want 4", n)
 	}
 
-	off := false
-	url, ca, _ = countingProxy(t, proxy.Config{HTTP2WebSockets: &off})
+	url, ca, _ = countingProxy(t, proxy.Config{}) // http2_websockets off, the default
 	var out, errb bytes.Buffer
 	err := run(testutil.Context(t, 30*time.Second), []string{"-mode", "rtt", "-c", "1", "-h2", "-url", url, "-ca", ca,
 		"-server-name", "localhost", "-warmup", "0s", "-d", "100ms"}, &out, &errb)
 	if err == nil || !strings.Contains(err.Error(), "extended CONNECT answered 405") {
-		t.Errorf("against http2_websockets = false: got %v, want the 405 named", err)
+		t.Errorf("against http2_websockets off: got %v, want the 405 named", err)
 	}
 }
 
