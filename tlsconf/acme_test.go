@@ -1,6 +1,7 @@
 package tlsconf_test
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"log/slog"
@@ -44,6 +45,7 @@ func newACMEEnv(t *testing.T, tlsALPN bool, validity time.Duration, files tlscon
 	}
 	e.pebble = testutil.StartPebble(t, testutil.Port(t, httpLn.Addr().String()), tlsPort, validity)
 	e.m = e.manager(t)
+	watch(t, e.m)
 	startProxy(t, e.tlsLn, e.m.TLSConfig(), e.logs)
 	redirect := &http.Server{Handler: e.m.HTTPHandler(proxy.RedirectHandler("443"))}
 	var wg sync.WaitGroup
@@ -71,6 +73,17 @@ func (e *acmeEnv) manager(t *testing.T) *tlsconf.Manager {
 		t.Fatal(err)
 	}
 	return m
+}
+
+// watch runs m.Watch (ACME orders and renewals) until the test ends.
+func watch(t *testing.T, m *tlsconf.Manager) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { m.Watch(ctx, time.Second) })
+	t.Cleanup(func() {
+		cancel()
+		wg.Wait()
+	})
 }
 
 // seedExchange opens wss://chat.wssproxy.test/wss through the proxy,
