@@ -1,6 +1,7 @@
 package tlsconf_test
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -25,7 +26,7 @@ const acmeHost = "chat.wssproxy.test"
 // Pebble CA, a TLS listener (TLS-ALPN-01) and a port-80-style listener
 // (HTTP-01) on loopback.
 type acmeEnv struct {
-	files    tlsconf.Config // certificate files served beside ACME
+	opt      envOptions
 	pebble   *testutil.Pebble
 	cacheDir string
 	tlsLn    net.Listener
@@ -33,18 +34,41 @@ type acmeEnv struct {
 	m        *tlsconf.Manager
 }
 
+// envOptions shape an acmeEnv.
+type envOptions struct {
+	noTLSALPN bool           // Pebble validates TLS-ALPN-01 against a closed port: only HTTP-01 succeeds
+	files     tlsconf.Config // certificate files served beside ACME
+	pebble    testutil.PebbleOptions
+	hosts     []string // default: acmeHost
+	acme      func(*tlsconf.ACME)
+	// poll and retry, when set, shorten the renewal loop (SetACMETiming).
+	poll, retry time.Duration
+	cacheDir    string // default: a new one
+}
+
 // newACMEEnv starts Pebble; with tlsALPN false, Pebble's TLS-ALPN-01
 // validation goes to a closed port, so only HTTP-01 can succeed.
 func newACMEEnv(t *testing.T, tlsALPN bool, validity time.Duration, files tlsconf.Config) *acmeEnv {
 	t.Helper()
-	e := &acmeEnv{tlsLn: testutil.Listen(t), cacheDir: t.TempDir(), logs: &testutil.Logs{}, files: files}
+	return newACMEEnvWith(t, envOptions{noTLSALPN: !tlsALPN, files: files, pebble: testutil.PebbleOptions{Validity: validity}})
+}
+
+// newACMEEnvWith starts Pebble, and wssproxy's manager with Watch
+// running, serving the seeds' echo on the TLS listener.
+func newACMEEnvWith(t *testing.T, o envOptions) *acmeEnv {
+	t.Helper()
+	e := &acmeEnv{opt: o, tlsLn: testutil.Listen(t), cacheDir: cmp.Or(o.cacheDir, t.TempDir()), logs: &testutil.Logs{}}
 	httpLn := testutil.Listen(t)
-	tlsPort := testutil.Port(t, e.tlsLn.Addr().String())
-	if !tlsALPN {
-		tlsPort = testutil.Port(t, testutil.ClosedPort(t))
+	o.pebble.HTTPPort = testutil.Port(t, httpLn.Addr().String())
+	o.pebble.TLSPort = testutil.Port(t, e.tlsLn.Addr().String())
+	if o.noTLSALPN {
+		o.pebble.TLSPort = testutil.Port(t, testutil.ClosedPort(t))
 	}
-	e.pebble = testutil.StartPebble(t, testutil.Port(t, httpLn.Addr().String()), tlsPort, validity)
+	e.pebble = testutil.StartPebbleWith(t, o.pebble)
 	e.m = e.manager(t)
+	if o.poll > 0 {
+		tlsconf.SetACMETiming(e.m, o.poll, o.retry)
+	}
 	watch(t, e.m)
 	startProxy(t, e.tlsLn, e.m.TLSConfig(), e.logs)
 	redirect := &http.Server{Handler: e.m.HTTPHandler(proxy.RedirectHandler("443"))}
@@ -59,14 +83,21 @@ func newACMEEnv(t *testing.T, tlsALPN bool, validity time.Duration, files tlscon
 
 func (e *acmeEnv) manager(t *testing.T) *tlsconf.Manager {
 	t.Helper()
-	cfg := e.files
+	cfg := e.opt.files
+	hosts := e.opt.hosts
+	if hosts == nil {
+		hosts = []string{acmeHost}
+	}
 	cfg.ACME = tlsconf.ACME{
-		Hosts:        []string{acmeHost},
+		Hosts:        hosts,
 		AcceptTOS:    true,
 		DirectoryURL: e.pebble.DirectoryURL,
 		CARoots:      e.pebble.APIRoots,
 		CacheDir:     e.cacheDir,
 		Email:        "ops@wssproxy.test",
+	}
+	if e.opt.acme != nil {
+		e.opt.acme(&cfg.ACME)
 	}
 	m, err := tlsconf.NewManager(cfg, slog.New(slog.NewTextHandler(e.logs, nil)))
 	if err != nil {
@@ -146,7 +177,7 @@ func TestACMETLSALPN(t *testing.T) {
 		m2 := e.manager(t)
 		ln := testutil.Listen(t)
 		startProxy(t, ln, m2.TLSConfig(), e.logs)
-		e2 := &acmeEnv{tlsLn: ln, logs: e.logs, m: m2}
+		e2 := &acmeEnv{opt: e.opt, tlsLn: ln, logs: e.logs, m: m2}
 		_, leaf2 := e2.seedExchange(t, roots)
 		if !leaf2.Equal(leaf) || m2.Orders() != 0 {
 			t.Errorf("after restart: same certificate %v, orders %d", leaf2.Equal(leaf), m2.Orders())

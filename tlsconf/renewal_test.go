@@ -1,0 +1,230 @@
+package tlsconf_test
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/wssproxy/wssproxy/internal/admin"
+	tu "github.com/wssproxy/wssproxy/internal/testutil"
+	"github.com/wssproxy/wssproxy/tlsconf"
+)
+
+// acmeInfo is the manager's entry for host.
+func acmeInfo(t *testing.T, m *tlsconf.Manager, host string) tlsconf.Info {
+	t.Helper()
+	for _, info := range m.Certificates() {
+		if info.ACME && info.Names[0] == host {
+			return info
+		}
+	}
+	t.Fatalf("no ACME entry for %s in %+v", host, m.Certificates())
+	return tlsconf.Info{}
+}
+
+// TestACMERenewalFailureIsSeen guards renewals you can watch: when the CA
+// asks for a renewal (ARI window moved into the past) and then refuses it
+// (every validation fails: its DNS is down), the failure is counted in
+// wssproxy_acme_renewal_errors_total, shown as the last error with the
+// next try, logged at warn with the CA's problem document while more than
+// a third of the lifetime is left, and at error after that; the
+// certificate keeps being served and its expiry is in
+// wssproxy_certificate_expiry_timestamp_seconds with the host label.
+func TestACMERenewalFailureIsSeen(t *testing.T) {
+	t.Parallel()
+	const validity = 30 * time.Second
+	e := newACMEEnvWith(t, envOptions{pebble: tu.PebbleOptions{Validity: validity}, poll: 200 * time.Millisecond, retry: time.Second})
+	roots := e.pebble.Roots(t)
+	ctx := tu.Context(t, 2*validity)
+	e.logs.Wait(t, ctx, `msg="ACME certificate obtained" host=`+acmeHost)
+	first, err := e.handshake(acmeHost, roots)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.pebble.StopDNS()
+	e.pebble.SetRenewalInfo(t, first, time.Now().Add(-2*time.Hour), time.Now().Add(-time.Hour))
+
+	warn := e.logs.Wait(t, ctx, `level=WARN msg="ACME renewal failed; the current certificate is still served" host=`+acmeHost+`.*`)
+	if !strings.Contains(warn, "problem_type=urn:ietf:params:acme:error:") || !strings.Contains(warn, "problem_detail=") {
+		t.Errorf("warn line without the CA's problem document: %s", warn)
+	}
+	info := acmeInfo(t, e.m, acmeHost)
+	if info.RenewalErrors < 1 || info.LastError == "" || !info.NextRenewal.After(info.LastErrorAt) || !info.NotAfter.Equal(first.NotAfter) {
+		t.Errorf("status after a refused renewal: %+v", info)
+	}
+
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(admin.ACMERenewals(e.m.Certificates), admin.CertExpiry(e.m.Certificates))
+	if n := metricValue(t, reg, "wssproxy_acme_renewal_errors_total", acmeHost); n < 1 {
+		t.Errorf("wssproxy_acme_renewal_errors_total = %v", n)
+	}
+	if v := metricValue(t, reg, "wssproxy_certificate_expiry_timestamp_seconds", acmeHost); v != float64(first.NotAfter.Unix()) {
+		t.Errorf("expiry metric %v, want %d", v, first.NotAfter.Unix())
+	}
+	for _, name := range []string{"wssproxy_acme_next_renewal_timestamp_seconds", "wssproxy_acme_last_renewal_error_timestamp_seconds"} {
+		metricValue(t, reg, name, acmeHost)
+	}
+
+	// Past two thirds of its lifetime the same failure is an error.
+	e.logs.Wait(t, ctx, `level=ERROR msg="ACME renewal failed with less than a third of the certificate's lifetime left" host=`+acmeHost)
+	if leaf, err := e.handshake(acmeHost, roots); err != nil || !leaf.Equal(first) {
+		t.Errorf("after refused renewals: %v, same certificate %v", err, err == nil && leaf.Equal(first))
+	}
+}
+
+// metricValue gathers reg and returns the value of metric name's sample
+// whose host label is host.
+func metricValue(t *testing.T, reg *prometheus.Registry, name, host string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.Metric {
+			for _, l := range m.Label {
+				if l.GetName() == "host" && l.GetValue() == host {
+					return m.GetGauge().GetValue() + m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	t.Fatalf("no %s{host=%q}", name, host)
+	return 0
+}
+
+// TestACMEARIReplaces guards renewal the CA steers: when Pebble moves a
+// certificate's renewal window into the past, the certificate is replaced
+// (new serial, the order sent "replaces" and Pebble took it as the
+// replacement) without a restart, while 20 tunnels opened under the old
+// certificate stay open and keep echoing.
+func TestACMEARIReplaces(t *testing.T) {
+	t.Parallel()
+	e := newACMEEnvWith(t, envOptions{pebble: tu.PebbleOptions{Validity: 24 * time.Hour}, poll: 200 * time.Millisecond, retry: time.Second})
+	roots := e.pebble.Roots(t)
+	var tunnels []*websocket.Conn
+	var first *x509.Certificate
+	for range 20 {
+		c, leaf := e.seedExchange(t, roots)
+		tunnels, first = append(tunnels, c), leaf
+	}
+	ctx := tu.Context(t, time.Minute)
+	if info := acmeInfo(t, e.m, acmeHost); !info.NextRenewal.After(time.Now().Add(time.Hour)) {
+		t.Errorf("a 24 h certificate is planned for renewal at %v", info.NextRenewal)
+	}
+	e.pebble.SetRenewalInfo(t, first, time.Now().Add(-2*time.Hour), time.Now().Add(-time.Hour))
+	e.logs.Wait(t, ctx, `msg="ACME certificate renewed" host=`+acmeHost)
+	leaf, err := e.handshake(acmeHost, roots)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if leaf.SerialNumber.Cmp(first.SerialNumber) == 0 {
+		t.Fatalf("same serial %x after renewal", leaf.SerialNumber)
+	}
+	if !strings.Contains(e.pebble.Logs(), "is a replacement of") {
+		t.Errorf("Pebble saw no replacement order:\n%s", e.pebble.Logs())
+	}
+	for i, c := range tunnels {
+		if err := echoOnce(ctx, c, fmt.Sprint("after renewal ", i)); err != nil {
+			t.Errorf("tunnel %d after renewal: %v", i, err)
+		}
+	}
+	if n := e.m.Orders(); n != 2 {
+		t.Errorf("orders %d, want 2", n)
+	}
+}
+
+// TestACMEProfile guards tls.acme.profile: "shortlived" is sent with the
+// order and gives Pebble's short lifetime (not the 24 h of its other
+// profiles); CheckCA accepts an offered profile and names the offered
+// ones for another.
+func TestACMEProfile(t *testing.T) {
+	t.Parallel()
+	const short = 2 * time.Hour
+	e := newACMEEnvWith(t, envOptions{
+		pebble: tu.PebbleOptions{Profiles: map[string]time.Duration{"classic": 24 * time.Hour, "tlsserver": 24 * time.Hour, "shortlived": short}},
+		acme:   func(a *tlsconf.ACME) { a.Profile = "shortlived" },
+	})
+	_, leaf := e.seedExchange(t, e.pebble.Roots(t))
+	if life := leaf.NotAfter.Sub(leaf.NotBefore); life > short || life < short-time.Minute {
+		t.Errorf("lifetime %v, want shortlived's %v", life, short)
+	}
+	for _, tc := range []struct {
+		name, profile, want string
+	}{
+		{"offered", "shortlived", ""},
+		{"not offered", "sixday", `acme.profile: "sixday" is not offered by the CA at ` + e.pebble.DirectoryURL + `; it offers "classic", "shortlived", "tlsserver"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := tlsconf.Compile(tlsconf.Config{ACME: tlsconf.ACME{Hosts: []string{acmeHost}, AcceptTOS: true,
+				DirectoryURL: e.pebble.DirectoryURL, CARoots: e.pebble.APIRoots, CacheDir: t.TempDir(), Profile: tc.profile}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = c.CheckCA(tu.Context(t, 30*time.Second))
+			var fe *tlsconf.FieldError
+			switch {
+			case tc.want == "" && err != nil:
+				t.Errorf("CheckCA: %v", err)
+			case tc.want != "" && (!errors.As(err, &fe) || err.Error() != tc.want):
+				t.Errorf("CheckCA: %v\nwant %s", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestACMEIPCertificate guards IP certificates: with 127.0.0.1 in
+// tls.acme.hosts, a certificate naming the address is issued through
+// TLS-ALPN-01 (the validator's SNI is the reverse-DNS name) or HTTP-01,
+// and served to a client that connects by the address and sends no SNI;
+// a wss client completes the seeds' exchange over it.
+func TestACMEIPCertificate(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name      string
+		noTLSALPN bool
+	}{{"tls-alpn-01", false}, {"http-01", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newACMEEnvWith(t, envOptions{noTLSALPN: tc.noTLSALPN, hosts: []string{"127.0.0.1"},
+				pebble: tu.PebbleOptions{Profiles: map[string]time.Duration{"shortlived": 6 * time.Hour}},
+				acme:   func(a *tlsconf.ACME) { a.Profile = "shortlived" }})
+			roots := e.pebble.Roots(t)
+			ctx := tu.Context(t, time.Minute)
+			e.logs.Wait(t, ctx, `msg="ACME certificate obtained" host=127.0.0.1`)
+			conn, err := tls.Dial("tcp", e.tlsLn.Addr().String(), &tls.Config{RootCAs: roots}) // ServerName "127.0.0.1": no SNI sent
+			if err != nil {
+				t.Fatalf("handshake without SNI: %v\n%s", err, e.logs)
+			}
+			leaf := conn.ConnectionState().PeerCertificates[0]
+			conn.Close()
+			if len(leaf.IPAddresses) != 1 || !leaf.IPAddresses[0].Equal(net.IPv4(127, 0, 0, 1)) || len(leaf.DNSNames) != 0 {
+				t.Errorf("certificate names %v %v", leaf.IPAddresses, leaf.DNSNames)
+			}
+			c, _, err := websocket.Dial(ctx, "wss://"+e.tlsLn.Addr().String()+"/wss",
+				&websocket.DialOptions{HTTPClient: wssClient(e.tlsLn.Addr().String(), roots)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.CloseNow()
+			if err := echoOnce(ctx, c, "tom"); err != nil {
+				t.Fatal(err)
+			}
+			http01 := strings.Contains(e.logs.String(), "ACME HTTP-01 challenge")
+			if http01 != tc.noTLSALPN {
+				t.Errorf("HTTP-01 challenge served: %v", http01)
+			}
+		})
+	}
+}
