@@ -154,7 +154,7 @@ func (e *acmeEnv) handshake(serverName string, roots *x509.CertPool) (*x509.Cert
 // same certificate with the CA gone.
 func TestACMETLSALPN(t *testing.T) {
 	t.Parallel()
-	e := newACMEEnv(t, true, 24*time.Hour, tlsconf.Config{})
+	e := newACMEEnv(t, true, 90*24*time.Hour, tlsconf.Config{})
 	roots := e.pebble.Roots(t)
 	_, leaf := e.seedExchange(t, roots)
 	if e.m.Orders() != 1 || strings.Contains(e.logs.String(), "HTTP-01 challenge") {
@@ -191,7 +191,7 @@ func TestACMEWithFiles(t *testing.T) {
 	t.Parallel()
 	fileCert, _ := testutil.Cert(t, "files.wssproxy.test")
 	c, k := testutil.WriteKeyPair(t, fileCert)
-	e := newACMEEnv(t, true, 24*time.Hour, tlsconf.Config{Cert: c, Key: k})
+	e := newACMEEnv(t, true, 90*24*time.Hour, tlsconf.Config{Cert: c, Key: k})
 	roots := e.pebble.Roots(t)
 	pool := roots.Clone()
 	pool.AddCert(fileCert.Leaf)
@@ -212,7 +212,7 @@ func TestACMEWithFiles(t *testing.T) {
 // ignored by the host policy.
 func TestACMEHTTP01(t *testing.T) {
 	t.Parallel()
-	e := newACMEEnv(t, false, 24*time.Hour, tlsconf.Config{})
+	e := newACMEEnv(t, false, 90*24*time.Hour, tlsconf.Config{})
 	e.seedExchange(t, e.pebble.Roots(t))
 	if !strings.Contains(e.logs.String(), `msg="ACME HTTP-01 challenge" host=`+acmeHost+":") {
 		t.Errorf("no HTTP-01 challenge served:\n%s", e.logs)

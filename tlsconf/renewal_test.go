@@ -1,17 +1,22 @@
 package tlsconf_test
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/crypto/acme"
+	"golang.org/x/crypto/acme/autocert"
 
 	"github.com/wssproxy/wssproxy/internal/admin"
 	tu "github.com/wssproxy/wssproxy/internal/testutil"
@@ -28,6 +33,25 @@ func acmeInfo(t *testing.T, m *tlsconf.Manager, host string) tlsconf.Info {
 	}
 	t.Fatalf("no ACME entry for %s in %+v", host, m.Certificates())
 	return tlsconf.Info{}
+}
+
+// planned waits until the renewal loop has planned host's next renewal
+// and returns its entry. The plan is no event anyone can wait on, so the
+// entry is read every 50 ms.
+func planned(t *testing.T, ctx context.Context, m *tlsconf.Manager, host string) tlsconf.Info {
+	t.Helper()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if info := acmeInfo(t, m, host); !info.NextRenewal.IsZero() {
+			return info
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("no renewal planned for %s", host)
+		case <-tick.C:
+		}
+	}
 }
 
 // TestACMERenewalFailureIsSeen guards renewals you can watch: when the CA
@@ -111,7 +135,7 @@ func metricValue(t *testing.T, reg *prometheus.Registry, name, host string) floa
 // certificate stay open and keep echoing.
 func TestACMEARIReplaces(t *testing.T) {
 	t.Parallel()
-	e := newACMEEnvWith(t, envOptions{pebble: tu.PebbleOptions{Validity: 24 * time.Hour}, poll: 200 * time.Millisecond, retry: time.Second})
+	e := newACMEEnvWith(t, envOptions{pebble: tu.PebbleOptions{Validity: 90 * 24 * time.Hour}, poll: 200 * time.Millisecond, retry: time.Second})
 	roots := e.pebble.Roots(t)
 	var tunnels []*websocket.Conn
 	var first *x509.Certificate
@@ -120,8 +144,8 @@ func TestACMEARIReplaces(t *testing.T) {
 		tunnels, first = append(tunnels, c), leaf
 	}
 	ctx := tu.Context(t, time.Minute)
-	if info := acmeInfo(t, e.m, acmeHost); !info.NextRenewal.After(time.Now().Add(time.Hour)) {
-		t.Errorf("a 24 h certificate is planned for renewal at %v", info.NextRenewal)
+	if info := planned(t, ctx, e.m, acmeHost); !info.NextRenewal.After(time.Now().Add(24 * time.Hour)) {
+		t.Errorf("a 90-day certificate is planned for renewal at %v", info.NextRenewal)
 	}
 	e.pebble.SetRenewalInfo(t, first, time.Now().Add(-2*time.Hour), time.Now().Add(-time.Hour))
 	e.logs.Wait(t, ctx, `msg="ACME certificate renewed" host=`+acmeHost)
@@ -227,4 +251,59 @@ func TestACMEIPCertificate(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestACMEAutocertCacheReused guards the upgrade: a cache directory that
+// autocert filled, configured the way the previous wssproxy configured
+// it, is served from at once, and its still-good certificate is kept (its
+// renewal planned from the CA's renewal info) without a new order.
+func TestACMEAutocertCacheReused(t *testing.T) {
+	t.Parallel()
+	ln := tu.Listen(t)
+	p := tu.StartPebbleWith(t, tu.PebbleOptions{HTTPPort: tu.Port(t, tu.ClosedPort(t)), TLSPort: tu.Port(t, ln.Addr().String()), Validity: 90 * 24 * time.Hour})
+	roots := p.Roots(t)
+	cacheDir := t.TempDir()
+	old := &autocert.Manager{
+		Prompt:     autocert.AcceptTOS,
+		Cache:      autocert.DirCache(cacheDir),
+		HostPolicy: autocert.HostWhitelist(acmeHost),
+		Email:      "ops@wssproxy.test",
+		Client:     &acme.Client{DirectoryURL: p.DirectoryURL, HTTPClient: apiClient(t, p.APIRoots), UserAgent: "wssproxy"},
+	}
+	oldCfg := old.TLSConfig()
+	tu.ServeConns(t, ln, func(c net.Conn) { tls.Server(c, oldCfg).Handshake() })
+	conn, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{ServerName: acmeHost, RootCAs: roots})
+	if err != nil {
+		t.Fatalf("autocert: %v", err)
+	}
+	before := conn.ConnectionState().PeerCertificates[0]
+	conn.Close()
+
+	e := &acmeEnv{pebble: p, cacheDir: cacheDir, tlsLn: tu.Listen(t), logs: &tu.Logs{}}
+	e.m = e.manager(t)
+	tlsconf.SetACMETiming(e.m, 200*time.Millisecond, time.Second)
+	watch(t, e.m)
+	startProxy(t, e.tlsLn, e.m.TLSConfig(), e.logs)
+	_, leaf := e.seedExchange(t, roots)
+	if !leaf.Equal(before) {
+		t.Errorf("serves serial %x, not autocert's %x", leaf.SerialNumber, before.SerialNumber)
+	}
+	info := planned(t, tu.Context(t, 30*time.Second), e.m, acmeHost)
+	if n := e.m.Orders(); n != 0 || !info.NextRenewal.After(time.Now().Add(24*time.Hour)) {
+		t.Errorf("orders %d, next renewal %v:\n%s", n, info.NextRenewal, e.logs)
+	}
+}
+
+// apiClient trusts the PEM roots in file, for an ACME API.
+func apiClient(t *testing.T, file string) *http.Client {
+	t.Helper()
+	pem, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr, Timeout: time.Minute}
 }
