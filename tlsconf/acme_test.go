@@ -30,6 +30,7 @@ type acmeEnv struct {
 	pebble   *testutil.Pebble
 	cacheDir string
 	tlsLn    net.Listener
+	httpLn   net.Listener
 	logs     *testutil.Logs
 	m        *tlsconf.Manager
 }
@@ -57,28 +58,40 @@ func newACMEEnv(t *testing.T, tlsALPN bool, validity time.Duration, files tlscon
 // running, serving the seeds' echo on the TLS listener.
 func newACMEEnvWith(t *testing.T, o envOptions) *acmeEnv {
 	t.Helper()
-	e := &acmeEnv{opt: o, tlsLn: testutil.Listen(t), cacheDir: cmp.Or(o.cacheDir, t.TempDir()), logs: &testutil.Logs{}}
-	httpLn := testutil.Listen(t)
-	o.pebble.HTTPPort = testutil.Port(t, httpLn.Addr().String())
+	e := prepareACMEEnv(t, o)
+	e.start(t)
+	return e
+}
+
+// prepareACMEEnv starts Pebble and opens the listeners; start starts the
+// rest.
+func prepareACMEEnv(t *testing.T, o envOptions) *acmeEnv {
+	t.Helper()
+	e := &acmeEnv{opt: o, tlsLn: testutil.Listen(t), httpLn: testutil.Listen(t), cacheDir: cmp.Or(o.cacheDir, t.TempDir()), logs: &testutil.Logs{}}
+	o.pebble.HTTPPort = testutil.Port(t, e.httpLn.Addr().String())
 	o.pebble.TLSPort = testutil.Port(t, e.tlsLn.Addr().String())
 	if o.noTLSALPN {
 		o.pebble.TLSPort = testutil.Port(t, testutil.ClosedPort(t))
 	}
 	e.pebble = testutil.StartPebbleWith(t, o.pebble)
+	return e
+}
+
+func (e *acmeEnv) start(t *testing.T) {
+	t.Helper()
 	e.m = e.manager(t)
-	if o.poll > 0 {
-		tlsconf.SetACMETiming(e.m, o.poll, o.retry)
+	if e.opt.poll > 0 {
+		tlsconf.SetACMETiming(e.m, e.opt.poll, e.opt.retry)
 	}
 	watch(t, e.m)
 	startProxy(t, e.tlsLn, e.m.TLSConfig(), e.logs)
 	redirect := &http.Server{Handler: e.m.HTTPHandler(proxy.RedirectHandler("443"))}
 	var wg sync.WaitGroup
-	wg.Go(func() { redirect.Serve(httpLn) })
+	wg.Go(func() { redirect.Serve(e.httpLn) })
 	t.Cleanup(func() {
 		redirect.Close()
 		wg.Wait()
 	})
-	return e
 }
 
 func (e *acmeEnv) manager(t *testing.T) *tlsconf.Manager {

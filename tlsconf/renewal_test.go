@@ -307,3 +307,35 @@ func apiClient(t *testing.T, file string) *http.Client {
 	t.Cleanup(tr.CloseIdleConnections)
 	return &http.Client{Transport: tr, Timeout: time.Minute}
 }
+
+// TestACMEPreferredChain guards tls.acme.preferred_chain: with Pebble
+// offering an alternate chain to a second root, naming that root's
+// common name gets the alternate chain served (it verifies against that
+// root alone); naming no root that exists keeps the default chain.
+func TestACMEPreferredChain(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		root int // the root whose chain is wanted: 1 is the alternate
+	}{{"alternate", 1}, {"unknown root keeps the default", 0}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := prepareACMEEnv(t, envOptions{pebble: tu.PebbleOptions{Validity: 90 * 24 * time.Hour, AlternateRoots: 1}})
+			want := "No Such Root X9"
+			if tc.root == 1 {
+				want = e.pebble.Root(t, 1).Subject.CommonName
+			}
+			e.opt.acme = func(a *tlsconf.ACME) { a.PreferredChain = want }
+			e.start(t)
+			pool := x509.NewCertPool()
+			pool.AddCert(e.pebble.Root(t, tc.root))
+			_, leaf := e.seedExchange(t, pool)
+			if tc.root == 0 && !strings.Contains(e.logs.String(), "no chain ends at the preferred root") {
+				t.Errorf("no warning for a preferred root the CA does not offer:\n%s", e.logs)
+			}
+			if got := leaf.Issuer.CommonName; tc.root == 1 && !strings.Contains(e.logs.String(), "root=\""+want+"\"") {
+				t.Errorf("issued by %q; log does not name root %q:\n%s", got, want, e.logs)
+			}
+		})
+	}
+}
