@@ -223,6 +223,9 @@ func (a *ACME) compile() (*x509.CertPool, []error) {
 	if a.DirectoryURL != "" && !strings.HasPrefix(a.DirectoryURL, "https://") {
 		errs = append(errs, fieldErr("acme.directory_url", "must be an https:// URL, got %q", a.DirectoryURL))
 	}
+	if ip := firstIP(a.Hosts); ip != "" && a.Profile != "shortlived" && (a.directory() == LetsEncryptURL || a.directory() == LetsEncryptStagingURL) {
+		errs = append(errs, fieldErr("acme.hosts", "%q: Let's Encrypt issues certificates for IP addresses only under the shortlived profile; set profile = \"shortlived\"", ip))
+	}
 	if a.Profile != "" && strings.ContainsAny(a.Profile, " /\"\t") {
 		errs = append(errs, fieldErr("acme.profile", "%q is not a profile name; Let's Encrypt's are \"classic\", \"tlsserver\" and \"shortlived\"", a.Profile))
 	}
@@ -236,6 +239,15 @@ func (a *ACME) compile() (*x509.CertPool, []error) {
 		errs = append(errs, fielderr.Wrap("acme.cache_dir", err))
 	}
 	return roots, errs
+}
+
+func firstIP(hosts []string) string {
+	for _, h := range hosts {
+		if net.ParseIP(h) != nil {
+			return h
+		}
+	}
+	return ""
 }
 
 // checkWritableDir checks, without creating anything, that dir is (or can
