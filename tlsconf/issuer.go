@@ -42,6 +42,7 @@ type acmeIssuer struct {
 
 	regMu      sync.Mutex
 	registered bool
+	dirRead    bool
 	ariURL     string // the directory's renewalInfo; "" when the CA has no ARI
 
 	certs map[string]*acmeCert // by host, fixed at setup
@@ -60,7 +61,11 @@ type acmeTiming struct {
 	orderMax time.Duration // longest one order may take
 }
 
-var defaultTiming = acmeTiming{pollMax: ariPollMax, retryMin: time.Minute, retryMax: time.Hour, orderMax: 5 * time.Minute}
+// A failed order is retried after 5 minutes, then 10, 20, 40 and every
+// hour: each try may fail two validations (TLS-ALPN-01, then HTTP-01),
+// and Let's Encrypt allows 5 failed validations per host and hour. A
+// rate-limit answer's Retry-After is waited out in any case.
+var defaultTiming = acmeTiming{pollMax: ariPollMax, retryMin: 5 * time.Minute, retryMax: time.Hour, orderMax: 5 * time.Minute}
 
 // acmeCert is one host's certificate and what its renewals did.
 type acmeCert struct {
@@ -77,8 +82,11 @@ type acmeCert struct {
 	lastErrAt time.Time
 	next      time.Time // planned renewal
 	retryAt   time.Time // no order from a handshake before this, after a failure
-	windowOf  string    // the certificate ID next was chosen for
-	window    [2]time.Time
+	// rateLimited is the Retry-After of the last failure, when the CA
+	// said it was over a rate limit.
+	rateLimited time.Duration
+	windowOf    string // the certificate ID next was chosen for
+	window      [2]time.Time
 }
 
 // accountKeyName is where autocert keeps the account key in its cache.
@@ -106,11 +114,31 @@ func (i *acmeIssuer) register(ctx context.Context) error {
 	if _, err := i.client.Register(ctx, &acme.Account{Contact: contact}, acme.AcceptTOS); err != nil && !errors.Is(err, acme.ErrAccountAlreadyExists) {
 		return fmt.Errorf("register account: %w", err)
 	}
+	if err := i.readDirectoryLocked(ctx); err != nil {
+		return err
+	}
+	i.registered = true
+	return nil
+}
+
+// renewalInfo is the directory's renewalInfo URL ("" when the CA has no
+// ARI), read once; it needs no account.
+func (i *acmeIssuer) renewalInfo(ctx context.Context) (string, error) {
+	i.regMu.Lock()
+	defer i.regMu.Unlock()
+	err := i.readDirectoryLocked(ctx)
+	return i.ariURL, err
+}
+
+func (i *acmeIssuer) readDirectoryLocked(ctx context.Context) error {
+	if i.dirRead {
+		return nil
+	}
 	ari, err := renewalInfoURL(ctx, httpClient(i.client), i.client.DirectoryURL)
 	if err != nil {
 		return err
 	}
-	i.ariURL, i.registered = ari, true
+	i.ariURL, i.dirRead = ari, true
 	return nil
 }
 

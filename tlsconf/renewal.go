@@ -48,13 +48,17 @@ func (i *acmeIssuer) step(ctx context.Context, c *acmeCert) time.Duration {
 		return i.retryWait(c)
 	}
 	leaf := cert.Leaf
-	renewAt, poll := i.plan(ctx, c, leaf)
+	ari, err := i.renewalInfo(ctx)
+	if err != nil {
+		i.log.Debug("ACME directory not read; renewing with a third of the lifetime left", "host", c.host, "error", err)
+	}
+	renewAt, poll := i.plan(ctx, c, leaf, ari)
 	now := time.Now()
 	if renewAt.After(now) {
 		return min(renewAt.Sub(now), poll)
 	}
 	id, _ := ariCertID(leaf)
-	if i.ariURL == "" {
+	if ari == "" {
 		id = ""
 	}
 	octx, cancel := context.WithTimeout(ctx, i.timing.orderMax)
@@ -75,16 +79,19 @@ func (i *acmeIssuer) step(ctx context.Context, c *acmeCert) time.Duration {
 	return 0
 }
 
-// plan is when to renew leaf and when to ask the CA again at the latest.
-func (i *acmeIssuer) plan(ctx context.Context, c *acmeCert, leaf *x509.Certificate) (renewAt time.Time, poll time.Duration) {
+// plan is when to renew leaf and when to ask the CA again at the latest,
+// from the renewal info at ari ("": none, or the directory was not read).
+func (i *acmeIssuer) plan(ctx context.Context, c *acmeCert, leaf *x509.Certificate, ari string) (renewAt time.Time, poll time.Duration) {
 	poll = i.timing.pollMax
 	renewAt = defaultRenewal(leaf)
-	if i.ariURL != "" {
+	if ari == "" {
+		poll = min(poll, time.Hour) // the directory may be readable later
+	} else {
 		id, err := ariCertID(leaf)
 		var info *renewalInfo
 		if err == nil {
 			rctx, cancel := context.WithTimeout(ctx, time.Minute)
-			info, err = fetchRenewalInfo(rctx, httpClient(i.client), i.ariURL, id)
+			info, err = fetchRenewalInfo(rctx, httpClient(i.client), ari, id)
 			cancel()
 		}
 		if err != nil {
@@ -113,7 +120,8 @@ func (i *acmeIssuer) plan(ctx context.Context, c *acmeCert, leaf *x509.Certifica
 }
 
 // retryWait is how long to wait after c's last failure: doubling from
-// retryMin to retryMax.
+// retryMin to retryMax, and at least what a rate-limited answer's
+// Retry-After asked for.
 func (i *acmeIssuer) retryWait(c *acmeCert) time.Duration {
 	c.st.Lock()
 	defer c.st.Unlock()
@@ -121,7 +129,7 @@ func (i *acmeIssuer) retryWait(c *acmeCert) time.Duration {
 	for n := 1; n < c.failures && d < i.timing.retryMax; n++ {
 		d *= 2
 	}
-	d = min(d, i.timing.retryMax)
+	d = max(min(d, i.timing.retryMax), c.rateLimited)
 	c.retryAt = time.Now().Add(d)
 	c.next = c.retryAt
 	return d
@@ -135,6 +143,10 @@ func (i *acmeIssuer) failed(c *acmeCert, leaf *x509.Certificate, err error) {
 	c.errors++
 	c.failures++
 	c.lastErr, c.lastErrAt = err.Error(), time.Now()
+	c.rateLimited = 0
+	if d, ok := rateLimit(err); ok {
+		c.rateLimited = d
+	}
 	n := c.errors
 	c.st.Unlock()
 	i.retryWait(c)
@@ -165,6 +177,16 @@ func (i *acmeIssuer) succeeded(c *acmeCert, t *tls.Certificate, renewal bool) {
 	}
 	i.log.Info(msg, "host", c.host, "serial", t.Leaf.SerialNumber.Text(16), "not_after", t.Leaf.NotAfter.Format(time.RFC3339),
 		"root", chainRoot(t.Certificate), "fingerprint_sha256", fingerprint(t))
+}
+
+// rateLimit finds a rateLimited problem in err (errors.Join'd or
+// wrapped) and its Retry-After.
+func rateLimit(err error) (time.Duration, bool) {
+	var p *acme.Error
+	if !errors.As(err, &p) {
+		return 0, false
+	}
+	return acme.RateLimit(p)
 }
 
 // problemAttrs are log attributes of the CA's problem document (RFC 8555

@@ -292,6 +292,9 @@ func TestACMEAutocertCacheReused(t *testing.T) {
 	if n := e.m.Orders(); n != 0 || !info.NextRenewal.After(time.Now().Add(24*time.Hour)) {
 		t.Errorf("orders %d, next renewal %v:\n%s", n, info.NextRenewal, e.logs)
 	}
+	if !strings.Contains(p.Logs(), "GET /draft-ietf-acme-ari-03/renewalInfo/") {
+		t.Errorf("the renewal was planned without asking the CA's renewal info:\n%s", p.Logs())
+	}
 }
 
 // apiClient trusts the PEM roots in file, for an ACME API.
