@@ -49,6 +49,8 @@ type PebbleOptions struct {
 	// AlternateRoots is how many alternate chains, each to a root of its
 	// own, Pebble offers beside the default one.
 	AlternateRoots int
+	// Blocked are names Pebble refuses to order for (rejectedIdentifier).
+	Blocked []string
 }
 
 // StartPebble starts a CA that validates HTTP-01 on 127.0.0.1:httpPort and
@@ -122,6 +124,7 @@ func startPebble(t testing.TB, ctx context.Context, dir string, o PebbleOptions)
 		"retryAfter":                     map[string]int{"authz": 1, "order": 1},
 		"keyAlgorithm":                   "ecdsa",
 		"profiles":                       profiles,
+		"domainBlocklist":                o.Blocked,
 	}})
 	cfgFile := filepath.Join(t.TempDir(), "pebble.json")
 	if err := os.WriteFile(cfgFile, cfg, 0o600); err != nil {
