@@ -248,10 +248,20 @@ func (i *acmeIssuer) store(ctx context.Context, host string, cert *tls.Certifica
 	return i.cache.Put(ctx, host, buf.Bytes())
 }
 
+// handshakeCert is get for a handshake: an order it starts is not
+// cancelled when the client gives up, so the next handshake finds the
+// certificate.
+func (i *acmeIssuer) handshakeCert(host string) (*tls.Certificate, error) {
+	if t := i.certs[host].cert.Load(); t != nil {
+		return t, nil
+	}
+	return i.get(context.Background(), host)
+}
+
 // get returns host's certificate: the one served, else the cached one,
 // else a new order (at most one at a time per host; after a failure, no
 // new one until the retry time, so handshakes cannot hammer the CA).
-func (i *acmeIssuer) get(host string) (*tls.Certificate, error) {
+func (i *acmeIssuer) get(ctx context.Context, host string) (*tls.Certificate, error) {
 	c := i.certs[host]
 	if t := c.cert.Load(); t != nil {
 		return t, nil
@@ -261,7 +271,7 @@ func (i *acmeIssuer) get(host string) (*tls.Certificate, error) {
 	if t := c.cert.Load(); t != nil {
 		return t, nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), i.timing.orderMax)
+	ctx, cancel := context.WithTimeout(ctx, i.timing.orderMax)
 	defer cancel()
 	if !c.loaded {
 		c.loaded = true
@@ -278,7 +288,9 @@ func (i *acmeIssuer) get(host string) (*tls.Certificate, error) {
 	}
 	t, err := i.obtain(ctx, host, "")
 	if err != nil {
-		i.failed(c, nil, err)
+		if ctx.Err() == nil || !errors.Is(err, context.Canceled) {
+			i.failed(c, nil, err)
+		}
 		return nil, err
 	}
 	c.cert.Store(t)

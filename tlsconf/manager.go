@@ -164,14 +164,14 @@ func (m *Manager) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, 
 		return c, nil
 	}
 	if m.acmeHosts[name] {
-		return m.acme.get(name)
+		return m.acme.handshakeCert(name)
 	}
 	if name == "" && len(m.acmeIPs) > 0 {
 		if ip := localIP(hello); ip != "" && m.acmeHosts[ip] {
-			return m.acme.get(ip)
+			return m.acme.handshakeCert(ip)
 		}
 		if len(set.list) == 0 {
-			return m.acme.get(m.acmeIPs[0])
+			return m.acme.handshakeCert(m.acmeIPs[0])
 		}
 	}
 	if len(set.list) > 0 {

@@ -43,7 +43,7 @@ func (i *acmeIssuer) keep(ctx context.Context, c *acmeCert) {
 
 // step does what is due for c and returns how long to wait for the next.
 func (i *acmeIssuer) step(ctx context.Context, c *acmeCert) time.Duration {
-	cert, err := i.get(c.host)
+	cert, err := i.get(ctx, c.host)
 	if err != nil {
 		return i.retryWait(c)
 	}

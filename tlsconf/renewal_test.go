@@ -342,3 +342,52 @@ func TestACMEPreferredChain(t *testing.T) {
 		})
 	}
 }
+
+// TestWatchStopsDuringOrder guards shutdown: Watch returns when its
+// context ends even while an order waits on a CA that completes TLS and
+// then never answers (its HTTP client would wait a minute), and the
+// abandoned order is not counted as a failure.
+func TestWatchStopsDuringOrder(t *testing.T) {
+	t.Parallel()
+	ln := tu.Listen(t)
+	caCert, _ := tu.Cert(t, "127.0.0.1")
+	caFile, _ := tu.WriteKeyPair(t, caCert)
+	accepted, release := make(chan struct{}, 1), make(chan struct{})
+	tu.ServeConns(t, ln, func(c net.Conn) {
+		if tls.Server(c, &tls.Config{Certificates: []tls.Certificate{*caCert}}).Handshake() != nil {
+			return
+		}
+		select {
+		case accepted <- struct{}{}:
+		default:
+		}
+		<-release // never answers
+	})
+	t.Cleanup(func() { close(release) }) // before ServeConns waits for its handlers
+	m, err := tlsconf.NewManager(tlsconf.Config{ACME: tlsconf.ACME{Hosts: []string{acmeHost}, AcceptTOS: true,
+		DirectoryURL: "https://" + ln.Addr().String() + "/dir", CARoots: caFile, CacheDir: t.TempDir()}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		m.Watch(ctx, time.Second)
+		close(done)
+	}()
+	deadline := tu.Context(t, 30*time.Second)
+	select {
+	case <-accepted:
+	case <-deadline.Done():
+		t.Fatal("the order never reached the CA")
+	}
+	cancel()
+	select {
+	case <-done:
+	case <-deadline.Done():
+		t.Fatal("Watch did not return after its context ended")
+	}
+	if info := acmeInfo(t, m, acmeHost); info.RenewalErrors != 0 {
+		t.Errorf("an abandoned order counted as failed: %+v", info)
+	}
+}
