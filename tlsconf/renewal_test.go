@@ -104,28 +104,15 @@ func TestACMERenewalFailureIsSeen(t *testing.T) {
 	}
 }
 
-// metricValue gathers reg and returns the value of metric name's sample
-// whose host label is host.
+// metricValue is the value of metric name's sample whose host label is
+// host; the test fails when there is none.
 func metricValue(t *testing.T, reg *prometheus.Registry, name, host string) float64 {
 	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
+	v := tu.Metric(t, reg, name, "host", host)
+	if v < 0 {
+		t.Fatalf("no %s{host=%q}", name, host)
 	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.Metric {
-			for _, l := range m.Label {
-				if l.GetName() == "host" && l.GetValue() == host {
-					return m.GetGauge().GetValue() + m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	t.Fatalf("no %s{host=%q}", name, host)
-	return 0
+	return v
 }
 
 // TestACMEARIReplaces guards renewal the CA steers: when Pebble moves a
