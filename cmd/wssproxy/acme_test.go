@@ -45,6 +45,14 @@ func TestCheckProfile(t *testing.T) {
 			if !strings.Contains(stderr.String(), tc.warn) {
 				t.Errorf("stderr %q, want %q", stderr.String(), tc.warn)
 			}
+			if tc.want == "" {
+				return
+			}
+			// Starting is refused the same way, before any listener opens.
+			err = run(context.Background(), []string{"-config", cfg, "-listen", "127.0.0.1:0"}, &stdout, &stderr)
+			if err == nil || !strings.Contains(err.Error(), cfg+tc.want) {
+				t.Errorf("start: %v, want %q", err, cfg+tc.want)
+			}
 		})
 	}
 }
