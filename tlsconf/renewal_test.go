@@ -143,7 +143,11 @@ func TestACMEARIReplaces(t *testing.T) {
 	if leaf.SerialNumber.Cmp(first.SerialNumber) == 0 {
 		t.Fatalf("same serial %x after renewal", leaf.SerialNumber)
 	}
-	if !strings.Contains(e.pebble.Logs(), "is a replacement of") {
+	// Pebble records a certificate's order for replaces in a goroutine of
+	// its own after issuing, and now and then does not find it (FACTS.md:
+	// about 1 run in 250); wssproxy then orders again without replaces and
+	// says so. Either way replaces was sent.
+	if !strings.Contains(e.pebble.Logs(), "is a replacement of") && !strings.Contains(e.logs.String(), "refused the replacement order") {
 		t.Errorf("Pebble saw no replacement order:\n%s", e.pebble.Logs())
 	}
 	for i, c := range tunnels {
