@@ -21,8 +21,8 @@ var challengeTypes = []string{"tls-alpn-01", "http-01"}
 
 // obtain orders a certificate for host (a name or an IP address) and
 // returns it, stored in the cache. replaces, when not "", is the ARI
-// certificate ID of the certificate it replaces; a CA that refuses it
-// (already replaced, unknown) gets the order again without it. Each
+// certificate ID of the certificate it replaces; a CA that answers the
+// order with a problem (already replaced, unknown) gets it again without. Each
 // challenge type is tried in turn, on a new order, until one succeeds.
 func (i *acmeIssuer) obtain(ctx context.Context, host, replaces string) (*tls.Certificate, error) {
 	if err := i.register(ctx); err != nil {
@@ -37,9 +37,11 @@ func (i *acmeIssuer) obtain(ctx context.Context, host, replaces string) (*tls.Ce
 		o, err := newOrder(ctx, i.client, ids, i.profile, replaces)
 		if err != nil && replaces != "" {
 			var p *acme.Error
-			if !errors.As(err, &p) || p.StatusCode >= 500 {
-				return nil, err // the CA is unwell: the next attempt sends replaces again
+			if !errors.As(err, &p) {
+				return nil, err // no answer: the next attempt sends replaces again
 			}
+			// alreadyReplaced, or a certificate the CA cannot find (Pebble
+			// answers 500 for that): order as new.
 			i.log.Info("ACME: the CA refused the replacement order; ordering without replaces", "host", host, "problem", err)
 			replaces = ""
 			o, err = newOrder(ctx, i.client, ids, i.profile, "")

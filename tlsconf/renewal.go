@@ -52,19 +52,15 @@ func (i *acmeIssuer) step(ctx context.Context, c *acmeCert) time.Duration {
 	if err != nil {
 		i.log.Debug("ACME directory not read; renewing with a third of the lifetime left", "host", c.host, "error", err)
 	}
-	renewAt, poll := i.plan(ctx, c, leaf, ari)
+	renewAt, poll, replaces := i.plan(ctx, c, leaf, ari)
 	now := time.Now()
 	if renewAt.After(now) {
 		return min(renewAt.Sub(now), poll)
 	}
-	id, _ := ariCertID(leaf)
-	if ari == "" {
-		id = ""
-	}
 	octx, cancel := context.WithTimeout(ctx, i.timing.orderMax)
 	defer cancel()
 	c.mu.Lock() // not beside a handshake's order
-	t, err := i.obtain(octx, c.host, id)
+	t, err := i.obtain(octx, c.host, replaces)
 	if err == nil {
 		c.cert.Store(t)
 	}
@@ -81,7 +77,9 @@ func (i *acmeIssuer) step(ctx context.Context, c *acmeCert) time.Duration {
 
 // plan is when to renew leaf and when to ask the CA again at the latest,
 // from the renewal info at ari ("": none, or the directory was not read).
-func (i *acmeIssuer) plan(ctx context.Context, c *acmeCert, leaf *x509.Certificate, ari string) (renewAt time.Time, poll time.Duration) {
+// replaces is leaf's ARI certificate ID when the CA gave renewal info for
+// it (so knows it), for the new order's replaces; "" otherwise.
+func (i *acmeIssuer) plan(ctx context.Context, c *acmeCert, leaf *x509.Certificate, ari string) (renewAt time.Time, poll time.Duration, replaces string) {
 	poll = i.timing.pollMax
 	renewAt = defaultRenewal(leaf)
 	if ari == "" {
@@ -98,7 +96,7 @@ func (i *acmeIssuer) plan(ctx context.Context, c *acmeCert, leaf *x509.Certifica
 			i.log.Debug("ACME renewal info not read; renewing with a third of the lifetime left", "host", c.host, "error", err)
 			poll = min(poll, time.Hour)
 		} else {
-			poll = min(poll, info.RetryAfter)
+			poll, replaces = min(poll, info.RetryAfter), id
 			c.st.Lock()
 			// The moment is chosen once per window, so that polls do not
 			// draw again and again (and renew early).
@@ -116,7 +114,7 @@ func (i *acmeIssuer) plan(ctx context.Context, c *acmeCert, leaf *x509.Certifica
 	c.st.Lock()
 	c.next = renewAt
 	c.st.Unlock()
-	return renewAt, poll
+	return renewAt, poll, replaces
 }
 
 // retryWait is how long to wait after c's last failure: doubling from

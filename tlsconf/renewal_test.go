@@ -2,13 +2,16 @@ package tlsconf_test
 
 import (
 	"context"
+	"crypto/ecdsa"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -58,16 +61,15 @@ func planned(t *testing.T, ctx context.Context, m *tlsconf.Manager, host string)
 // asks for a renewal (ARI window moved into the past) and then refuses it
 // (every validation fails: its DNS is down), the failure is counted in
 // wssproxy_acme_renewal_errors_total, shown as the last error with the
-// next try, logged at warn with the CA's problem document while more than
-// a third of the lifetime is left, and at error after that; the
-// certificate keeps being served and its expiry is in
-// wssproxy_certificate_expiry_timestamp_seconds with the host label.
+// next try, and logged at warn with the CA's problem document (most of
+// the lifetime is left); the certificate keeps being served and its
+// expiry is in wssproxy_certificate_expiry_timestamp_seconds with the
+// host label.
 func TestACMERenewalFailureIsSeen(t *testing.T) {
 	t.Parallel()
-	const validity = 30 * time.Second
-	e := newACMEEnvWith(t, envOptions{pebble: tu.PebbleOptions{Validity: validity}, poll: 200 * time.Millisecond, retry: time.Second})
+	e := newACMEEnvWith(t, envOptions{pebble: tu.PebbleOptions{Validity: 90 * 24 * time.Hour}, poll: 200 * time.Millisecond, retry: time.Second})
 	roots := e.pebble.Roots(t)
-	ctx := tu.Context(t, 2*validity)
+	ctx := tu.Context(t, time.Minute)
 	e.logs.Wait(t, ctx, `msg="ACME certificate obtained" host=`+acmeHost)
 	first, err := e.handshake(acmeHost, roots)
 	if err != nil {
@@ -96,11 +98,45 @@ func TestACMERenewalFailureIsSeen(t *testing.T) {
 	for _, name := range []string{"wssproxy_acme_next_renewal_timestamp_seconds", "wssproxy_acme_last_renewal_error_timestamp_seconds"} {
 		metricValue(t, reg, name, acmeHost)
 	}
-
-	// Past two thirds of its lifetime the same failure is an error.
-	e.logs.Wait(t, ctx, `level=ERROR msg="ACME renewal failed with less than a third of the certificate's lifetime left" host=`+acmeHost)
 	if leaf, err := e.handshake(acmeHost, roots); err != nil || !leaf.Equal(first) {
 		t.Errorf("after refused renewals: %v, same certificate %v", err, err == nil && leaf.Equal(first))
+	}
+}
+
+// TestACMERenewalFailureNearExpiry guards the error level: a certificate
+// in the cache with less than a third of its lifetime left (one the CA
+// does not know, so renewed on the lifetime rule and without replaces)
+// is served, and when the CA refuses to renew it the failure is logged at
+// error with the CA's problem document.
+func TestACMERenewalFailureNearExpiry(t *testing.T) {
+	t.Parallel()
+	now := time.Now()
+	ca := tu.Issue(t, []string{"Old CA"}, true, nil, now.Add(-24*time.Hour), now.Add(24*time.Hour))
+	old := tu.Issue(t, []string{acmeHost}, false, ca, now.Add(-2*time.Hour), now.Add(30*time.Minute)) // 30 min of 2.5 h left
+	key, err := x509.MarshalECPrivateKey(old.PrivateKey.(*ecdsa.PrivateKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cacheDir := t.TempDir()
+	entry := append(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: key}), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: old.Certificate[0]})...)
+	if err := os.WriteFile(filepath.Join(cacheDir, acmeHost), entry, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e := prepareACMEEnv(t, envOptions{pebble: tu.PebbleOptions{Validity: 90 * 24 * time.Hour}, cacheDir: cacheDir, poll: 200 * time.Millisecond, retry: time.Second})
+	e.pebble.StopDNS()
+	e.start(t)
+	ctx := tu.Context(t, time.Minute)
+	line := e.logs.Wait(t, ctx, `level=ERROR msg="ACME renewal failed with less than a third of the certificate's lifetime left" host=`+acmeHost+`.*`)
+	if !strings.Contains(line, "problem_type=urn:ietf:params:acme:error:") {
+		t.Errorf("error line without the CA's problem document: %s", line)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(ca.Leaf)
+	if leaf, err := e.handshake(acmeHost, pool); err != nil || !leaf.Equal(old.Leaf) {
+		t.Errorf("the cached certificate is not served: %v", err)
+	}
+	if strings.Contains(e.pebble.Logs(), "is a replacement of") || strings.Contains(e.logs.String(), "refused the replacement order") {
+		t.Error("replaces sent for a certificate the CA does not know")
 	}
 }
 
