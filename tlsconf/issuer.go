@@ -82,6 +82,7 @@ type acmeCert struct {
 	lastErrAt time.Time
 	next      time.Time // planned renewal
 	retryAt   time.Time // no order from a handshake before this, after a failure
+	renewedAt time.Time // the last successful renewal
 	// rateLimited is the Retry-After of the last failure, when the CA
 	// said it was over a rate limit.
 	rateLimited time.Duration

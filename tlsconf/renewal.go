@@ -57,6 +57,14 @@ func (i *acmeIssuer) step(ctx context.Context, c *acmeCert) time.Duration {
 	if renewAt.After(now) {
 		return min(renewAt.Sub(now), poll)
 	}
+	c.st.Lock()
+	since := now.Sub(c.renewedAt)
+	c.st.Unlock()
+	if since < i.timing.retryMin {
+		// A CA that wants a certificate it just issued replaced at once
+		// again is not obeyed in a loop.
+		return i.timing.retryMin - since
+	}
 	octx, cancel := context.WithTimeout(ctx, i.timing.orderMax)
 	defer cancel()
 	c.mu.Lock() // not beside a handshake's order
@@ -168,6 +176,9 @@ func (i *acmeIssuer) succeeded(c *acmeCert, t *tls.Certificate, renewal bool) {
 	c.st.Lock()
 	c.failures = 0
 	c.retryAt = time.Time{}
+	if renewal {
+		c.renewedAt = time.Now()
+	}
 	c.st.Unlock()
 	msg := "ACME certificate obtained"
 	if renewal {

@@ -104,7 +104,7 @@ var statusTmpl = template.Must(template.New("status").Funcs(template.FuncMap{
 <h2>Certificates</h2>
 <table><tr><th>names</th><th>expires</th><th>days left</th><th>SHA-256</th><th>ACME: next renewal</th><th>failed orders</th><th>last error</th></tr>
 {{range .Certs}}<tr><td>{{range .Names}}{{.}} {{end}}</td>{{if .NotAfter.IsZero}}<td colspan="3">none yet</td>{{else}}<td>{{.NotAfter.Format "2006-01-02 15:04"}}</td><td>{{days .NotAfter}}</td><td><code>{{.Fingerprint}}</code></td>{{end}}
-{{if .ACME}}<td>{{if not .NextRenewal.IsZero}}{{.NextRenewal.Format "2006-01-02 15:04:05"}}{{end}}</td><td>{{.RenewalErrors}}</td><td{{if .LastError}} class="down"{{end}}>{{if .LastError}}{{.LastErrorAt.Format "2006-01-02 15:04:05"}}: {{.LastError}}{{end}}</td>{{else}}<td colspan="3">file</td>{{end}}</tr>
+{{if .ACME}}<td>{{if not .NextRenewal.IsZero}}{{.NextRenewal.Format "2006-01-02 15:04:05"}}{{end}}</td><td>{{.RenewalErrors}}</td><td{{if .LastError}} class="down"{{end}}>{{if .LastError}}{{.LastErrorAt.Format "2006-01-02 15:04:05"}}: {{.LastError}}{{end}}</td>{{else}}<td colspan="3"></td>{{end}}</tr>
 {{else}}<tr><td colspan="7">no certificates</td></tr>{{end}}</table>
 </html>
 `))
