@@ -418,3 +418,42 @@ func TestWatchStopsDuringOrder(t *testing.T) {
 		t.Errorf("an abandoned order counted as failed: %+v", info)
 	}
 }
+
+// TestHTTP01Refusals guards the port-80 handler: a challenge path answers
+// only a pending token for an ACME host (none is pending here, so 404 for
+// an ACME host and a stranger alike), and every other path goes to the
+// fallback.
+func TestHTTP01Refusals(t *testing.T) {
+	t.Parallel()
+	m, err := tlsconf.NewManager(tlsconf.Config{ACME: tlsconf.ACME{Hosts: []string{acmeHost, "127.0.0.1"}, AcceptTOS: true,
+		DirectoryURL: "https://" + tu.ClosedPort(t) + "/dir", CacheDir: t.TempDir()}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := tu.Serve(t, m.HTTPHandler(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusTeapot)
+	})))
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	for _, tc := range []struct {
+		name, host, path string
+		want             int
+	}{
+		{"unknown token, ACME host", acmeHost, "/.well-known/acme-challenge/abc", http.StatusNotFound},
+		{"unknown token, IP host", "127.0.0.1", "/.well-known/acme-challenge/abc", http.StatusNotFound},
+		{"stranger", "evil.example", "/.well-known/acme-challenge/abc", http.StatusNotFound},
+		{"other path", acmeHost, "/wss", http.StatusTeapot},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req, _ := http.NewRequest(http.MethodGet, "http://"+addr+tc.path, nil)
+			req.Host = tc.host
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tc.want {
+				t.Errorf("status %d, want %d", resp.StatusCode, tc.want)
+			}
+		})
+	}
+}
