@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"strings"
 	"testing"
 	"time"
 
@@ -124,21 +123,5 @@ func waitReached(t *testing.T, ctx context.Context, reached <-chan struct{}) {
 // when there is none.
 func gauge(t *testing.T, reg *prometheus.Registry, name, label, value string) float64 {
 	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, lp := range m.GetLabel() {
-				if lp.GetName() == label && strings.EqualFold(lp.GetValue(), value) {
-					return m.GetGauge().GetValue()
-				}
-			}
-		}
-	}
-	return -1
+	return testutil.Metric(t, reg, name, label, value)
 }

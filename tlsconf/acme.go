@@ -2,18 +2,15 @@ package tlsconf
 
 import (
 	"bytes"
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
 	"strings"
 	"sync"
-	"time"
 
 	"golang.org/x/crypto/acme"
 	"golang.org/x/crypto/acme/autocert"
@@ -21,61 +18,84 @@ import (
 	"github.com/wssproxy/wssproxy/internal/fielderr"
 )
 
-// setupACME prepares autocert for m's ACME section, trusting roots (the
-// compiled acme.ca_roots; nil: the system's) for the CA.
+// setupACME prepares the ACME issuer for m's ACME section, trusting
+// roots (the compiled acme.ca_roots; nil: the system's) for the CA. It
+// makes no network call.
 func (m *Manager) setupACME(roots *x509.CertPool) error {
 	a := &m.cfg.ACME
 	if err := os.MkdirAll(a.cacheDir(), 0o700); err != nil {
 		return fielderr.Wrap("acme.cache_dir", err)
 	}
-	base := http.DefaultTransport.(*http.Transport).Clone()
-	if roots != nil {
-		base.TLSClientConfig = &tls.Config{RootCAs: roots}
-	}
 	m.acmeHosts = make(map[string]bool)
-	for _, h := range a.Hosts {
-		m.acmeHosts[strings.ToLower(strings.TrimSuffix(h, "."))] = true
-	}
-	m.acme = &autocert.Manager{
-		Prompt:     autocert.AcceptTOS, // validated: accept_tos = true
-		Cache:      autocert.DirCache(a.cacheDir()),
-		HostPolicy: m.hostPolicy,
-		Email:      a.Email,
-		Client: &acme.Client{
+	i := &acmeIssuer{
+		log: m.log, cache: autocert.DirCache(a.cacheDir()), email: a.Email,
+		profile: a.Profile, chain: a.PreferredChain, timing: defaultTiming,
+		certs: map[string]*acmeCert{}, alpn: map[string]*tls.Certificate{}, tokens: map[string]string{},
+		client: &acme.Client{
 			DirectoryURL: a.directory(),
-			HTTPClient:   &http.Client{Transport: &orderCounter{base: base, dir: a.directory(), m: m}, Timeout: time.Minute},
-			UserAgent:    "wssproxy",
+			HTTPClient: caClient(roots, func(base http.RoundTripper) http.RoundTripper {
+				return &orderCounter{base: base, dir: a.directory(), m: m}
+			}),
+			UserAgent: "wssproxy",
 		},
 	}
-	m.log.Info("ACME", "hosts", strings.Join(a.Hosts, ","), "directory", a.directory(), "cache_dir", a.cacheDir())
+	for _, h := range a.Hosts {
+		h = hostKey(h)
+		if i.certs[h] != nil {
+			continue
+		}
+		m.acmeHosts[h] = true
+		if net.ParseIP(h) != nil {
+			m.acmeIPs = append(m.acmeIPs, h)
+		}
+		i.hosts = append(i.hosts, h)
+		i.certs[h] = &acmeCert{host: h}
+	}
+	m.acme = i
+	m.log.Info("ACME", "hosts", strings.Join(i.hosts, ","), "directory", a.directory(), "cache_dir", a.cacheDir(),
+		"profile", a.Profile, "preferred_chain", a.PreferredChain)
 	return nil
 }
 
-// hostPolicy admits only the configured ACME hosts. autocert's HTTPHandler
-// passes the Host header with its port, so the port is dropped before
-// comparing (x/crypto's HostWhitelist would refuse "host:8080").
-func (m *Manager) hostPolicy(_ context.Context, host string) error {
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		host = h
+// hostKey is the form of an acme.hosts entry used as a map key, a cache
+// file name and the SNI to match: a lower-case name without a final dot,
+// or an IP address in its canonical form (IPv4 dotted, IPv6 compressed).
+func hostKey(h string) string {
+	if ip := net.ParseIP(h); ip != nil {
+		if v4 := ip.To4(); v4 != nil {
+			return v4.String()
+		}
+		return ip.String()
 	}
-	if !m.acmeHosts[strings.ToLower(strings.TrimSuffix(host, "."))] {
-		return fmt.Errorf("tlsconf: %q is not in tls.acme.hosts", host)
-	}
-	return nil
+	return strings.ToLower(strings.TrimSuffix(h, "."))
 }
 
 // HTTPHandler serves ACME HTTP-01 challenges (with ACME configured) and
 // passes every other request to fallback. Put it on the port-80 listener.
+// A challenge is answered only for an ACME host (the Host header's port
+// is ignored: the CA validates on port 80, tests elsewhere).
 func (m *Manager) HTTPHandler(fallback http.Handler) http.Handler {
 	if m.acme == nil {
 		return fallback
 	}
-	challenges := m.acme.HTTPHandler(fallback)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasPrefix(r.URL.Path, "/.well-known/acme-challenge/") {
-			m.log.Info("ACME HTTP-01 challenge", "host", r.Host, "from", r.RemoteAddr)
+		token, ok := strings.CutPrefix(r.URL.Path, "/.well-known/acme-challenge/")
+		if !ok {
+			fallback.ServeHTTP(w, r)
+			return
 		}
-		challenges.ServeHTTP(w, r)
+		host := r.Host
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			host = h
+		}
+		ka, pending := m.acme.keyAuth(token)
+		if !m.acmeHosts[hostKey(strings.Trim(host, "[]"))] || !pending {
+			http.Error(w, "no such challenge", http.StatusNotFound)
+			return
+		}
+		m.log.Info("ACME HTTP-01 challenge", "host", r.Host, "from", r.RemoteAddr)
+		w.Header().Set("Content-Type", "text/plain")
+		io.WriteString(w, ka)
 	})
 }
 

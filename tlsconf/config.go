@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -51,8 +52,20 @@ type KeyPair struct {
 // listener.
 type ACME struct {
 	// Hosts are the only names a certificate is ever requested for, so a
-	// stranger's SNI never spends the CA's rate limit. Required.
+	// stranger's SNI never spends the CA's rate limit. Required. An IP
+	// address gets an IP certificate (Let's Encrypt issues those only
+	// under the shortlived profile), served to clients that connect by
+	// that address or send no SNI.
 	Hosts []string `toml:"hosts,omitempty,omitzero"`
+	// Profile is the CA's issuance profile for every order: at Let's
+	// Encrypt "classic" (90 days), "tlsserver" or "shortlived" (about 6
+	// days; needed for IP addresses). Checked against the CA's directory
+	// by -t and at startup. Empty: the CA's default.
+	Profile string `toml:"profile,omitempty,omitzero"`
+	// PreferredChain is the common name of the root whose chain to serve
+	// when the CA offers alternate chains ("ISRG Root X1"). Empty: the
+	// CA's default chain.
+	PreferredChain string `toml:"preferred_chain,omitempty,omitzero"`
 	// Email is given to the CA for expiry notices. Optional.
 	Email string `toml:"email,omitempty,omitzero"`
 	// CacheDir keeps account key and certificates across restarts, so a
@@ -81,7 +94,7 @@ const (
 
 func (a *ACME) enabled() bool {
 	return len(a.Hosts) > 0 || a.Email != "" || a.CacheDir != "" || a.DirectoryURL != "" ||
-		a.Staging || a.CARoots != "" || a.AcceptTOS
+		a.Staging || a.CARoots != "" || a.AcceptTOS || a.Profile != "" || a.PreferredChain != ""
 }
 
 func (a *ACME) directory() string {
@@ -191,10 +204,14 @@ func (a *ACME) compile() (*x509.CertPool, []error) {
 	}
 	for _, h := range a.Hosts {
 		switch {
+		case net.ParseIP(h) != nil:
+			if ip := net.ParseIP(h); !ip.IsGlobalUnicast() && !ip.IsLoopback() {
+				errs = append(errs, fieldErr("acme.hosts", "%q: no CA issues a certificate for this kind of address", h))
+			}
 		case strings.HasPrefix(h, "*."):
 			errs = append(errs, fieldErr("acme.hosts", "%q: wildcard certificates need DNS-01, which is not supported; list each name, or use a certificate file", h))
 		case !strings.Contains(strings.Trim(h, "."), ".") || strings.ContainsAny(h, ":/ *"):
-			errs = append(errs, fieldErr("acme.hosts", "%q is not a fully qualified host name (no port, at least one dot)", h))
+			errs = append(errs, fieldErr("acme.hosts", "%q is not a fully qualified host name (no port, at least one dot) nor an IP address", h))
 		}
 	}
 	if !a.AcceptTOS {
@@ -206,6 +223,12 @@ func (a *ACME) compile() (*x509.CertPool, []error) {
 	if a.DirectoryURL != "" && !strings.HasPrefix(a.DirectoryURL, "https://") {
 		errs = append(errs, fieldErr("acme.directory_url", "must be an https:// URL, got %q", a.DirectoryURL))
 	}
+	if ip := firstIP(a.Hosts); ip != "" && a.Profile != "shortlived" && (a.directory() == LetsEncryptURL || a.directory() == LetsEncryptStagingURL) {
+		errs = append(errs, fieldErr("acme.hosts", "%q: Let's Encrypt issues certificates for IP addresses only under the shortlived profile; set profile = \"shortlived\"", ip))
+	}
+	if a.Profile != "" && strings.ContainsAny(a.Profile, " /\"\t") {
+		errs = append(errs, fieldErr("acme.profile", "%q is not a profile name; Let's Encrypt's are \"classic\", \"tlsserver\" and \"shortlived\"", a.Profile))
+	}
 	if a.CARoots != "" {
 		var err error
 		if roots, _, err = certpool.ReadFile(a.CARoots); err != nil {
@@ -216,6 +239,15 @@ func (a *ACME) compile() (*x509.CertPool, []error) {
 		errs = append(errs, fielderr.Wrap("acme.cache_dir", err))
 	}
 	return roots, errs
+}
+
+func firstIP(hosts []string) string {
+	for _, h := range hosts {
+		if net.ParseIP(h) != nil {
+			return h
+		}
+	}
+	return ""
 }
 
 // checkWritableDir checks, without creating anything, that dir is (or can

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"strings"
 	"sync"
@@ -13,7 +14,6 @@ import (
 	"time"
 
 	"golang.org/x/crypto/acme"
-	"golang.org/x/crypto/acme/autocert"
 )
 
 // Manager serves the certificates of a Config: files chosen by SNI and
@@ -24,8 +24,9 @@ type Manager struct {
 	cfg   Config
 	files atomic.Pointer[certSet]
 
-	acme      *autocert.Manager // nil without ACME
+	acme      *acmeIssuer // nil without ACME
 	acmeHosts map[string]bool
+	acmeIPs   []string // the IP addresses of acme.hosts, in order
 	orders    atomic.Int64
 
 	tlsConfig *tls.Config // built once: its session ticket keys live in it
@@ -148,25 +149,50 @@ func curves() []tls.CurveID {
 
 // GetCertificate chooses the certificate for a handshake: an ACME
 // challenge's, then a file certificate for the exact name, then one for a
-// wildcard, then ACME for an ACME host; otherwise the first file
-// certificate (also what a client without SNI gets), or a handshake failure
-// when there are no files.
+// wildcard, then ACME for an ACME host. A client without SNI (one that
+// connects by IP address) gets the ACME certificate of the address it
+// connected to, when that is an ACME host; otherwise the first file
+// certificate, else the first ACME IP certificate. Anything else gets the
+// first file certificate, or a handshake failure when there are no files.
 func (m *Manager) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-	if m.acme != nil && len(hello.SupportedProtos) == 1 && hello.SupportedProtos[0] == acme.ALPNProto {
-		return m.acme.GetCertificate(hello)
-	}
 	name := strings.ToLower(strings.TrimSuffix(hello.ServerName, "."))
+	if m.acme != nil && len(hello.SupportedProtos) == 1 && hello.SupportedProtos[0] == acme.ALPNProto {
+		return m.acme.challengeCert(name)
+	}
 	set := m.files.Load()
 	if c := set.match(name); c != nil {
 		return c, nil
 	}
 	if m.acmeHosts[name] {
-		return m.acme.GetCertificate(hello)
+		return m.acme.handshakeCert(name)
+	}
+	if name == "" && len(m.acmeIPs) > 0 {
+		if ip := localIP(hello); ip != "" && m.acmeHosts[ip] {
+			return m.acme.handshakeCert(ip)
+		}
+		if len(set.list) == 0 {
+			return m.acme.handshakeCert(m.acmeIPs[0])
+		}
 	}
 	if len(set.list) > 0 {
 		return set.list[0], nil
 	}
 	return nil, fmt.Errorf("tlsconf: no certificate for server name %q", name)
+}
+
+// localIP is the address the client connected to, as acme.hosts writes
+// it (net.IP's String form), or "".
+func localIP(hello *tls.ClientHelloInfo) string {
+	if hello.Conn == nil {
+		return ""
+	}
+	if a, ok := hello.Conn.LocalAddr().(*net.TCPAddr); ok {
+		if v4 := a.IP.To4(); v4 != nil {
+			return v4.String()
+		}
+		return a.IP.String()
+	}
+	return ""
 }
 
 func (s *certSet) match(name string) *tls.Certificate {
@@ -268,14 +294,21 @@ func (m *Manager) install(list []*tls.Certificate) {
 	}
 }
 
-// Watch reloads the certificate files whenever they change on disk, until
-// ctx ends. It follows symlinks, so it sees what certbot does (write new
+// Watch keeps the ACME certificates (ordered at once when the cache has
+// none, renewed as the CA's renewal info says) and reloads the
+// certificate files whenever they change on disk, until ctx ends. It follows symlinks, so it sees what certbot does (write new
 // files, swap a symlink), what a Kubernetes secret mount does (swap a
 // directory symlink), and files rewritten in place or renamed over. A
 // change that does not load (half-written, mismatched) is logged once and
 // retried at the next change.
 func (m *Manager) Watch(ctx context.Context, every time.Duration) {
+	if m.acme != nil {
+		var wg sync.WaitGroup
+		wg.Go(func() { m.acme.run(ctx) })
+		defer wg.Wait()
+	}
 	if pairs, _ := m.cfg.pairs(); len(pairs) == 0 {
+		<-ctx.Done()
 		return
 	}
 	t := time.NewTicker(every)
@@ -317,13 +350,32 @@ func stamp(cfg *Config) string {
 
 // Info describes a certificate being served, for logs and status pages.
 type Info struct {
-	Names       []string
-	NotAfter    time.Time
+	Names       []string  // an ACME certificate's: its host
+	NotAfter    time.Time // zero: no ACME certificate yet
 	Fingerprint string
+
+	// ACME marks a certificate of tls.acme.hosts; the fields below are
+	// its renewal's.
+	ACME          bool
+	NextRenewal   time.Time // the next planned renewal (or retry)
+	RenewalErrors int64     // failed orders since start
+	LastError     string    // the last failed order's error, "" for none
+	LastErrorAt   time.Time
 }
 
-// Certificates lists the file certificates now served.
+// Certificates lists the file certificates now served, then one entry
+// per ACME host.
 func (m *Manager) Certificates() []Info {
+	out := m.fileCertificates()
+	if m.acme != nil {
+		for _, h := range m.acme.hosts {
+			out = append(out, m.acme.certs[h].status())
+		}
+	}
+	return out
+}
+
+func (m *Manager) fileCertificates() []Info {
 	var out []Info
 	for _, c := range m.files.Load().list {
 		leaf, err := leafOf(c)

@@ -1,7 +1,16 @@
 // Package tlsconf owns wssproxy's certificates and TLS policy: certificate
-// files chosen by SNI and reloaded when they change, ACME through
-// golang.org/x/crypto/acme/autocert, the self-signed default, and the
-// server's tls.Config. Package proxy never touches a key.
+// files chosen by SNI and reloaded when they change, ACME certificates
+// (names and IP addresses) ordered on golang.org/x/crypto/acme with the
+// configured profile and renewed when the CA's renewal information (ARI,
+// RFC 9773) says, the self-signed default, and the server's tls.Config.
+// Package proxy never touches a key.
+//
+// The ACME files: issuer.go (account, autocert-compatible cache, the
+// certificate of each host), order.go (one order: challenges, CSR, chain
+// choice), jws.go (the new-order request x/crypto/acme cannot send:
+// profile and replaces), ari.go (renewal information), renewal.go (the
+// renewal loop, its logs and status), profile.go (the profile check
+// against the CA's directory).
 //
 // The policy needs no configuration:
 //   - TLS 1.2 minimum (browsers and WeChat mini programs require at least

@@ -84,7 +84,7 @@ func (r *runner) newRegistry() (*prometheus.Registry, error) {
 		collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(
 			collectors.GoRuntimeMetricsRule{Matcher: regexp.MustCompile(`^/gc/heap/live:bytes$`)})),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		r.metrics.reloads, admin.CertExpiry(r.certificates),
+		r.metrics.reloads, admin.CertExpiry(r.certificates), admin.ACMERenewals(r.certificates),
 	} {
 		if err := reg.Register(c); err != nil {
 			return nil, err

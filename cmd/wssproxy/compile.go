@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -46,6 +47,22 @@ func compile(l *config.Loaded) (*compiled, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// checkCA asks the ACME CA whether it offers tls.acme.profile (-t and
+// startup): one it does not offer is an error with file and line; a CA
+// that cannot be reached is only warned of, as cached certificates
+// still serve.
+func (c *compiled) checkCA(ctx context.Context, warn func(error)) error {
+	err := c.tls.CheckCA(ctx)
+	if errors.Is(err, tlsconf.ErrCAUnreachable) {
+		warn(err)
+		return nil
+	}
+	if err != nil {
+		return c.Errors(fielderr.Under("tls.", err))
+	}
+	return nil
 }
 
 // compileProcess checks the keys that are the process's rather than the

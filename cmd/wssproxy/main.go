@@ -240,6 +240,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err := bindCheck(ctx, c, stderr); err != nil {
 			return err
 		}
+		if err := c.checkCA(ctx, func(err error) { fmt.Fprintf(stderr, "wssproxy: warning: %v\n", err) }); err != nil {
+			return err
+		}
 		fmt.Fprintf(stdout, "wssproxy: %s test is successful\n", o.cfg.Sources(actionFlags...))
 		return nil
 	case o.printConfig:

@@ -107,6 +107,9 @@ func (r *runner) serve(ctx context.Context, fc *compiled) error {
 	if err != nil {
 		return fc.Errors(fielderr.Under("tls.", err))
 	}
+	if err := fc.checkCA(ctx, func(err error) { r.log.Warn("ACME profile not checked", "error", err) }); err != nil {
+		return err
+	}
 	r.certs.Store(certs)
 	r.tlsConfig = &tls.Config{GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
 		return r.certs.Load().TLSConfig(), nil

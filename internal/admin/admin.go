@@ -102,9 +102,10 @@ var statusTmpl = template.Must(template.New("status").Funcs(template.FuncMap{
 {{range .Routes}}<tr><td>{{.Name}}</td><td>{{or .Host "any"}}</td><td>{{.Open}}</td><td>{{range .Backends}}<span class="{{if .Up}}up{{else}}down{{end}}">{{.Name}} {{if .Up}}up{{else}}down{{end}} ({{.Conns}} open)</span><br>{{end}}</td></tr>
 {{end}}</table>
 <h2>Certificates</h2>
-<table><tr><th>names</th><th>expires</th><th>days left</th><th>SHA-256</th></tr>
-{{range .Certs}}<tr><td>{{range .Names}}{{.}} {{end}}</td><td>{{.NotAfter.Format "2006-01-02"}}</td><td>{{days .NotAfter}}</td><td><code>{{.Fingerprint}}</code></td></tr>
-{{else}}<tr><td colspan="4">ACME certificates only (see the cache directory)</td></tr>{{end}}</table>
+<table><tr><th>names</th><th>expires</th><th>days left</th><th>SHA-256</th><th>ACME: next renewal</th><th>failed orders</th><th>last error</th></tr>
+{{range .Certs}}<tr><td>{{range .Names}}{{.}} {{end}}</td>{{if .NotAfter.IsZero}}<td colspan="3">none yet</td>{{else}}<td>{{.NotAfter.Format "2006-01-02 15:04"}}</td><td>{{days .NotAfter}}</td><td><code>{{.Fingerprint}}</code></td>{{end}}
+{{if .ACME}}<td>{{if not .NextRenewal.IsZero}}{{.NextRenewal.Format "2006-01-02 15:04:05"}}{{end}}</td><td>{{.RenewalErrors}}</td><td{{if .LastError}} class="down"{{end}}>{{if .LastError}}{{.LastErrorAt.Format "2006-01-02 15:04:05"}}: {{.LastError}}{{end}}</td>{{else}}<td colspan="3"></td>{{end}}</tr>
+{{else}}<tr><td colspan="7">no certificates</td></tr>{{end}}</table>
 </html>
 `))
 
@@ -125,7 +126,7 @@ func (o Options) statusPage(w http.ResponseWriter, _ *http.Request) {
 // when each certificate that certs lists expires, per name it covers.
 func CertExpiry(certs func() []tlsconf.Info) prometheus.Collector {
 	return certCollector{certs, prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "wssproxy_certificate_expiry_timestamp_seconds",
-		Help: "When each certificate file's certificate expires, per name it covers (Unix seconds)."}, []string{"host"})}
+		Help: "When each certificate (file or ACME) expires, per name it covers (Unix seconds)."}, []string{"host"})}
 }
 
 type certCollector struct {
@@ -138,6 +139,9 @@ func (c certCollector) Describe(ch chan<- *prometheus.Desc) { c.expiry.Describe(
 func (c certCollector) Collect(ch chan<- prometheus.Metric) {
 	c.expiry.Reset()
 	for _, info := range c.certs() {
+		if info.NotAfter.IsZero() {
+			continue // an ACME host with no certificate yet
+		}
 		for _, name := range info.Names {
 			c.expiry.WithLabelValues(name).Set(float64(info.NotAfter.Unix()))
 		}

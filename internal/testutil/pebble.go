@@ -1,10 +1,12 @@
 package testutil
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -27,10 +29,28 @@ type Pebble struct {
 	// APIRoots is a PEM file that verifies the ACME API's own certificate.
 	APIRoots string
 
-	mgmt string
-	cmd  *exec.Cmd
-	done chan struct{}
-	logs *Logs
+	mgmt    string
+	cmd     *exec.Cmd
+	done    chan struct{}
+	logs    *Logs
+	stopDNS func()
+}
+
+// PebbleOptions are what StartPebbleWith sets up.
+type PebbleOptions struct {
+	// HTTPPort and TLSPort are where HTTP-01 and TLS-ALPN-01 are
+	// validated, on 127.0.0.1.
+	HTTPPort, TLSPort int
+	// Profiles are the issuance profiles offered, with the lifetime of
+	// their certificates. Nil: one, "default", of Validity. (Pebble picks
+	// one at random for an order that names none.)
+	Profiles map[string]time.Duration
+	Validity time.Duration
+	// AlternateRoots is how many alternate chains, each to a root of its
+	// own, Pebble offers beside the default one.
+	AlternateRoots int
+	// Blocked are names Pebble refuses to order for (rejectedIdentifier).
+	Blocked []string
 }
 
 // StartPebble starts a CA that validates HTTP-01 on 127.0.0.1:httpPort and
@@ -44,10 +64,18 @@ type Pebble struct {
 // is tried again on new ports, twice at most.
 func StartPebble(t testing.TB, httpPort, tlsPort int, validity time.Duration) *Pebble {
 	t.Helper()
+	return StartPebbleWith(t, PebbleOptions{HTTPPort: httpPort, TLSPort: tlsPort, Validity: validity})
+}
+
+// StartPebbleWith is StartPebble with more choices. Valid authorizations
+// are never reused (PEBBLE_AUTHZREUSE=0): every order needs a challenge,
+// as at Let's Encrypt from 2028.
+func StartPebbleWith(t testing.TB, o PebbleOptions) *Pebble {
+	t.Helper()
 	ctx := Context(t, time.Minute)
 	dir := moduleDir(t, "github.com/letsencrypt/pebble/v2")
 	for attempt := 1; ; attempt++ {
-		p, err := startPebble(t, ctx, dir, httpPort, tlsPort, validity)
+		p, err := startPebble(t, ctx, dir, o)
 		if err == nil {
 			return p
 		}
@@ -61,7 +89,7 @@ func StartPebble(t testing.TB, httpPort, tlsPort int, validity time.Duration) *P
 // errExited is a program that exited before it was ready.
 var errExited = errors.New("exited before it was ready")
 
-func startPebble(t testing.TB, ctx context.Context, dir string, httpPort, tlsPort int, validity time.Duration) (*Pebble, error) {
+func startPebble(t testing.TB, ctx context.Context, dir string, o PebbleOptions) (*Pebble, error) {
 	t.Helper()
 	dns := freeDNSAddr(t)
 	dnsLogs := &Logs{}
@@ -74,7 +102,14 @@ func startPebble(t testing.TB, ctx context.Context, dir string, httpPort, tlsPor
 		return nil, err
 	}
 
-	p := &Pebble{APIRoots: filepath.Join(dir, "test/certs/pebble.minica.pem"), mgmt: freeTCPAddr(t), logs: &Logs{}}
+	p := &Pebble{APIRoots: filepath.Join(dir, "test/certs/pebble.minica.pem"), mgmt: freeTCPAddr(t), logs: &Logs{}, stopDNS: stopDNS}
+	profiles := map[string]any{}
+	if o.Profiles == nil {
+		o.Profiles = map[string]time.Duration{"default": o.Validity}
+	}
+	for name, life := range o.Profiles {
+		profiles[name] = map[string]any{"description": "test " + name, "validityPeriod": int(life.Seconds())}
+	}
 	api := freeTCPAddr(t)
 	p.DirectoryURL = "https://" + api + "/dir"
 	cfg, _ := json.Marshal(map[string]any{"pebble": map[string]any{
@@ -82,22 +117,22 @@ func startPebble(t testing.TB, ctx context.Context, dir string, httpPort, tlsPor
 		"managementListenAddress":        p.mgmt,
 		"certificate":                    filepath.Join(dir, "test/certs/localhost/cert.pem"),
 		"privateKey":                     filepath.Join(dir, "test/certs/localhost/key.pem"),
-		"httpPort":                       httpPort,
-		"tlsPort":                        tlsPort,
+		"httpPort":                       o.HTTPPort,
+		"tlsPort":                        o.TLSPort,
 		"ocspResponderURL":               "",
 		"externalAccountBindingRequired": false,
 		"retryAfter":                     map[string]int{"authz": 1, "order": 1},
 		"keyAlgorithm":                   "ecdsa",
-		"profiles": map[string]any{"default": map[string]any{
-			"description": "test", "validityPeriod": int(validity.Seconds()),
-		}},
+		"profiles":                       profiles,
+		"domainBlocklist":                o.Blocked,
 	}})
 	cfgFile := filepath.Join(t.TempDir(), "pebble.json")
 	if err := os.WriteFile(cfgFile, cfg, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	p.cmd, p.done = start(t, p.logs, toolPath(t, "pebble"),
-		[]string{"PEBBLE_VA_NOSLEEP=1", "PEBBLE_WFE_NONCEREJECT=0"},
+		[]string{"PEBBLE_VA_NOSLEEP=1", "PEBBLE_WFE_NONCEREJECT=0", "PEBBLE_AUTHZREUSE=0",
+			fmt.Sprintf("PEBBLE_ALTERNATE_ROOTS=%d", o.AlternateRoots)},
 		"-config", cfgFile, "-strict", "-dnsserver", dns)
 	client := p.apiClient(t)
 	defer client.CloseIdleConnections()
@@ -123,6 +158,33 @@ func (p *Pebble) Stop() {
 	<-p.done
 }
 
+// StopDNS stops Pebble's DNS server: every validation fails from then
+// on, with a problem document from the CA (a CA that refuses to issue).
+func (p *Pebble) StopDNS() { p.stopDNS() }
+
+// SetRenewalInfo makes Pebble's renewal info for leaf (ARI, RFC 9773)
+// suggest the window [start, end), through its management interface.
+func (p *Pebble) SetRenewalInfo(t testing.TB, leaf *x509.Certificate, start, end time.Time) {
+	t.Helper()
+	ari, _ := json.Marshal(map[string]any{"suggestedWindow": map[string]string{
+		"start": start.UTC().Format(time.RFC3339), "end": end.UTC().Format(time.RFC3339)}})
+	body, _ := json.Marshal(map[string]string{
+		"Certificate": string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leaf.Raw})),
+		"ARIResponse": string(ari),
+	})
+	client := p.apiClient(t)
+	defer client.CloseIdleConnections()
+	resp, err := client.Post("https://"+p.mgmt+"/set-renewal-info/", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(resp.Body)
+		t.Fatalf("set-renewal-info: %s %s", resp.Status, msg)
+	}
+}
+
 // Logs is what Pebble and its DNS server printed.
 func (p *Pebble) Logs() string { return p.logs.String() }
 
@@ -130,19 +192,32 @@ func (p *Pebble) Logs() string { return p.logs.String() }
 // start), read from its management interface.
 func (p *Pebble) Roots(t testing.TB) *x509.CertPool {
 	t.Helper()
+	pool := x509.NewCertPool()
+	pool.AddCert(p.Root(t, 0))
+	return pool
+}
+
+// Root returns Pebble's root n: 0 is the default chain's, 1 and on the
+// alternate chains'.
+func (p *Pebble) Root(t testing.TB, n int) *x509.Certificate {
+	t.Helper()
 	client := p.apiClient(t)
 	defer client.CloseIdleConnections()
-	resp, err := client.Get("https://" + p.mgmt + "/roots/0")
+	resp, err := client.Get(fmt.Sprintf("https://%s/roots/%d", p.mgmt, n))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
 	root, _ := io.ReadAll(resp.Body)
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(root) {
-		t.Fatalf("pebble root: %s", root)
+	b, _ := pem.Decode(root)
+	if b == nil {
+		t.Fatalf("pebble root %d: %s", n, root)
 	}
-	return pool
+	cert, err := x509.ParseCertificate(b.Bytes)
+	if err != nil {
+		t.Fatalf("pebble root %d: %v", n, err)
+	}
+	return cert
 }
 
 // apiClient is a client that trusts the certificate of Pebble's API and

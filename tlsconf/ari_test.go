@@ -1,0 +1,81 @@
+package tlsconf
+
+import (
+	"crypto/x509"
+	"encoding/hex"
+	"math/big"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+)
+
+// TestARICertID guards the certificate identifier against RFC 9773
+// §4.1's example: a serial whose first bit is set keeps its leading zero.
+func TestARICertID(t *testing.T) {
+	aki, _ := hex.DecodeString("69885B6B87464041E1B37B847BA0AE2CDE01C8D4")
+	leaf := &x509.Certificate{AuthorityKeyId: aki, SerialNumber: big.NewInt(0x87654321)}
+	id, err := ariCertID(leaf)
+	if want := "aYhba4dGQEHhs3uEe6CuLN4ByNQ.AIdlQyE"; err != nil || id != want {
+		t.Errorf("ariCertID = %q, %v; want %q", id, err, want)
+	}
+	if _, err := ariCertID(&x509.Certificate{SerialNumber: big.NewInt(1)}); err == nil {
+		t.Error("a certificate without authority key identifier got an ID")
+	}
+}
+
+// TestPickInWindow guards the renewal moment: inside what is left of the
+// window, now when the window has passed.
+func TestPickInWindow(t *testing.T) {
+	now := time.Date(2027, 2, 1, 12, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name       string
+		start, end time.Time
+		lo, hi     time.Time
+	}{
+		{"future", now.Add(time.Hour), now.Add(2 * time.Hour), now.Add(time.Hour), now.Add(2 * time.Hour)},
+		{"open now", now.Add(-time.Hour), now.Add(time.Hour), now, now.Add(time.Hour)},
+		{"past", now.Add(-2 * time.Hour), now.Add(-time.Hour), now, now},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for range 100 {
+				if got := pickInWindow(tc.start, tc.end, now); got.Before(tc.lo) || got.After(tc.hi) {
+					t.Fatalf("picked %v, outside [%v, %v]", got, tc.lo, tc.hi)
+				}
+			}
+		})
+	}
+}
+
+// TestRetryAfter guards Retry-After parsing and its clamp.
+func TestRetryAfter(t *testing.T) {
+	now := time.Date(2027, 2, 1, 12, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		in   string
+		want time.Duration
+	}{
+		{"21600", 6 * time.Hour},
+		{"", ariPollDefault},
+		{"5", ariPollMin},
+		{"9999999", ariPollMax},
+		{now.Add(2 * time.Hour).Format(http.TimeFormat), 2 * time.Hour},
+		{"soon", ariPollDefault},
+	} {
+		if got := retryAfter(tc.in, now); got != tc.want {
+			t.Errorf("retryAfter(%q) = %v, want %v", tc.in, got, tc.want)
+		}
+	}
+}
+
+// TestReverseName guards the SNI a TLS-ALPN-01 validator sends for an
+// IP identifier (RFC 8738 §6).
+func TestReverseName(t *testing.T) {
+	for in, want := range map[string]string{
+		"127.0.0.1":   "1.0.0.127.in-addr.arpa",
+		"2001:db8::1": "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa",
+	} {
+		if got, err := reverseName(net.ParseIP(in)); err != nil || got != want {
+			t.Errorf("reverseName(%s) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+}
