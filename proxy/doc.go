@@ -89,7 +89,9 @@
 //     tunnels, and starts it; the handler returns, so net/http's goroutine
 //     for the connection ends. Over HTTP/2 the stream lives while its
 //     handler runs, so the handler (a goroutine per stream, not the
-//     connection's) waits until the tunnel has closed the stream.
+//     connection's) runs the client's pump itself (Tunnel.StartBackend,
+//     then PumpClient: one goroutine fewer per idle tunnel) and then waits
+//     until the tunnel has closed the stream.
 //     Each side has a pump (sockio.Conn.Pump), which reads it and feeds a
 //     frame scanner (internal/wsframe, the module's one frame codec) that
 //     reads frame headers only: payloads are never unmasked or buffered,
@@ -233,11 +235,12 @@
 //     server resets the streams of a client that goes over it anyway, and
 //     malformed requests, before any handler: its CountError hook is where
 //     the proxy counts and logs them (without the client's address).
-//   - Cost: per message 2 to 3 times an HTTP/1.1 tunnel's CPU, because
-//     Go's server passes every DATA frame between goroutines; per
+//   - Cost: per message 1.2 (busy) to 3 times an HTTP/1.1 tunnel's CPU,
+//     because Go's server passes every DATA frame between goroutines; per
 //     handshake about half a new HTTP/1.1 connection's, as a stream needs
-//     no TCP or TLS handshake (BenchmarkH2; figures in
-//     examples/bench/PERFORMANCE.md). A tunnel's per-message work in this
+//     no TCP or TLS handshake (BenchmarkH2, compare.sh's wssproxy-h2;
+//     docs/performance.md#websockets-over-http2). Hence http2_websockets
+//     is off by default. A tunnel's per-message work in this
 //     package is the same either way.
 //
 // Go 1.27 advertises extended CONNECT for the whole process or not at all:

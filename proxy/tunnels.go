@@ -48,7 +48,10 @@ type drainPlan struct {
 
 // runTunnel starts the tunnel between client (a hijacked connection or an
 // HTTP/2 stream) and backend for the handshake r, which won adm.
-// fromClient and fromBackend are bytes read ahead of the upgrade.
+// fromClient and fromBackend are bytes read ahead of the upgrade. For an
+// HTTP/2 stream (r.ProtoMajor 2), whose handler must wait while the stream
+// lives, the client's pump runs on the calling goroutine, and runTunnel
+// returns when the client's side has ended.
 func (s *Server) runTunnel(r *http.Request, ip string, rt *route, up *upstream, client, backend net.Conn,
 	start time.Time, adm admission, fromClient, fromBackend []byte) {
 	ot := &openTunnel{rt: rt, up: up, adm: adm, clientIP: ip, host: r.Host, path: r.URL.Path,
@@ -73,12 +76,20 @@ func (s *Server) runTunnel(r *http.Request, ip string, rt *route, up *upstream, 
 	s.live[ot.id] = ot
 	plan, killed := s.plan, s.killed
 	s.tmu.Unlock()
-	ot.t.Start(fromClient, fromBackend, func(e tunnel.End) { s.tunnelEnded(ot, e) })
+	inline := r.ProtoMajor == 2
+	if inline {
+		ot.t.StartBackend(fromBackend, func(e tunnel.End) { s.tunnelEnded(ot, e) })
+	} else {
+		ot.t.Start(fromClient, fromBackend, func(e tunnel.End) { s.tunnelEnded(ot, e) })
+	}
 	switch {
 	case killed:
 		ot.t.Close()
 	case plan != nil:
 		s.drainTunnel(ot, plan)
+	}
+	if inline {
+		ot.t.PumpClient(fromClient)
 	}
 }
 

@@ -122,10 +122,11 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, st *stat
 		stream := newH2Stream(w, r)
 		fromBackend := buffered(br)
 		b.release() // not held while the stream lives
+		// The client's pump runs here (runTunnel returns when the
+		// client's side has ended). The stream lives while this handler
+		// runs: it returns once the tunnel has closed the stream, which
+		// may be before the tunnel is done with the backend.
 		s.runTunnel(r, ip, rt, up, stream, backend, start, adm.handOff(), nil, fromBackend)
-		// The stream lives while this handler runs: it returns once the
-		// tunnel has closed the stream, which may be before the tunnel
-		// is done with the backend.
 		<-stream.Done()
 		return
 	}

@@ -123,11 +123,24 @@ func New(p Policy, client, backend sockio.Conn, meter Meter, start time.Time) *T
 // handshake; frames that came with the backend's 101). done is called
 // once, when the tunnel has ended; both connections are closed by then.
 func (t *Tunnel) Start(fromClient, fromBackend []byte, done func(End)) {
+	t.StartBackend(fromBackend, done)
+	go t.PumpClient(fromClient)
+}
+
+// StartBackend starts the tunnel with only the backend's pump on a
+// goroutine of its own; the caller then runs PumpClient. For a client side
+// whose caller has a goroutine waiting anyway (an HTTP/2 stream's handler,
+// which must not return while the stream lives): an idle tunnel then holds
+// one goroutine fewer.
+func (t *Tunnel) StartBackend(fromBackend []byte, done func(End)) {
 	t.done = done
 	t.startTimers()
-	go t.pump(t.client, t.backend, fromClient) // copies to the backend, masked as they came
 	go t.pump(t.backend, t.client, fromBackend)
 }
+
+// PumpClient copies the client to the backend (masked as they came) until
+// the client's side ends; the tunnel may still be ending when it returns.
+func (t *Tunnel) PumpClient(fromClient []byte) { t.pump(t.client, t.backend, fromClient) }
 
 // IO is the engines that serve the two sides: "raw" or "portable" when
 // both have the same, else the client's and the backend's,
