@@ -90,10 +90,13 @@ func (m *Manager) HTTPHandler(fallback http.Handler) http.Handler {
 		}
 		ka, pending := m.acme.keyAuth(token)
 		if !m.acmeHosts[hostKey(strings.Trim(host, "[]"))] || !pending {
+			// One line for each, as for a challenge answered: a CA's
+			// validation that finds nothing is what an operator looks for.
+			m.log.Info("ACME HTTP-01 challenge", "host", r.Host, "from", r.RemoteAddr, "answer", "404 no such challenge")
 			http.Error(w, "no such challenge", http.StatusNotFound)
 			return
 		}
-		m.log.Info("ACME HTTP-01 challenge", "host", r.Host, "from", r.RemoteAddr)
+		m.log.Info("ACME HTTP-01 challenge", "host", r.Host, "from", r.RemoteAddr, "answer", "key authorization")
 		w.Header().Set("Content-Type", "text/plain")
 		io.WriteString(w, ka)
 	})

@@ -8,6 +8,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -425,8 +426,9 @@ func TestWatchStopsDuringOrder(t *testing.T) {
 // fallback.
 func TestHTTP01Refusals(t *testing.T) {
 	t.Parallel()
+	logs := &tu.Logs{}
 	m, err := tlsconf.NewManager(tlsconf.Config{ACME: tlsconf.ACME{Hosts: []string{acmeHost, "127.0.0.1"}, AcceptTOS: true,
-		DirectoryURL: "https://" + tu.ClosedPort(t) + "/dir", CacheDir: t.TempDir()}}, nil)
+		DirectoryURL: "https://" + tu.ClosedPort(t) + "/dir", CacheDir: t.TempDir()}}, slog.New(slog.NewTextHandler(logs, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -455,5 +457,14 @@ func TestHTTP01Refusals(t *testing.T) {
 				t.Errorf("status %d, want %d", resp.StatusCode, tc.want)
 			}
 		})
+	}
+	// Each refused challenge is one line, naming the host and the answer.
+	for _, host := range []string{acmeHost, "127.0.0.1", "evil.example"} {
+		if !strings.Contains(logs.String(), `msg="ACME HTTP-01 challenge" host=`+host+` `) {
+			t.Errorf("no log line for the challenge to %s:\n%s", host, logs.String())
+		}
+	}
+	if n := strings.Count(logs.String(), `answer="404 no such challenge"`); n != 3 {
+		t.Errorf("%d lines for 3 refused challenges:\n%s", n, logs.String())
 	}
 }
