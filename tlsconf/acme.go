@@ -31,6 +31,7 @@ func (m *Manager) setupACME(roots *x509.CertPool) error {
 		log: m.log, cache: autocert.DirCache(a.cacheDir()), email: a.Email,
 		profile: a.Profile, chain: a.PreferredChain, timing: defaultTiming,
 		certs: map[string]*acmeCert{}, alpn: map[string]*tls.Certificate{}, tokens: map[string]string{},
+		kick: make(chan struct{}),
 		client: &acme.Client{
 			DirectoryURL: a.directory(),
 			HTTPClient: caClient(roots, func(base http.RoundTripper) http.RoundTripper {

@@ -51,6 +51,9 @@ type acmeIssuer struct {
 	chMu   sync.Mutex
 	alpn   map[string]*tls.Certificate // TLS-ALPN-01 answers by the validator's SNI
 	tokens map[string]string           // HTTP-01 key authorizations by token
+
+	kickMu sync.Mutex
+	kick   chan struct{} // closed (and replaced) by recheck
 }
 
 // acmeTiming bounds the renewal loop's waits. Tests shorten them.

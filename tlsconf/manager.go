@@ -91,6 +91,7 @@ func (c *Compiled) Manager(logger *slog.Logger) (*Manager, error) {
 // after reading them itself: for a reload whose Config is m's (a changed
 // Config needs a new Manager). Open connections are not touched.
 func (m *Manager) Install(c *Compiled) {
+	m.recheck()
 	m.reloadMu.Lock()
 	defer m.reloadMu.Unlock()
 	m.lastStamp = c.stamp
@@ -245,10 +246,20 @@ func (m *Manager) Covers(host string) bool {
 	return set.match(host) != nil || m.acmeHosts[host]
 }
 
+// recheck has the CA's renewal information for every ACME certificate read
+// again now, instead of after the Retry-After it gave (Reload and Install
+// do it: a SIGHUP). A no-op without ACME.
+func (m *Manager) recheck() {
+	if m.acme != nil {
+		m.acme.recheck()
+	}
+}
+
 // Reload re-reads every certificate file. If any pair is unreadable,
 // broken or mismatched, nothing changes: the previous certificates keep
 // serving and the error names the file. Open connections are never touched.
 func (m *Manager) Reload() error {
+	m.recheck()
 	m.reloadMu.Lock()
 	defer m.reloadMu.Unlock()
 	return m.reloadLocked(m.stamp())

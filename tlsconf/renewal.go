@@ -30,6 +30,7 @@ func (i *acmeIssuer) run(ctx context.Context) {
 
 func (i *acmeIssuer) keep(ctx context.Context, c *acmeCert) {
 	for {
+		kick := i.kicked()
 		wait := i.step(ctx, c)
 		t := time.NewTimer(wait)
 		select {
@@ -37,8 +38,29 @@ func (i *acmeIssuer) keep(ctx context.Context, c *acmeCert) {
 			t.Stop()
 			return
 		case <-t.C:
+		case <-kick:
+			t.Stop()
 		}
 	}
+}
+
+// recheck has every certificate's renewal info read again now, whatever
+// the CA's Retry-After said: a reload (SIGHUP), for an operator who has
+// heard of a CA incident (a window moved into the past) and will not wait
+// hours for the next poll. A certificate renewed moments ago is not
+// ordered again (step's retryMin).
+func (i *acmeIssuer) recheck() {
+	i.kickMu.Lock()
+	defer i.kickMu.Unlock()
+	close(i.kick)
+	i.kick = make(chan struct{})
+}
+
+// kicked is closed at the next recheck.
+func (i *acmeIssuer) kicked() <-chan struct{} {
+	i.kickMu.Lock()
+	defer i.kickMu.Unlock()
+	return i.kick
 }
 
 // step does what is due for c and returns how long to wait for the next.

@@ -197,6 +197,31 @@ func TestACMEARIReplaces(t *testing.T) {
 	}
 }
 
+// TestACMERecheckOnReload guards the operator's lever for a CA incident:
+// with the next renewal-info poll an hour away (the CA's Retry-After; Let's
+// Encrypt and Pebble say 6 h), a window moved into the past is not seen
+// until a reload, which reads renewal info again at once and renews.
+func TestACMERecheckOnReload(t *testing.T) {
+	t.Parallel()
+	e := newACMEEnvWith(t, envOptions{pebble: tu.PebbleOptions{Validity: 90 * 24 * time.Hour}, poll: time.Hour, retry: time.Second})
+	roots := e.pebble.Roots(t)
+	_, first := e.seedExchange(t, roots)
+	ctx := tu.Context(t, time.Minute)
+	planned(t, ctx, e.m, acmeHost)
+	e.pebble.SetRenewalInfo(t, first, time.Now().Add(-2*time.Hour), time.Now().Add(-time.Hour))
+	if err := e.m.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	e.logs.Wait(t, ctx, `msg="ACME certificate renewed" host=`+acmeHost)
+	leaf, err := e.handshake(acmeHost, roots)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if leaf.SerialNumber.Cmp(first.SerialNumber) == 0 {
+		t.Fatalf("same serial %x after the reload", leaf.SerialNumber)
+	}
+}
+
 // TestACMEProfile guards tls.acme.profile: "shortlived" is sent with the
 // order and gives Pebble's short lifetime (not the 24 h of its other
 // profiles); CheckCA accepts an offered profile and names the offered
