@@ -37,7 +37,7 @@ func (s *Server) RegisterMetrics(reg prometheus.Registerer) error {
 		tunnelsOpen: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "wssproxy_tunnels_open",
 			Help: "WebSocket tunnels open now."}, []string{"route"}),
 		tunnelsEnded: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wssproxy_tunnels_ended_total",
-			Help: "WebSocket tunnels ended, by why: client_close, backend_close, dead_peer, timeout, shutdown, error."}, []string{"route", "reason"}),
+			Help: "WebSocket tunnels ended, by why: client_close, backend_close, dead_peer, timeout, shutdown, admin, rate_limited, error."}, []string{"route", "reason"}),
 		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wssproxy_tunnel_bytes_total",
 			Help: "Bytes through tunnels: in is client to backend, out is backend to client."}, []string{"route", "direction"}),
 		handshake: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "wssproxy_handshake_duration_seconds",
@@ -75,6 +75,7 @@ func (s *Server) RegisterMetrics(reg prometheus.Registerer) error {
 			Help: "WebSocket connections counted against max_connections (handshakes in progress included)."},
 			func() float64 { s.limit.mu.Lock(); defer s.limit.mu.Unlock(); return float64(s.limit.total) }),
 		backendCollector{s, m.backendUp},
+		newMessagesCollector(s), // tunnelapi.go
 	} {
 		if err := reg.Register(c); err != nil {
 			return err

@@ -34,6 +34,8 @@ type openTunnel struct {
 	proto     string // the client's: HTTP/1.1, or HTTP/2.0 for a stream (RFC 8441)
 	status    int    // what the client was answered: 101, or 200 over HTTP/2
 	handshake time.Duration
+	port      string // the TCP peer's port, for the tunnel API
+	subject   string // who the client authenticated as, "" if it did not
 }
 
 // drainPlan is how the tunnels close when the server stops: the close code
@@ -52,7 +54,7 @@ type drainPlan struct {
 func (s *Server) runTunnel(r *http.Request, ip string, rt *route, up *upstream, client, backend net.Conn,
 	start time.Time, adm admission, fromClient, fromBackend []byte) {
 	ot := &openTunnel{rt: rt, up: up, adm: adm, clientIP: ip, host: r.Host, path: r.URL.Path,
-		proto: "HTTP/1.1", status: http.StatusSwitchingProtocols, handshake: time.Since(start)}
+		proto: "HTTP/1.1", status: http.StatusSwitchingProtocols, handshake: time.Since(start), port: peerPort(r)}
 	if r.ProtoMajor == 2 {
 		ot.proto, ot.status = r.Proto, http.StatusOK
 	}
@@ -87,6 +89,7 @@ func (s *Server) runTunnel(r *http.Request, ip string, rt *route, up *upstream, 
 func (s *Server) tunnelEnded(ot *openTunnel, e tunnel.End) {
 	s.tmu.Lock()
 	delete(s.live, ot.id)
+	s.addEnded(ot.rt.name, e) // in the same hold: the totals never go back
 	s.tmu.Unlock()
 	s.logTunnel(ot, e)
 	if m := s.metrics.Load(); m != nil {
@@ -197,6 +200,10 @@ func endLabel(e tunnel.End) string {
 		return "dead_peer"
 	case tunnel.IdleTimeout, tunnel.MaxLifetime:
 		return "timeout"
+	case tunnel.AdminClose:
+		return "admin"
+	case tunnel.RateLimited:
+		return "rate_limited"
 	}
 	return "error"
 }

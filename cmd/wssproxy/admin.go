@@ -102,7 +102,7 @@ func (r *runner) startAdmin(reg *prometheus.Registry) {
 		return
 	}
 	mux := admin.Handler(admin.Options{Listen: r.fc.Admin.Listen, Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
-		Server: r.srv, Listening: r.listening.Load, Certificates: r.certificates, Started: r.started})
+		Server: r.srv, Listening: r.listening.Load, Certificates: r.certificates, Started: r.started, Log: r.log})
 	r.admin = r.sideServer(mux, time.Minute) // /readyz dials every route's backends
 	r.admin.ReadHeaderTimeout = cmp.Or(r.timeouts.readHeader, adminQuiet)
 	r.admin.IdleTimeout = cmp.Or(r.timeouts.idle, adminQuiet)

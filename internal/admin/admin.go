@@ -10,6 +10,7 @@ import (
 	"context"
 	"fmt"
 	"html/template"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
@@ -40,6 +41,9 @@ type Options struct {
 	Listening    func() *health.Listening
 	Certificates func() []tlsconf.Info
 	Started      time.Time
+	// Log gets a line for every tunnel closed through the API, saying who
+	// asked (nil: slog.Default()).
+	Log *slog.Logger
 }
 
 // Handler serves the admin endpoints.
@@ -64,6 +68,9 @@ func Handler(o Options) http.Handler {
 		fmt.Fprintln(w, "ready")
 	})
 	routes.HandleFunc("GET /{$}", o.statusPage)
+	routes.HandleFunc("GET /tunnels", o.listTunnels) // tunnels.go
+	routes.HandleFunc("GET /tunnels/{id}", o.getTunnel)
+	routes.HandleFunc("POST /tunnels/{id}/close", o.closeTunnel)
 	return hosts(o.Listen, routes)
 }
 

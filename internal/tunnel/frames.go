@@ -17,11 +17,15 @@ type hooks struct {
 	sawData  bool // a data frame began in this chunk
 	closing  bool // the frame about to be forwarded is src's close frame
 	srcDone  bool // src's close handshake is done: close it once this read is forwarded
+	msgs     int64 // messages begun (data frames other than continuations); the pump's own count
 	scratch  [wsframe.MaxControlPayload]byte
 }
 
 func (h *hooks) Data(f wsframe.Header, msgLen uint64) bool {
 	h.sawData = true
+	if f.Opcode != wsframe.OpContinuation {
+		h.msgs++
+	}
 	if limit := h.t.policy.MaxMessageSize; limit > 0 && msgLen > uint64(limit) {
 		h.t.Shut(MessageTooBig, CloseTooBig, CloseTooBig, "message too big")
 		return false

@@ -42,6 +42,12 @@ type side struct {
 	ended       atomic.Bool  // its pump has read all there is of it
 	pingToken   [8]byte      // payload prefix of the proxy's pings
 	pings       atomic.Uint32
+
+	// What its pump has passed on, published once per read for Stats:
+	// the pump counts in plain fields and stores here after each read.
+	msgs    atomic.Int64 // messages begun
+	fwd     atomic.Int64 // bytes written to the other side
+	lastMsg atomic.Int64 // ns since tunnel start of the last data frame read; 0: none
 }
 
 func newSide(t *Tunnel, name string, conn sockio.Conn, isBackend bool) *side {

@@ -193,8 +193,11 @@ func (p *pumper) feed(b []byte) error {
 	}
 	now := int64(time.Since(t.start))
 	src.lastFrame.Store(now)
+	src.fwd.Store(p.n)
 	if p.h.sawData {
 		t.lastData.Store(now)
+		src.lastMsg.Store(now)
+		src.msgs.Store(p.h.msgs)
 	}
 	if p.h.srcDone {
 		p.h.srcDone = false
@@ -224,7 +227,7 @@ func (p *pumper) scanned(b []byte) error {
 func (p *pumper) end(ferr, rerr error) {
 	t, src := p.t, p.src
 	src.ended.Store(true)
-	h := Half{Bytes: p.n, Err: ferr}
+	h := Half{Bytes: p.n, Messages: p.h.msgs, Err: ferr}
 	if ferr != nil {
 		t.Close()
 	} else {
