@@ -28,6 +28,7 @@ type metrics struct {
 	connRefused  *prometheus.CounterVec
 	h2Refused    prometheus.Counter
 	h2Full       prometheus.Counter
+	rateLimited  *prometheus.CounterVec // ratelimit.go
 }
 
 // RegisterMetrics creates the proxy's metrics in reg. Call it before
@@ -55,10 +56,12 @@ func (s *Server) RegisterMetrics(reg prometheus.Registerer) error {
 			Help: "Client connections closed at accept, by listener: over max_client_connections or the descriptor budget (tls, http, redirect) or the admin listener's own bound (admin)."}, []string{"listener"}),
 		h2Refused: prometheus.NewCounter(prometheus.CounterOpts{Name: "wssproxy_h2_streams_refused_total",
 			Help: "HTTP/2 streams refused (RST_STREAM) because their connection had h2_max_streams open: clients that ignore the limit the proxy advertises (browsers queue instead)."}),
+		rateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wssproxy_rate_limited_total",
+			Help: "Message-rate limits at work on what clients send: throttle counts each time a client's reads were held, close each tunnel closed (1008)."}, []string{"route", "action"}),
 		h2Full: prometheus.NewCounter(prometheus.CounterOpts{Name: "wssproxy_h2_connections_at_stream_limit_total",
 			Help: "HTTP/2 connections that have had h2_max_streams streams open at once; a browser queues its further requests and WebSockets on such a connection."}),
 	}
-	for _, c := range []prometheus.Collector{m.tunnelsOpen, m.tunnelsEnded, m.bytes, m.handshake, m.dialErrors, m.tlsErrors, m.refused, m.connRefused, m.h2Refused, m.h2Full,
+	for _, c := range []prometheus.Collector{m.tunnelsOpen, m.tunnelsEnded, m.bytes, m.handshake, m.dialErrors, m.tlsErrors, m.refused, m.connRefused, m.h2Refused, m.h2Full, m.rateLimited,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "wssproxy_client_connections",
 			Help: "Client connections open now that count against max_client_connections."},
 			func() float64 { return float64(s.clients.open.Load()) }),
@@ -97,6 +100,10 @@ func (s *Server) resolveMetrics(st *state) {
 			in:        m.bytes.WithLabelValues(rt.name, "in"),
 			out:       m.bytes.WithLabelValues(rt.name, "out"),
 			handshake: m.handshake.WithLabelValues(rt.name),
+		}
+		if rt.limits != nil { // only routes with limits have the series
+			rt.metrics.throttled = m.rateLimited.WithLabelValues(rt.name, "throttle")
+			rt.metrics.closed = m.rateLimited.WithLabelValues(rt.name, "close")
 		}
 	}
 }

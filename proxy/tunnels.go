@@ -36,6 +36,7 @@ type openTunnel struct {
 	handshake time.Duration
 	port      string // the TCP peer's port, for the tunnel API
 	subject   string // who the client authenticated as, "" if it did not
+	unlimit   func() // gives back its share of the per-address rate limiter
 }
 
 // drainPlan is how the tunnels close when the server stops: the close code
@@ -62,7 +63,9 @@ func (s *Server) runTunnel(r *http.Request, ip string, rt *route, up *upstream, 
 	if rt.metrics != nil {
 		meter = rt.metrics
 	}
-	ot.t = tunnel.New(rt.policy(s.closeGrace), s.engine.Conn(client), s.engine.Conn(backend), meter, start)
+	policy := rt.policy(s.closeGrace)
+	policy.Limit, ot.unlimit = rt.limits.limit(ip)
+	ot.t = tunnel.New(policy, s.engine.Conn(client), s.engine.Conn(backend), meter, start)
 	rt.open.Add(1)
 	if m := rt.metrics; m != nil {
 		m.open.Inc()
@@ -100,6 +103,7 @@ func (s *Server) tunnelEnded(ot *openTunnel, e tunnel.End) {
 		m.open.Dec()
 	}
 	ot.adm.release()
+	ot.unlimit()
 }
 
 // drainTunnels sends every open tunnel's peers plan's close frames (each
@@ -177,6 +181,9 @@ func (s *Server) logTunnel(ot *openTunnel, e tunnel.End) {
 		"bytes_in", e.In.Bytes, "bytes_out", e.Out.Bytes, "close_code", e.CloseCode, "closed_by", e.ClosedBy,
 		"proto", ot.proto, "io", e.IO,
 	}
+	if e.Throttled > 0 {
+		attrs = append(attrs, "throttled", e.Throttled.Round(time.Millisecond))
+	}
 	switch endedBy {
 	case "proxy":
 		attrs = append(attrs, "ended_by", endedBy, "reason", detail)
@@ -228,6 +235,17 @@ type routeMetrics struct {
 	open      prometheus.Gauge
 	in, out   prometheus.Counter
 	handshake prometheus.Observer
+	throttled prometheus.Counter // wssproxy_rate_limited_total{action="throttle"}
+	closed    prometheus.Counter // wssproxy_rate_limited_total{action="close"}
+}
+
+// Limited makes routeMetrics a tunnel.Limited.
+func (m *routeMetrics) Limited(closed bool) {
+	if closed {
+		m.closed.Inc()
+	} else {
+		m.throttled.Inc()
+	}
 }
 
 // Forwarded makes routeMetrics a tunnel.Meter.

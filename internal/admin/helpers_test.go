@@ -24,13 +24,13 @@ import (
 // backend that reports how each of its connections was closed, and the
 // admin endpoints on a listener of their own.
 type rig struct {
-	t         testing.TB
-	srv       *proxy.Server
-	addr      string // the proxy's TLS listener
-	admin     string // the admin listener
-	tls       *tls.Config
-	logs      *testutil.Logs
-	closes    chan websocket.StatusCode // the backend's view of each close
+	t      testing.TB
+	srv    *proxy.Server
+	addr   string // the proxy's TLS listener
+	admin  string // the admin listener
+	tls    *tls.Config
+	logs   *testutil.Logs
+	closes chan websocket.StatusCode // the backend's view of each close
 }
 
 func newRig(t testing.TB, routes ...proxy.Route) *rig {

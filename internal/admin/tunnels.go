@@ -66,7 +66,9 @@ var sortKeys = map[string]func(now time.Time, a, b *proxy.TunnelInfo) int{
 	"bytes_out":    func(_ time.Time, a, b *proxy.TunnelInfo) int { return cmp.Compare(a.Out.Bytes, b.Out.Bytes) },
 	"messages_in":  func(_ time.Time, a, b *proxy.TunnelInfo) int { return cmp.Compare(a.In.Messages, b.In.Messages) },
 	"messages_out": func(_ time.Time, a, b *proxy.TunnelInfo) int { return cmp.Compare(a.Out.Messages, b.Out.Messages) },
-	"throttled":    func(_ time.Time, a, b *proxy.TunnelInfo) int { return cmp.Compare(a.ThrottledSeconds, b.ThrottledSeconds) },
+	"throttled": func(_ time.Time, a, b *proxy.TunnelInfo) int {
+		return cmp.Compare(a.ThrottledSeconds, b.ThrottledSeconds)
+	},
 }
 
 // parseTunnelQuery reads ?route= ?ip= (an address or a prefix) ?idle_over=

@@ -77,7 +77,8 @@ type End struct {
 	ClosedBy  string // who sent it: "client", "backend", "proxy", or "none"
 	In, Out   Half   // client to backend, and back
 	Duration  time.Duration
-	IO        string // see Tunnel.IO
+	IO        string        // see Tunnel.IO
+	Throttled time.Duration // how long the rate limits held the client's reads
 }
 
 func (t *Tunnel) summary() End {
@@ -90,5 +91,6 @@ func (t *Tunnel) summary() End {
 	}
 	e.Duration = time.Since(t.start)
 	e.IO = t.IO()
+	e.Throttled = time.Duration(t.throttled.Load())
 	return e
 }

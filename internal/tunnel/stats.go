@@ -25,7 +25,7 @@ type Stats struct {
 
 // Stats is the tunnel's accounting so far, as last published by its pumps.
 func (t *Tunnel) Stats() Stats {
-	return Stats{Opened: t.start, In: t.client.stats(), Out: t.backend.stats()}
+	return Stats{Opened: t.start, In: t.client.stats(), Out: t.backend.stats(), Throttled: time.Duration(t.throttled.Load())}
 }
 
 // stats is what s's pump has published of the direction it reads.
