@@ -250,6 +250,12 @@ type BackendStatus struct {
 	Name  string
 	Up    bool  // in rotation
 	Conns int64 // tunnels and requests open to it, from any route
+	// The route's last active check of it (health_interval): when it
+	// ended (zero: none yet, or the route runs none), how long it took,
+	// and its error ("" if it passed).
+	LastCheck time.Time
+	Latency   time.Duration
+	CheckErr  string
 }
 
 // Status describes the routes now served.
@@ -263,7 +269,7 @@ func (s *Server) Status() []RouteStatus {
 		}
 		if rt.pool != nil {
 			for _, u := range rt.pool.ups {
-				rs.Backends = append(rs.Backends, BackendStatus{Name: u.name, Up: !u.down(now), Conns: u.conns.Load()})
+				rs.Backends = append(rs.Backends, u.status(now))
 			}
 		}
 		out = append(out, rs)

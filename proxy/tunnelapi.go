@@ -193,3 +193,18 @@ func (c messagesCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, float64(t.MessagesOut), name, "out")
 	}
 }
+
+// status is u as the status page and the dashboard show it.
+func (u *upstream) status(now time.Time) BackendStatus {
+	bs := BackendStatus{Name: u.name, Up: !u.down(now), Conns: u.conns.Load()}
+	if cs := u.check; cs != nil {
+		if ns := cs.last.Load(); ns != 0 {
+			bs.LastCheck = time.Unix(0, ns)
+			bs.Latency = time.Duration(cs.latency.Load())
+			if e := cs.lastErr.Load(); e != nil {
+				bs.CheckErr = *e
+			}
+		}
+	}
+	return bs
+}

@@ -18,10 +18,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/wssproxy/wssproxy/internal/admin"
 	"github.com/wssproxy/wssproxy/internal/cli"
 	"github.com/wssproxy/wssproxy/internal/config"
 	"github.com/wssproxy/wssproxy/internal/gctune"
-	"github.com/wssproxy/wssproxy/internal/admin"
 	"github.com/wssproxy/wssproxy/internal/health"
 	"github.com/wssproxy/wssproxy/internal/importconf"
 	"github.com/wssproxy/wssproxy/internal/logfile"

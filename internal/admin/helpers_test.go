@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/wssproxy/wssproxy/internal/admin"
 	"github.com/wssproxy/wssproxy/internal/health"
@@ -30,6 +32,7 @@ type rig struct {
 	admin  string // the admin listener
 	tls    *tls.Config
 	logs   *testutil.Logs
+	log    *slog.Logger
 	closes chan websocket.StatusCode // the backend's view of each close
 }
 
@@ -44,6 +47,7 @@ func newRig(t testing.TB, routes ...proxy.Route) *rig {
 		routes[i].Backend = "ws://" + backend
 	}
 	log := slog.New(slog.NewTextHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	r.log = log
 	srv, err := proxy.New(proxy.Config{Routes: routes}, log)
 	if err != nil {
 		t.Fatal(err)
@@ -131,4 +135,21 @@ func closeCode(ctx context.Context, c *websocket.Conn) (websocket.StatusCode, st
 		return ce.Code, ce.Reason, nil
 	}
 	return -1, "", err
+}
+
+// withHistory gives the rig's admin endpoints metrics and a History, as
+// wssproxy's are; it must be called before any tunnel opens.
+func (r *rig) withHistory() *admin.History {
+	r.t.Helper()
+	reg := prometheus.NewRegistry()
+	if err := r.srv.RegisterMetrics(reg); err != nil {
+		r.t.Fatal(err)
+	}
+	h := admin.NewHistory(r.srv, reg, 0) // sampled by the test
+	r.t.Cleanup(h.Stop)
+	r.admin = testutil.Serve(r.t, admin.Handler(admin.Options{Listen: "127.0.0.1:0", Server: r.srv,
+		Listening:    func() *health.Listening { return nil },
+		Certificates: func() []tlsconf.Info { return nil }, Started: time.Now(), History: h, Log: r.log,
+		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{})}))
+	return h
 }

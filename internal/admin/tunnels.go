@@ -221,6 +221,10 @@ func (o Options) closeTunnel(w http.ResponseWriter, r *http.Request) {
 	log.Info("admin: tunnel close asked", "id", id, "route", t.Route, "client_ip", t.ClientIP,
 		"code", toClient, "backend_code", toBackend, "reason", reason,
 		"asked_by", r.RemoteAddr, "user_agent", r.UserAgent())
+	if r.FormValue("return") == "page" { // the page's form, without JavaScript
+		http.Redirect(w, r, "/", http.StatusSeeOther)
+		return
+	}
 	writeJSON(w, map[string]any{"id": id, "code": toClient, "backend_code": toBackend, "reason": reason})
 }
 
