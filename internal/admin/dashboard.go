@@ -152,7 +152,7 @@ func sortNames() []string {
 }
 
 func (o Options) asset(w http.ResponseWriter, r *http.Request) {
-	if ext := path.Ext(r.URL.Path); ext != ".js" && ext != ".css" {
+	if ext := path.Ext(r.URL.Path); ext != ".js" && ext != ".css" && ext != ".svg" {
 		http.NotFound(w, r) // the page's template is not served as it is
 		return
 	}

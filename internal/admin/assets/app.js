@@ -35,11 +35,20 @@
   const num = (v) => v >= 1e9 ? (v / 1e9).toFixed(1) + "G" : v >= 1e6 ? (v / 1e6).toFixed(1) + "M" :
     v >= 1e3 ? (v / 1e3).toFixed(1) + "k" : (Math.round(v * 10) / 10).toString();
 
-  // chart draws series ([{name, values: [[t, v], ...]}]) over the last span.
+  // window is the time the charts show: the last hour, or since the
+  // oldest point when there is less (at least two minutes).
+  function window() {
+    const now = Date.now();
+    const oldest = points.length ? points[0].t : now;
+    return [Math.max(now - spanMS, Math.min(oldest, now - 120000)), now];
+  }
+
+  // chart draws series ([{name, values: [[t, v], ...]}]) over window().
   function chart(id, series) {
     const svg = document.getElementById(id);
     const legend = svg.nextElementSibling;
-    const now = Date.now(), from = now - spanMS;
+    const [from, now] = window();
+    const width = now - from;
     let top = 0;
     for (const s of series) for (const [, v] of s.values) top = Math.max(top, v);
     top = top > 0 ? top * 1.1 : 1;
@@ -50,7 +59,7 @@
     series.forEach((s, i) => {
       const color = colors[i % colors.length];
       const pts = s.values.filter(([t]) => t >= from)
-        .map(([t, v]) => ((t - from) / spanMS * 600).toFixed(1) + "," + (138 - v / top * 130).toFixed(1));
+        .map(([t, v]) => ((t - from) / width * 600).toFixed(1) + "," + (138 - v / top * 130).toFixed(1));
       if (pts.length === 0) return;
       const line = document.createElementNS(ns, "polyline");
       line.setAttribute("points", pts.join(" "));
@@ -68,6 +77,12 @@
     label.setAttribute("y", "12");
     label.textContent = "max " + num(top / 1.1);
     svg.append(label);
+    const span = document.createElementNS(ns, "text");
+    span.setAttribute("x", "596");
+    span.setAttribute("y", "12");
+    span.setAttribute("text-anchor", "end");
+    span.textContent = "last " + dur(width / 1000);
+    svg.append(span);
     svg.dataset.points = String(drawn);
   }
 
