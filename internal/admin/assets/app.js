@@ -35,19 +35,19 @@
   const num = (v) => v >= 1e9 ? (v / 1e9).toFixed(1) + "G" : v >= 1e6 ? (v / 1e6).toFixed(1) + "M" :
     v >= 1e3 ? (v / 1e3).toFixed(1) + "k" : (Math.round(v * 10) / 10).toString();
 
-  // window is the time the charts show: the last hour, or since the
+  // timeWindow is the time the charts show: the last hour, or since the
   // oldest point when there is less (at least two minutes).
-  function window() {
+  function timeWindow() {
     const now = Date.now();
     const oldest = points.length ? points[0].t : now;
     return [Math.max(now - spanMS, Math.min(oldest, now - 120000)), now];
   }
 
-  // chart draws series ([{name, values: [[t, v], ...]}]) over window().
+  // chart draws series ([{name, values: [[t, v], ...]}]) over timeWindow().
   function chart(id, series) {
     const svg = document.getElementById(id);
     const legend = svg.nextElementSibling;
-    const [from, now] = window();
+    const [from, now] = timeWindow();
     const width = now - from;
     let top = 0;
     for (const s of series) for (const [, v] of s.values) top = Math.max(top, v);
