@@ -74,11 +74,14 @@ func WriteTunnelTable(w io.Writer, page TunnelPage, now time.Time) {
 			round(time.Duration(t.ThrottledSeconds*float64(time.Second))))
 	}
 	tw.Flush()
-	shown := len(page.Tunnels)
-	if page.Total != shown {
-		fmt.Fprintf(w, "%d of %d tunnels shown\n", shown, page.Total)
+	plural := "s"
+	if page.Total == 1 {
+		plural = ""
+	}
+	if shown := len(page.Tunnels); page.Total != shown {
+		fmt.Fprintf(w, "%d of %d tunnel%s shown\n", shown, page.Total, plural)
 	} else {
-		fmt.Fprintf(w, "%d tunnels\n", shown)
+		fmt.Fprintf(w, "%d tunnel%s\n", shown, plural)
 	}
 }
 

@@ -262,7 +262,7 @@ func TestTunnelClose(t *testing.T) {
 		t.Fatalf("tunnels: %v %s", err, errOut.String())
 	}
 	if lines := strings.Split(strings.TrimSpace(out.String()), "\n"); len(lines) != 3 || !strings.HasPrefix(lines[0], "ID ") ||
-		!strings.HasPrefix(lines[1], fmt.Sprint(idC)+" ") || !strings.Contains(lines[1], "route[2] /b") || lines[2] != "1 tunnels" {
+		!strings.HasPrefix(lines[1], fmt.Sprint(idC)+" ") || !strings.Contains(lines[1], "route[2] /b") || lines[2] != "1 tunnel" {
 		t.Errorf("table:\n%s", out.String())
 	}
 	out.Reset()
