@@ -31,11 +31,8 @@ func RunTunnels(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		fmt.Fprintf(fs.Output(), "Usage: wssproxy tunnels [flags]\n\nLists the open WebSocket tunnels the admin listener's GET /tunnels reports,\nor closes one. Flags:\n\n")
 		fs.PrintDefaults()
 	}
-	if err := cli.ParseArgs(fs, args, stdout); err != nil {
+	if err := cli.ParseFlagsOnly(fs, args, stdout); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return &cli.UsageError{Cmd: fs.Name(), Err: fmt.Errorf("unexpected argument %q", fs.Arg(0))}
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()

@@ -24,14 +24,9 @@ import (
 // returns the status.
 func (r *rig) get(path string, v any) int {
 	r.t.Helper()
-	resp, err := http.Get("http://" + r.admin + path)
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
+	resp, body := r.page(path)
 	if resp.StatusCode == http.StatusOK && v != nil {
-		if err := json.Unmarshal(body, v); err != nil {
+		if err := json.Unmarshal([]byte(body), v); err != nil {
 			r.t.Fatalf("GET %s: %v\n%s", path, err, body)
 		}
 	}
