@@ -41,14 +41,15 @@ type Server struct {
 	open    atomic.Int64
 
 	// The tunnels (tunnels.go), served by engine (internal/sockio).
-	engine       *sockio.Engine
-	closeGrace   time.Duration // 0: tunnel.DefaultCloseGrace (tests set it)
-	tmu          sync.Mutex    // guards the fields below
-	live         map[uint64]*openTunnel
-	nextTunnel   uint64
-	plan         *drainPlan          // set once the drain has begun: how tunnels close
-	killed       bool                // the hard stop has come: tunnels close at once
-	endedTraffic map[string]*Traffic // what ended tunnels carried, by route name (tunnelapi.go)
+	engine     *sockio.Engine
+	closeGrace time.Duration // 0: tunnel.DefaultCloseGrace (tests set it)
+	tmu        sync.Mutex    // guards the fields below
+	live       map[uint64]*openTunnel
+	nextTunnel uint64
+	plan       *drainPlan // set once the drain has begun: how tunnels close
+	killed     bool       // the hard stop has come: tunnels close at once
+	// What ended tunnels carried, by route name (tunnelapi.go); under tmu.
+	endedTraffic map[string]*Traffic
 
 	bg sync.WaitGroup // health checkers
 

@@ -143,3 +143,33 @@ func TestDashboardJSON(t *testing.T) {
 		t.Errorf("%d points after the last", len(later.Points))
 	}
 }
+
+// TestDashboardBackendHealth guards the backends' health on the dashboard:
+// with active checks, when the last one ended and how long it took, in
+// the JSON and on the page.
+func TestDashboardBackendHealth(t *testing.T) {
+	t.Parallel()
+	ctx := testutil.Context(t, 30*time.Second)
+	r := newRig(t, proxy.Route{Path: "/a", HealthInterval: 20 * time.Millisecond})
+	for {
+		var ov admin.Overview
+		_, body := r.page("/dashboard.json")
+		if err := json.Unmarshal([]byte(body), &ov); err != nil {
+			t.Fatal(err)
+		}
+		if b := ov.Routes[0].Backends[0]; b.LastCheck != nil {
+			if b.LatencyMS <= 0 || b.CheckErr != "" || time.Since(*b.LastCheck) < 0 || !b.Up {
+				t.Fatalf("backend %+v", b)
+			}
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal("no check reported")
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	if _, page := r.page("/"); !regexp.MustCompile(`checked \S+ ago in [0-9.]+ ms`).MatchString(page) {
+		t.Error("the page does not show the last check")
+	}
+}

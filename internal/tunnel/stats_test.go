@@ -76,3 +76,23 @@ func fragment(op byte, fin bool, payload string) []byte {
 	wsframe.MaskCopy(b[n:], b[n:], h.Mask)
 	return b
 }
+
+// BenchmarkPublish measures what the accounting adds to each read: the
+// pump's three stores of its counts for Stats (atomic, so that the tunnel
+// API may read them), against the same stores to plain fields.
+func BenchmarkPublish(b *testing.B) {
+	var s side
+	var plain struct{ msgs, fwd, last int64 }
+	b.Run("atomic", func(b *testing.B) {
+		for i := int64(0); b.Loop(); i++ {
+			s.fwd.Store(i)
+			s.lastMsg.Store(i)
+			s.msgs.Store(i)
+		}
+	})
+	b.Run("plain", func(b *testing.B) {
+		for i := int64(0); b.Loop(); i++ {
+			plain.fwd, plain.last, plain.msgs = i, i, i
+		}
+	})
+}
