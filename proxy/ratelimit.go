@@ -6,6 +6,7 @@ package proxy
 // (internal/tunnel's ratelimit.go applies them to what the client sends).
 
 import (
+	"cmp"
 	"math"
 	"sync"
 
@@ -58,23 +59,16 @@ func compileLimits(key string, r *Route, add func(error)) *rateSpec {
 	oneSecond := func(r float64) int { return max(1, int(math.Ceil(r))) }
 	spec := &rateSpec{close: r.RateLimitAction == "close"}
 	if r.MessageRate > 0 {
-		spec.msgRate, spec.msgBurst = rate.Limit(r.MessageRate), cmpOr(r.MessageBurst, oneSecond(r.MessageRate))
+		spec.msgRate, spec.msgBurst = rate.Limit(r.MessageRate), cmp.Or(r.MessageBurst, oneSecond(r.MessageRate))
 	}
 	if r.ByteRate > 0 {
-		spec.byteRate, spec.byteBurst = rate.Limit(r.ByteRate), cmpOr(r.ByteBurst, oneSecond(r.ByteRate))
+		spec.byteRate, spec.byteBurst = rate.Limit(r.ByteRate), cmp.Or(r.ByteBurst, oneSecond(r.ByteRate))
 	}
 	if r.MessageRatePerIP > 0 {
-		spec.ipRate, spec.ipBurst = rate.Limit(r.MessageRatePerIP), cmpOr(r.MessageBurst, oneSecond(r.MessageRatePerIP))
+		spec.ipRate, spec.ipBurst = rate.Limit(r.MessageRatePerIP), cmp.Or(r.MessageBurst, oneSecond(r.MessageRatePerIP))
 		spec.perIP = &ipLimiters{rate: spec.ipRate, burst: spec.ipBurst}
 	}
 	return spec
-}
-
-func cmpOr(a, b int) int {
-	if a != 0 {
-		return a
-	}
-	return b
 }
 
 // limit is a new tunnel's limits, for a client at ip; release gives back

@@ -35,8 +35,6 @@ var assets embed.FS
 var assetFiles, _ = fs.Sub(assets, "assets")
 
 var pageTmpl = template.Must(template.New("index.html").Funcs(template.FuncMap{
-	"days":     func(t time.Time) int { return int(time.Until(t).Hours() / 24) },
-	"ms":       func(d time.Duration) string { return strconv.FormatFloat(float64(d.Microseconds())/1000, 'f', 1, 64) },
 	"ago":      func(t time.Time) string { return round(time.Since(t)).String() },
 	"duration": func(s float64) string { return round(time.Duration(s * float64(time.Second))).String() },
 	"idle":     func(t proxy.TunnelInfo) string { return round(t.Idle(time.Now())).String() },
