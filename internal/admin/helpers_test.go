@@ -153,3 +153,16 @@ func (r *rig) withHistory() *admin.History {
 		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{})}))
 	return h
 }
+
+// backendClose is the close code the backend saw on its next connection
+// to end, read within ctx.
+func (r *rig) backendClose(ctx context.Context) websocket.StatusCode {
+	r.t.Helper()
+	select {
+	case code := <-r.closes:
+		return code
+	case <-ctx.Done():
+		r.t.Fatal("no backend connection ended")
+	}
+	return 0
+}

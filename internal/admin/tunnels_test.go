@@ -216,7 +216,7 @@ func TestTunnelClose(t *testing.T) {
 	if code, reason, err := closeCode(ctx, a); code != websocket.StatusPolicyViolation || reason != "closed by the operator" {
 		t.Errorf("client got %v %q %v, want 1008", code, reason, err)
 	}
-	if got := <-r.closes; got != websocket.StatusGoingAway {
+	if got := r.backendClose(ctx); got != websocket.StatusGoingAway {
 		t.Errorf("backend got %v, want 1001", got)
 	}
 
@@ -228,7 +228,7 @@ func TestTunnelClose(t *testing.T) {
 	if code, reason, _ := closeCode(ctx, b); code != 4001 || reason != "maintenance" {
 		t.Errorf("client got %v %q, want 4001 maintenance", code, reason)
 	}
-	if got := <-r.closes; got != 4002 {
+	if got := r.backendClose(ctx); got != 4002 {
 		t.Errorf("backend got %v, want 4002", got)
 	}
 	r.logs.Wait(t, ctx, `admin: tunnel close asked.* id=`+fmt.Sprint(idB)+`.*code=4001.*asked_by=127\.0\.0\.1:`)
