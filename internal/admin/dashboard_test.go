@@ -173,3 +173,30 @@ func TestDashboardBackendHealth(t *testing.T) {
 		t.Error("the page does not show the last check")
 	}
 }
+
+// TestHistoryRing guards the ring buffer: it keeps the last hour's points
+// (HistorySpan / SampleEvery of them), oldest first, and Since skips what
+// the page has.
+func TestHistoryRing(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	h := admin.NewHistory(r.srv, nil, 0)
+	t.Cleanup(h.Stop)
+	keep := int(admin.HistorySpan / admin.SampleEvery)
+	start := time.Now()
+	for i := 1; i <= keep+100; i++ {
+		h.Sample(start.Add(time.Duration(i) * admin.SampleEvery))
+	}
+	all := h.Since(0)
+	if len(all) != keep {
+		t.Fatalf("%d points, want %d", len(all), keep)
+	}
+	for i, p := range all {
+		if want := start.Add(time.Duration(101+i) * admin.SampleEvery).UnixMilli(); p.T != want {
+			t.Fatalf("point %d at %d, want %d", i, p.T, want)
+		}
+	}
+	if got := h.Since(all[keep-3].T); len(got) != 2 || got[0].T != all[keep-2].T {
+		t.Errorf("since the third last: %d points", len(got))
+	}
+}
