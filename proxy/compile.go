@@ -318,6 +318,7 @@ func compileRoute(key string, i int, raw, r *Route) (*routePlan, []error) {
 	if r.MaxMessageSize < 0 {
 		add(fieldErr(key+".max_message_size", "must not be negative, got %d", r.MaxMessageSize))
 	}
+	p.limits = compileLimits(key, r, add) // ratelimit.go
 	if prefix == "" {
 		return nil, errs // nothing can be matched to it
 	}

@@ -293,6 +293,23 @@ type Route struct {
 	// fragmented message would exceed it, in bytes. Default off.
 	MaxMessageSize int64 `toml:"max_message_size,omitempty,omitzero"`
 
+	// Message-rate limits on what a client sends (ratelimit.go). Each is
+	// off at 0. MessageRate is messages a second per tunnel, with
+	// MessageBurst at once (default: one second's worth); ByteRate is
+	// payload bytes a second per tunnel, with ByteBurst (default: one
+	// second's worth); MessageRatePerIP bounds the messages a second of
+	// all of one client address's tunnels on the route together (burst:
+	// MessageBurst, else one second's worth). Over a limit,
+	// RateLimitAction "throttle" (the default) stops reading that client
+	// until the limit allows (TCP backpressure: nothing is lost or
+	// reordered); "close" closes the tunnel with 1008 both ways.
+	MessageRate      float64 `toml:"message_rate,omitempty,omitzero"`
+	MessageBurst     int     `toml:"message_burst,omitempty,omitzero"`
+	ByteRate         float64 `toml:"byte_rate,omitempty,omitzero"`
+	ByteBurst        int     `toml:"byte_burst,omitempty,omitzero"`
+	MessageRatePerIP float64 `toml:"message_rate_per_ip,omitempty,omitzero"`
+	RateLimitAction  string  `toml:"rate_limit_action,omitempty,omitzero"`
+
 	// AllowedOrigins, when set, admits only WebSocket handshakes whose
 	// Origin matches one entry ("https://example.com", "https://*.example.com"
 	// for any subdomain); others get 403 and never reach the backend. This

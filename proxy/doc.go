@@ -100,7 +100,12 @@
 //     bytes that came with the backend's 101 go through first. Control
 //     frames (at most 131 bytes) are held whole, which lets the tunnel
 //     consume the pongs answering its own pings and the close frames
-//     answering its own closes.
+//     answering its own closes. A route with message-rate limits
+//     (ratelimit.go; internal/tunnel's ratelimit.go) has the scanner ask
+//     at each of the client's data frame headers (wsframe.Hooks.Admit):
+//     without tokens the pump stops before that header, having written
+//     what came before it, and waits with no lock held, reading nothing
+//     more of the client.
 //  9. The proxy's own frames (internal/tunnel's frames.go and side.go):
 //     pings and close frames are queued per side and written at the next
 //     frame boundary of that side's output, under the same lock as the
@@ -327,8 +332,37 @@
 // usually one Write (more only when a header straddles two reads or a
 // control frame is consumed); one time.Since for keepalive; one atomic add
 // for the byte metrics. No allocations, no logging, nothing per byte.
+// Accounting costs per read three atomic stores (messages, bytes, the time
+// of the last data frame; see "Where the counters live"); per data frame
+// one interface call (Admit) and one increment.
 // BenchmarkTunnel measures its CPU and allocations per forwarded message
 // (0 allocs/op); BenchmarkEcho compares it with a direct connection.
+//
+// # Where the counters live
+//
+//   - Per tunnel and direction (internal/tunnel's stats.go): the pump that
+//     reads a side counts messages begun (hooks.msgs, in hooks.Data: a
+//     data frame that is not a continuation) and bytes written on
+//     (pumper.n) in plain fields only it touches, and after each read
+//     publishes them, with the time of the last data frame, to atomics of
+//     that side (side.msgs, side.fwd, side.lastMsg). Tunnel.Stats reads
+//     those from any goroutine; the End carries the final figures. How
+//     long the rate limits held the client is Tunnel.throttled.
+//   - Per route (tunnelapi.go): nothing is counted per message. The
+//     Server adds an ended tunnel's End to its route's totals
+//     (endedTraffic) in the same hold of tmu that takes it out of the
+//     table; RouteTraffic sums those and the open tunnels' Stats.
+//     wssproxy_messages_total is read from it at scrape time
+//     (messagesCollector), as are the dashboard's charts (internal/admin's
+//     History, a ring buffer sampled every 2 s). wssproxy_tunnel_bytes_total
+//     is the older per-read counter add (routeMetrics.Forwarded).
+//   - The tunnel API (internal/admin's tunnels.go): Server.Tunnels and
+//     Tunnel read the table and each tunnel's Stats; CloseTunnel shuts a
+//     tunnel from the proxy's side (Reason AdminClose).
+//   - Rate limits: a tunnel's limiters are made when it starts
+//     (ratelimit.go: rateSpec.limit); message_rate_per_ip's are shared per
+//     route and client address, and dropped with that address's last
+//     tunnel. Throttles and closes are counted by routeMetrics.Limited.
 //
 // Why it is built so, with the measurements that decided it (frames
 // forwarded in place, fresh goroutines for the tunnel, buffers only while

@@ -74,6 +74,7 @@ func (s *Server) checkOne(ctx context.Context, client *http.Client, rt *route, r
 		scheme = "https"
 	}
 	var err error
+	began := time.Now()
 	if r.HealthPath != "" {
 		var req *http.Request
 		req, err = http.NewRequestWithContext(ctx, http.MethodGet, scheme+"://"+u.transport+path, nil)
@@ -105,6 +106,7 @@ func (s *Server) checkOne(ctx context.Context, client *http.Client, rt *route, r
 		return
 	}
 	cs := u.check
+	cs.noteCheck(began, err)
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
 	if err != nil {
@@ -120,6 +122,19 @@ func (s *Server) checkOne(ctx context.Context, client *http.Client, rt *route, r
 		cs.down.Store(false)
 		s.log.Info("backend healthy: back in rotation", "route", rt.name, "backend", u.name, "passed_checks", cs.okRun)
 	}
+}
+
+// noteCheck records a check that began at began and ended now with err,
+// for the dashboard (BackendStatus).
+func (cs *checkState) noteCheck(began time.Time, err error) {
+	now := time.Now()
+	msg := ""
+	if err != nil {
+		msg = err.Error()
+	}
+	cs.lastErr.Store(&msg)
+	cs.latency.Store(int64(now.Sub(began)))
+	cs.last.Store(now.UnixNano())
 }
 
 type statusError struct{ code int }

@@ -28,6 +28,7 @@ type metrics struct {
 	connRefused  *prometheus.CounterVec
 	h2Refused    prometheus.Counter
 	h2Full       prometheus.Counter
+	rateLimited  *prometheus.CounterVec // ratelimit.go
 }
 
 // RegisterMetrics creates the proxy's metrics in reg. Call it before
@@ -37,7 +38,7 @@ func (s *Server) RegisterMetrics(reg prometheus.Registerer) error {
 		tunnelsOpen: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "wssproxy_tunnels_open",
 			Help: "WebSocket tunnels open now."}, []string{"route"}),
 		tunnelsEnded: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wssproxy_tunnels_ended_total",
-			Help: "WebSocket tunnels ended, by why: client_close, backend_close, dead_peer, timeout, shutdown, error."}, []string{"route", "reason"}),
+			Help: "WebSocket tunnels ended, by why: client_close, backend_close, dead_peer, timeout, shutdown, admin, rate_limited, error."}, []string{"route", "reason"}),
 		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wssproxy_tunnel_bytes_total",
 			Help: "Bytes through tunnels: in is client to backend, out is backend to client."}, []string{"route", "direction"}),
 		handshake: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "wssproxy_handshake_duration_seconds",
@@ -55,10 +56,12 @@ func (s *Server) RegisterMetrics(reg prometheus.Registerer) error {
 			Help: "Client connections closed at accept, by listener: over max_client_connections or the descriptor budget (tls, http, redirect) or the admin listener's own bound (admin)."}, []string{"listener"}),
 		h2Refused: prometheus.NewCounter(prometheus.CounterOpts{Name: "wssproxy_h2_streams_refused_total",
 			Help: "HTTP/2 streams refused (RST_STREAM) because their connection had h2_max_streams open: clients that ignore the limit the proxy advertises (browsers queue instead)."}),
+		rateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wssproxy_rate_limited_total",
+			Help: "Message-rate limits at work on what clients send: throttle counts each time a client's reads were held, close each tunnel closed (1008)."}, []string{"route", "action"}),
 		h2Full: prometheus.NewCounter(prometheus.CounterOpts{Name: "wssproxy_h2_connections_at_stream_limit_total",
 			Help: "HTTP/2 connections that have had h2_max_streams streams open at once; a browser queues its further requests and WebSockets on such a connection."}),
 	}
-	for _, c := range []prometheus.Collector{m.tunnelsOpen, m.tunnelsEnded, m.bytes, m.handshake, m.dialErrors, m.tlsErrors, m.refused, m.connRefused, m.h2Refused, m.h2Full,
+	for _, c := range []prometheus.Collector{m.tunnelsOpen, m.tunnelsEnded, m.bytes, m.handshake, m.dialErrors, m.tlsErrors, m.refused, m.connRefused, m.h2Refused, m.h2Full, m.rateLimited,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "wssproxy_client_connections",
 			Help: "Client connections open now that count against max_client_connections."},
 			func() float64 { return float64(s.clients.open.Load()) }),
@@ -75,6 +78,7 @@ func (s *Server) RegisterMetrics(reg prometheus.Registerer) error {
 			Help: "WebSocket connections counted against max_connections (handshakes in progress included)."},
 			func() float64 { s.limit.mu.Lock(); defer s.limit.mu.Unlock(); return float64(s.limit.total) }),
 		backendCollector{s, m.backendUp},
+		newMessagesCollector(s), // tunnelapi.go
 	} {
 		if err := reg.Register(c); err != nil {
 			return err
@@ -96,6 +100,10 @@ func (s *Server) resolveMetrics(st *state) {
 			in:        m.bytes.WithLabelValues(rt.name, "in"),
 			out:       m.bytes.WithLabelValues(rt.name, "out"),
 			handshake: m.handshake.WithLabelValues(rt.name),
+		}
+		if rt.limits != nil { // only routes with limits have the series
+			rt.metrics.throttled = m.rateLimited.WithLabelValues(rt.name, "throttle")
+			rt.metrics.closed = m.rateLimited.WithLabelValues(rt.name, "close")
 		}
 	}
 }
@@ -242,6 +250,12 @@ type BackendStatus struct {
 	Name  string
 	Up    bool  // in rotation
 	Conns int64 // tunnels and requests open to it, from any route
+	// The route's last active check of it (health_interval): when it
+	// ended (zero: none yet, or the route runs none), how long it took,
+	// and its error ("" if it passed).
+	LastCheck time.Time
+	Latency   time.Duration
+	CheckErr  string
 }
 
 // Status describes the routes now served.
@@ -255,7 +269,7 @@ func (s *Server) Status() []RouteStatus {
 		}
 		if rt.pool != nil {
 			for _, u := range rt.pool.ups {
-				rs.Backends = append(rs.Backends, BackendStatus{Name: u.name, Up: !u.down(now), Conns: u.conns.Load()})
+				rs.Backends = append(rs.Backends, u.status(now))
 			}
 		}
 		out = append(out, rs)

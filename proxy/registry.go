@@ -61,6 +61,11 @@ type backend struct {
 // reload does not bring a failing backend back into rotation.
 type checkState struct {
 	down atomic.Bool
+	// The last check, for the dashboard: when it ended (Unix ns, 0: none
+	// yet), how long it took, and its error ("" if it passed).
+	last    atomic.Int64
+	latency atomic.Int64
+	lastErr atomic.Pointer[string]
 
 	mu      sync.Mutex // the checkers of two configurations may overlap
 	okRun   int

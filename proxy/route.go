@@ -35,6 +35,7 @@ type route struct {
 	idleTimeout         time.Duration
 	maxLifetime         time.Duration
 	maxMessageSize      int64
+	limits              *rateSpec // message-rate limits (ratelimit.go); nil: none
 
 	origins       []originPattern
 	requireOrigin bool

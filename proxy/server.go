@@ -48,6 +48,8 @@ type Server struct {
 	nextTunnel uint64
 	plan       *drainPlan // set once the drain has begun: how tunnels close
 	killed     bool       // the hard stop has come: tunnels close at once
+	// What ended tunnels carried, by route name (tunnelapi.go); under tmu.
+	endedTraffic map[string]*Traffic
 
 	bg sync.WaitGroup // health checkers
 

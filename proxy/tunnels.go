@@ -34,6 +34,9 @@ type openTunnel struct {
 	proto     string // the client's: HTTP/1.1, or HTTP/2.0 for a stream (RFC 8441)
 	status    int    // what the client was answered: 101, or 200 over HTTP/2
 	handshake time.Duration
+	port      string // the TCP peer's port, for the tunnel API
+	subject   string // who the client authenticated as, "" if it did not
+	unlimit   func() // gives back its share of the per-address rate limiter
 }
 
 // drainPlan is how the tunnels close when the server stops: the close code
@@ -55,7 +58,7 @@ type drainPlan struct {
 func (s *Server) runTunnel(r *http.Request, ip string, rt *route, up *upstream, client, backend net.Conn,
 	start time.Time, adm admission, fromClient, fromBackend []byte) {
 	ot := &openTunnel{rt: rt, up: up, adm: adm, clientIP: ip, host: r.Host, path: r.URL.Path,
-		proto: "HTTP/1.1", status: http.StatusSwitchingProtocols, handshake: time.Since(start)}
+		proto: "HTTP/1.1", status: http.StatusSwitchingProtocols, handshake: time.Since(start), port: peerPort(r)}
 	if r.ProtoMajor == 2 {
 		ot.proto, ot.status = r.Proto, http.StatusOK
 	}
@@ -63,7 +66,9 @@ func (s *Server) runTunnel(r *http.Request, ip string, rt *route, up *upstream, 
 	if rt.metrics != nil {
 		meter = rt.metrics
 	}
-	ot.t = tunnel.New(rt.policy(s.closeGrace), s.engine.Conn(client), s.engine.Conn(backend), meter, start)
+	policy := rt.policy(s.closeGrace)
+	policy.Limit, ot.unlimit = rt.limits.limit(ip)
+	ot.t = tunnel.New(policy, s.engine.Conn(client), s.engine.Conn(backend), meter, start)
 	rt.open.Add(1)
 	if m := rt.metrics; m != nil {
 		m.open.Inc()
@@ -98,6 +103,7 @@ func (s *Server) runTunnel(r *http.Request, ip string, rt *route, up *upstream, 
 func (s *Server) tunnelEnded(ot *openTunnel, e tunnel.End) {
 	s.tmu.Lock()
 	delete(s.live, ot.id)
+	s.addEnded(ot.rt.name, e) // in the same hold: the totals never go back
 	s.tmu.Unlock()
 	s.logTunnel(ot, e)
 	if m := s.metrics.Load(); m != nil {
@@ -108,6 +114,7 @@ func (s *Server) tunnelEnded(ot *openTunnel, e tunnel.End) {
 		m.open.Dec()
 	}
 	ot.adm.release()
+	ot.unlimit()
 }
 
 // drainTunnels sends every open tunnel's peers plan's close frames (each
@@ -185,6 +192,9 @@ func (s *Server) logTunnel(ot *openTunnel, e tunnel.End) {
 		"bytes_in", e.In.Bytes, "bytes_out", e.Out.Bytes, "close_code", e.CloseCode, "closed_by", e.ClosedBy,
 		"proto", ot.proto, "io", e.IO,
 	}
+	if e.Throttled > 0 {
+		attrs = append(attrs, "throttled", e.Throttled.Round(time.Millisecond))
+	}
 	switch endedBy {
 	case "proxy":
 		attrs = append(attrs, "ended_by", endedBy, "reason", detail)
@@ -208,6 +218,10 @@ func endLabel(e tunnel.End) string {
 		return "dead_peer"
 	case tunnel.IdleTimeout, tunnel.MaxLifetime:
 		return "timeout"
+	case tunnel.AdminClose:
+		return "admin"
+	case tunnel.RateLimited:
+		return "rate_limited"
 	}
 	return "error"
 }
@@ -232,6 +246,17 @@ type routeMetrics struct {
 	open      prometheus.Gauge
 	in, out   prometheus.Counter
 	handshake prometheus.Observer
+	throttled prometheus.Counter // wssproxy_rate_limited_total{action="throttle"}
+	closed    prometheus.Counter // wssproxy_rate_limited_total{action="close"}
+}
+
+// Limited makes routeMetrics a tunnel.Limited.
+func (m *routeMetrics) Limited(closed bool) {
+	if closed {
+		m.closed.Inc()
+	} else {
+		m.throttled.Inc()
+	}
 }
 
 // Forwarded makes routeMetrics a tunnel.Meter.

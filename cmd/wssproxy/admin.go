@@ -101,8 +101,9 @@ func (r *runner) startAdmin(reg *prometheus.Registry) {
 	if r.adminLn == nil {
 		return
 	}
+	r.history = admin.NewHistory(r.srv, reg, admin.SampleEvery)
 	mux := admin.Handler(admin.Options{Listen: r.fc.Admin.Listen, Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
-		Server: r.srv, Listening: r.listening.Load, Certificates: r.certificates, Started: r.started})
+		Server: r.srv, Listening: r.listening.Load, Certificates: r.certificates, Started: r.started, Log: r.log, History: r.history})
 	r.admin = r.sideServer(mux, time.Minute) // /readyz dials every route's backends
 	r.admin.ReadHeaderTimeout = cmp.Or(r.timeouts.readHeader, adminQuiet)
 	r.admin.IdleTimeout = cmp.Or(r.timeouts.idle, adminQuiet)

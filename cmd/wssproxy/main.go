@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/wssproxy/wssproxy/internal/admin"
 	"github.com/wssproxy/wssproxy/internal/cli"
 	"github.com/wssproxy/wssproxy/internal/config"
 	"github.com/wssproxy/wssproxy/internal/gctune"
@@ -84,6 +85,7 @@ func commands() []subcommand {
 	return []subcommand{
 		{"probe", "[flags] wss://host[:port]/path", "check a WebSocket endpoint step by step, as a browser reaches it, and say what to fix", probe.Run},
 		{"health", "[-admin ADDR] [-path /readyz]", "exit 0 when the admin /healthz (or -path) answers 200: a container's HEALTHCHECK", health.Run},
+		{"tunnels", "[-admin ADDR] [-route R] [-close ID]", "list the open WebSocket tunnels as a table, or close one", admin.RunTunnels},
 		{"import", "[-o FILE [-f]] nginx.conf|httpd.conf", "turn an nginx or Apache httpd configuration into wssproxy's, saying on stderr what changed", importconf.Run},
 	}
 }

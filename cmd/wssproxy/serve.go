@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/wssproxy/wssproxy/internal/admin"
 	"github.com/wssproxy/wssproxy/internal/config"
 	"github.com/wssproxy/wssproxy/internal/control"
 	"github.com/wssproxy/wssproxy/internal/fielderr"
@@ -51,6 +52,7 @@ type runner struct {
 	// handlers' goroutines (a reload replaces the listeners).
 	listening atomic.Pointer[health.Listening]
 	admin     *http.Server
+	history   *admin.History // the dashboard's charts
 	adminLn   *listener
 	inherit   *handover.Inherited // sockets handed over by the process this one replaces
 	metrics   *adminMetrics
@@ -186,6 +188,7 @@ func (r *runner) serve(ctx context.Context, fc *compiled) error {
 	if r.admin != nil { // last: /readyz says "draining" while tunnels close
 		r.admin.Shutdown(sctx)
 	}
+	r.history.Stop()
 	r.stopWatch()
 	r.log.Info("stopped")
 	return err

@@ -110,6 +110,7 @@ func (r *runner) handOver(stopped context.Context) {
 	if r.admin != nil {
 		r.admin.Close()
 	}
+	r.history.Stop()
 	drain := r.srv.UpgradeDrain()
 	r.log.Info("handing over: tunnels close with 1012 over upgrade_drain", "open_tunnels", r.srv.OpenTunnels(), "upgrade_drain", drain)
 	// The close frames go out within drain; give the last peers the

@@ -6,10 +6,9 @@
 package admin
 
 import (
-	"cmp"
 	"context"
 	"fmt"
-	"html/template"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
@@ -40,6 +39,11 @@ type Options struct {
 	Listening    func() *health.Listening
 	Certificates func() []tlsconf.Info
 	Started      time.Time
+	// History is the charts' last hour (nil: no charts).
+	History *History
+	// Log gets a line for every tunnel closed through the API, saying who
+	// asked (nil: slog.Default()).
+	Log *slog.Logger
 }
 
 // Handler serves the admin endpoints.
@@ -63,7 +67,12 @@ func Handler(o Options) http.Handler {
 		}
 		fmt.Fprintln(w, "ready")
 	})
-	routes.HandleFunc("GET /{$}", o.statusPage)
+	routes.HandleFunc("GET /{$}", o.dashboard) // dashboard.go
+	routes.HandleFunc("GET /dashboard.json", o.dashboardJSON)
+	routes.HandleFunc("GET /assets/", o.asset)
+	routes.HandleFunc("GET /tunnels", o.listTunnels) // tunnels.go
+	routes.HandleFunc("GET /tunnels/{id}", o.getTunnel)
+	routes.HandleFunc("POST /tunnels/{id}/close", o.closeTunnel)
 	return hosts(o.Listen, routes)
 }
 
@@ -87,39 +96,6 @@ func hosts(listen string, next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, req)
 	})
-}
-
-var statusTmpl = template.Must(template.New("status").Funcs(template.FuncMap{
-	"days": func(t time.Time) int { return int(time.Until(t).Hours() / 24) },
-}).Parse(`<!doctype html>
-<html lang="en"><meta charset="utf-8"><meta http-equiv="refresh" content="5">
-<title>wssproxy status</title>
-<style>body{font:15px/1.5 system-ui,sans-serif;margin:2em}table{border-collapse:collapse}td,th{padding:.2em .8em;border-bottom:1px solid #ddd;text-align:left}.down{color:#b00}.up{color:#070}</style>
-<h1>wssproxy</h1>
-<p>Listening on {{.Listen}} &middot; {{.Open}} tunnels open &middot; up since {{.Started.Format "2006-01-02 15:04:05"}} &middot; this page refreshes every 5 s</p>
-<h2>Routes</h2>
-<table><tr><th>route</th><th>host</th><th>open tunnels</th><th>backends</th></tr>
-{{range .Routes}}<tr><td>{{.Name}}</td><td>{{or .Host "any"}}</td><td>{{.Open}}</td><td>{{range .Backends}}<span class="{{if .Up}}up{{else}}down{{end}}">{{.Name}} {{if .Up}}up{{else}}down{{end}} ({{.Conns}} open)</span><br>{{end}}</td></tr>
-{{end}}</table>
-<h2>Certificates</h2>
-<table><tr><th>names</th><th>expires</th><th>days left</th><th>SHA-256</th><th>ACME: next renewal</th><th>failed orders</th><th>last error</th></tr>
-{{range .Certs}}<tr><td>{{range .Names}}{{.}} {{end}}</td>{{if .NotAfter.IsZero}}<td colspan="3">none yet</td>{{else}}<td>{{.NotAfter.Format "2006-01-02 15:04"}}</td><td>{{days .NotAfter}}</td><td><code>{{.Fingerprint}}</code></td>{{end}}
-{{if .ACME}}<td>{{if not .NextRenewal.IsZero}}{{.NextRenewal.Format "2006-01-02 15:04:05"}}{{end}}</td><td>{{.RenewalErrors}}</td><td{{if .LastError}} class="down"{{end}}>{{if .LastError}}{{.LastErrorAt.Format "2006-01-02 15:04:05"}}: {{.LastError}}{{end}}</td>{{else}}<td colspan="3"></td>{{end}}</tr>
-{{else}}<tr><td colspan="7">no certificates</td></tr>{{end}}</table>
-</html>
-`))
-
-func (o Options) statusPage(w http.ResponseWriter, _ *http.Request) {
-	routes := o.Server.Status()
-	open := o.Server.OpenTunnels() // routes a reload removed may still have some
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	statusTmpl.Execute(w, struct {
-		Listen  string
-		Open    int64
-		Started time.Time
-		Routes  []proxy.RouteStatus
-		Certs   []tlsconf.Info
-	}{cmp.Or(o.Listening(), &health.Listening{}).TLS, open, o.Started, routes, o.Certificates()})
 }
 
 // CertExpiry is a collector of wssproxy_certificate_expiry_timestamp_seconds:

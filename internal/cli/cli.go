@@ -50,6 +50,18 @@ func ParseArgs(fs *flag.FlagSet, args []string, stdout io.Writer) error {
 	return nil
 }
 
+// ParseFlagsOnly is ParseArgs for a command that takes flags and no
+// other arguments: one left over is a *UsageError naming it.
+func ParseFlagsOnly(fs *flag.FlagSet, args []string, stdout io.Writer) error {
+	if err := ParseArgs(fs, args, stdout); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return &UsageError{Cmd: fs.Name(), Err: fmt.Errorf("unexpected argument %q", fs.Arg(0))}
+	}
+	return nil
+}
+
 // withSuggestion adds to the flag package's "flag provided but not
 // defined: -lsten" the flag it was meant to be: " (did you mean -listen?)".
 func withSuggestion(fs *flag.FlagSet, err error) error {

@@ -154,6 +154,20 @@ func TestBrowser(t *testing.T) {
 	runNode(t, env, "browser.test.mjs", 9)
 }
 
+// TestDashboard runs dashboard.test.mjs: the admin dashboard in headless
+// Chromium with 50 live tunnels (50 rows, charts with lines), and a click
+// on a close button that ends that client's tunnel with 1008.
+func TestDashboard(t *testing.T) {
+	chromium := os.Getenv("CHROMIUM")
+	if chromium == "" {
+		chromium = "/usr/bin/chromium"
+	}
+	need(t, exists(chromium), "no Chromium at "+chromium+" (apt-get install chromium, or set CHROMIUM)")
+	env, dir := setup(t)
+	env = append(env, "HOME="+filepath.Join(dir, "home"), "CHROMIUM="+chromium)
+	runNode(t, env, "dashboard.test.mjs", 1)
+}
+
 // TestFirefox runs firefox.test.mjs: Debian's Firefox ESR, headless, driven
 // by puppeteer-core over WebDriver BiDi, with a profile whose NSS database
 // trusts the run's CA, on the same pages as TestBrowser (pages.mjs).

@@ -153,6 +153,7 @@ export async function startProxy(routes, { global = {}, admin = false } = {}) {
   }));
   return {
     addr,
+    admin: adminAddr, // host:port of the admin listener, with admin
     log: () => log,
     // tunnels: the "tunnel closed" access lines so far, as objects.
     tunnels: () => log.split('\n').filter((l) => l.includes('msg="tunnel closed"')).map(parseLine),

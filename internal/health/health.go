@@ -122,11 +122,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(fs.Output(), "Usage: wssproxy health [flags]\n\nAsks the admin listener's /healthz (or -path) and exits 0 when it answers\n200 OK, 1 otherwise: the container's HEALTHCHECK and Kubernetes' exec probe. Flags:\n\n")
 		fs.PrintDefaults()
 	}
-	if err := cli.ParseArgs(fs, args, stdout); err != nil {
+	if err := cli.ParseFlagsOnly(fs, args, stdout); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return &cli.UsageError{Cmd: fs.Name(), Err: fmt.Errorf("unexpected argument %q", fs.Arg(0))}
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()

@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/binary"
+	"time"
 
 	"github.com/wssproxy/wssproxy/internal/wsframe"
 )
@@ -14,14 +15,35 @@ import (
 type hooks struct {
 	t        *Tunnel
 	src, dst *side
-	sawData  bool // a data frame began in this chunk
-	closing  bool // the frame about to be forwarded is src's close frame
-	srcDone  bool // src's close handshake is done: close it once this read is forwarded
-	scratch  [wsframe.MaxControlPayload]byte
+	sawData  bool  // a data frame began in this chunk
+	closing  bool  // the frame about to be forwarded is src's close frame
+	srcDone  bool  // src's close handshake is done: close it once this read is forwarded
+	msgs     int64 // messages begun (data frames other than continuations); the pump's own count
+
+	// Rate limits (ratelimit.go), client to backend only.
+	wait      time.Duration // how long to hold the pump before the frame paused at
+	granted   bool          // its tokens are reserved: admit it when asked again
+	unlimited bool          // the limits are lifted: the tunnel is closing
+	overLimit bool          // rate_limit_action close: refuse the frame
+	scratch   [wsframe.MaxControlPayload]byte
+}
+
+// Admit asks the rate limits about a data frame (ratelimit.go).
+func (h *hooks) Admit(f wsframe.Header) bool {
+	if h.t.policy.Limit == nil {
+		return true
+	}
+	return h.admit(f)
 }
 
 func (h *hooks) Data(f wsframe.Header, msgLen uint64) bool {
+	if h.overLimit {
+		return false
+	}
 	h.sawData = true
+	if f.Opcode != wsframe.OpContinuation {
+		h.msgs++
+	}
 	if limit := h.t.policy.MaxMessageSize; limit > 0 && msgLen > uint64(limit) {
 		h.t.Shut(MessageTooBig, CloseTooBig, CloseTooBig, "message too big")
 		return false
@@ -38,6 +60,9 @@ func (h *hooks) Control(f wsframe.Header, frame []byte) bool {
 		}
 	case wsframe.OpClose:
 		h.src.sawClose.Store(true)
+		if h.src == h.t.backend {
+			h.t.liftLimits() // the client's reply must not wait behind its data
+		}
 		code := closeNoStatus
 		if p := wsframe.ControlPayload(h.scratch[:0], f, frame); len(p) >= 2 {
 			code = int(binary.BigEndian.Uint16(p))

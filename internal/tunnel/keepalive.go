@@ -61,10 +61,10 @@ func (t *Tunnel) keepalive(s *side, every, timeout time.Duration) {
 func (k *keeper) fire() {
 	now := int64(time.Since(k.t.start))
 	last := k.s.lastFrame.Load()
-	if k.t.other(k.s).busy() {
-		// s's pump is blocked writing to the other side, so nothing of s
-		// is being read: its silence says nothing. A stuck other side is
-		// send_timeout's to find.
+	if k.s.held.Load() || k.t.other(k.s).busy() {
+		// s's pump is blocked writing to the other side, or held by the
+		// rate limits, so nothing of s is being read: its silence says
+		// nothing. A stuck other side is send_timeout's to find.
 		k.waiting = false
 		k.timer.Reset(k.every)
 		return

@@ -21,6 +21,8 @@ const (
 	BackendVanished
 	ClientVanishedMidFrame
 	BackendVanishedMidFrame
+	AdminClose  // an operator closed it (the admin listener's tunnel API)
+	RateLimited // over its route's message-rate limits, with rate_limit_action "close"
 )
 
 var reasonText = [...]string{
@@ -38,6 +40,8 @@ var reasonText = [...]string{
 	BackendVanished:         "backend vanished",
 	ClientVanishedMidFrame:  "client vanished mid-frame",
 	BackendVanishedMidFrame: "backend vanished mid-frame",
+	AdminClose:              "closed by admin",
+	RateLimited:             "rate limited",
 }
 
 // String is the reason as the access log says it.
@@ -61,8 +65,9 @@ func (r Reason) Backend() bool {
 // that ended its reads (nil for a clean end of stream, net.ErrClosed when
 // the proxy closed it).
 type Half struct {
-	Bytes int64
-	Err   error
+	Bytes    int64
+	Messages int64 // messages begun (a fragmented message counts once)
+	Err      error
 }
 
 // End is how a tunnel ended, as its done function is told.
@@ -72,7 +77,8 @@ type End struct {
 	ClosedBy  string // who sent it: "client", "backend", "proxy", or "none"
 	In, Out   Half   // client to backend, and back
 	Duration  time.Duration
-	IO        string // see Tunnel.IO
+	IO        string        // see Tunnel.IO
+	Throttled time.Duration // how long the rate limits held the client's reads
 }
 
 func (t *Tunnel) summary() End {
@@ -85,5 +91,6 @@ func (t *Tunnel) summary() End {
 	}
 	e.Duration = time.Since(t.start)
 	e.IO = t.IO()
+	e.Throttled = time.Duration(t.throttled.Load())
 	return e
 }

@@ -40,8 +40,15 @@ type side struct {
 	endOnClose  atomic.Bool  // it cannot half-close: its close frame, when it passes, ends it (closeWrite)
 	proxyClosed atomic.Bool  // the proxy itself sent it a close frame
 	ended       atomic.Bool  // its pump has read all there is of it
+	held        atomic.Bool  // its pump is held by the rate limits: it is not being read
 	pingToken   [8]byte      // payload prefix of the proxy's pings
 	pings       atomic.Uint32
+
+	// What its pump has passed on, published once per read for Stats:
+	// the pump counts in plain fields and stores here after each read.
+	msgs    atomic.Int64 // messages begun
+	fwd     atomic.Int64 // bytes written to the other side
+	lastMsg atomic.Int64 // ns since tunnel start of the last data frame read; 0: none
 }
 
 func newSide(t *Tunnel, name string, conn sockio.Conn, isBackend bool) *side {
@@ -100,6 +107,9 @@ func (s *side) send(frame []byte, isClose bool) {
 		s.proxyClosed.Store(true)
 	}
 	s.pmu.Unlock()
+	if isClose {
+		s.t.liftLimits() // the tunnel is closing: see ratelimit.go
+	}
 	s.hasPending.Store(true)
 	s.flushPending()
 }

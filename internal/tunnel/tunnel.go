@@ -61,6 +61,7 @@ type Policy struct {
 	MaxLifetime         time.Duration // give or take 10%, at random
 	MaxMessageSize      int64         // payload bytes of one message (1009 past it)
 	CloseGrace          time.Duration // 0: DefaultCloseGrace
+	Limit               *RateLimit    // on what the client sends (ratelimit.go); nil: none
 }
 
 // Dir is a direction of the tunnel.
@@ -89,6 +90,10 @@ type Tunnel struct {
 	// The first close frame of the tunnel: its code and who sent it.
 	firstClose atomic.Pointer[closeInfo]
 
+	lifted    chan struct{} // closed when the rate limits are lifted (nil: no limits)
+	liftOnce  sync.Once
+	throttled atomic.Int64 // ns the client's reads have been held by the limits
+
 	mu       sync.Mutex // guards the fields below
 	timers   []*time.Timer
 	reason   Reason // why the proxy ended the tunnel, if it did
@@ -112,6 +117,9 @@ func New(p Policy, client, backend sockio.Conn, meter Meter, start time.Time) *T
 		p.CloseGrace = DefaultCloseGrace
 	}
 	t := &Tunnel{policy: p, meter: meter, start: start}
+	if p.Limit != nil {
+		t.lifted = make(chan struct{})
+	}
 	t.client = newSide(t, "client", client, false)
 	t.backend = newSide(t, "backend", backend, true)
 	return t
@@ -171,6 +179,7 @@ type pumper struct {
 	n        int64                // bytes written to dst
 	emit     func([]byte) error   // p.forward, bound once
 	scanEmit func(b []byte) error // p.scanned, bound once
+	timer    *time.Timer          // for throttles, made at the first
 }
 
 // pump copies src to dst until src ends (see pumper.end).
@@ -196,18 +205,32 @@ func (p *pumper) feed(b []byte) error {
 	t, src, dst := p.t, p.src, p.dst
 	p.h.sawData = false
 	before := p.n
-	dst.mu.Lock()
-	err := p.sc.Scan(b, &p.h, p.scanEmit)
-	dst.midFrame = !p.sc.AtBoundary()
-	dst.mu.Unlock()
-	dst.flushPending()
+	var err error
+	for {
+		dst.mu.Lock()
+		var n int
+		n, err = p.sc.ScanTo(b, &p.h, p.scanEmit)
+		dst.midFrame = !p.sc.AtBoundary()
+		dst.mu.Unlock()
+		dst.flushPending()
+		if n == len(b) || err != nil {
+			break
+		}
+		// Paused before a data frame by the rate limits (ratelimit.go):
+		// what came before it is out; no lock is held while it waits.
+		b = b[n:]
+		p.throttle(p.h.wait)
+	}
 	if t.meter != nil {
 		t.meter.Forwarded(p.dir, p.n-before)
 	}
 	now := int64(time.Since(t.start))
 	src.lastFrame.Store(now)
+	src.fwd.Store(p.n)
 	if p.h.sawData {
 		t.lastData.Store(now)
+		src.lastMsg.Store(now)
+		src.msgs.Store(p.h.msgs)
 	}
 	if p.h.srcDone {
 		p.h.srcDone = false
@@ -237,7 +260,7 @@ func (p *pumper) scanned(b []byte) error {
 func (p *pumper) end(ferr, rerr error) {
 	t, src := p.t, p.src
 	src.ended.Store(true)
-	h := Half{Bytes: p.n, Err: ferr}
+	h := Half{Bytes: p.n, Messages: p.h.msgs, Err: ferr}
 	if ferr != nil {
 		t.Close()
 	} else {
@@ -321,6 +344,7 @@ func (t *Tunnel) Close() {
 	}
 	t.closed = true
 	t.mu.Unlock()
+	t.liftLimits()
 	t.client.conn.Close()
 	t.backend.conn.Close()
 }
@@ -340,6 +364,7 @@ func (t *Tunnel) Shut(r Reason, toClient, toBackend int, text string) {
 		t.reason = r
 	}
 	t.mu.Unlock()
+	t.liftLimits()
 	t.noteClose(max(toClient, toBackend), "proxy")
 	t.after(t.policy.CloseGrace, t.Close) // armed before any write that may wait
 	for _, x := range []struct {

@@ -26,10 +26,17 @@ type Scanner struct {
 	// the hooks, but nothing more is passed on.
 	discard bool
 	broken  bool // a header that cannot be followed: nothing more is read
+	paused  bool // Admit said not yet: ScanTo stops before this header
 }
 
 // Hooks receive what Scan finds.
 type Hooks interface {
+	// Admit is called at each data (non-control) frame's header before
+	// Data, unless the stream is being discarded. false pauses: ScanTo
+	// stops before the header, having passed on everything before it, and
+	// returns where it stopped; the next call, with the rest, sees the
+	// header again and asks again. Control frames are never paused.
+	Admit(h Header) bool
 	// Data is called at each non-control frame's header, with the length
 	// of the message so far including this frame. false discards the
 	// stream from here on (the tunnel is closing).
@@ -51,10 +58,22 @@ type Hooks interface {
 // holding whole frames goes out as one run, so one write; only a header or
 // control frame split across reads is passed on from the scanner's copy,
 // and only a consumed frame splits a run.
+//
+// Hooks must admit every frame (Admit true): a pause would drop the rest
+// of p. ScanTo is Scan for hooks that may pause.
 func (s *Scanner) Scan(p []byte, hooks Hooks, forward func([]byte) error) error {
+	_, err := s.ScanTo(p, hooks, forward)
+	return err
+}
+
+// ScanTo is Scan, stopping where Admit pauses it: it returns how much of
+// p it has followed (len(p) unless paused). The caller passes the rest
+// again, from there, when it is ready to go on.
+func (s *Scanner) ScanTo(p []byte, hooks Hooks, forward func([]byte) error) (int, error) {
 	start := 0 // first byte of p not yet passed on or dropped
 	var err error
-	for i := 0; i < len(p) && err == nil && !s.broken; {
+	i := 0
+	for i < len(p) && err == nil && !s.broken && !s.paused {
 		switch {
 		case s.holding: // a control frame begun in an earlier read
 			i, err = s.collect(p, i, hooks, forward)
@@ -67,10 +86,14 @@ func (s *Scanner) Scan(p []byte, hooks Hooks, forward func([]byte) error) error 
 			i, start, err = s.header(p, i, start, hooks, forward)
 		}
 	}
-	if err != nil || s.broken {
-		return err
+	if s.paused {
+		s.paused = false
+		return i, err
 	}
-	return s.pass(p[start:], forward)
+	if err != nil || s.broken {
+		return len(p), err
+	}
+	return len(p), s.pass(p[start:], forward)
 }
 
 // header follows the frame header beginning (or continuing, when split
@@ -90,6 +113,13 @@ func (s *Scanner) header(p []byte, i, start int, hooks Hooks, forward func([]byt
 	h, size := ParseHeader(s.hdr[:s.hdrLen])
 	if size == 0 { // incomplete: the rest comes with the next read
 		return i, i, s.pass(p[start:begin], forward)
+	}
+	if h.Opcode < OpClose && h.Length < 1<<63 && !s.discard && !hooks.Admit(h) {
+		// Not yet: stop before this header, keeping only what earlier
+		// reads gave of it; the next ScanTo reads the rest again.
+		s.hdrLen = size - (i - begin)
+		s.paused = true
+		return begin, begin, s.pass(p[start:begin], forward)
 	}
 	s.hdrLen = 0
 	if split { // the header is only whole in s.hdr

@@ -3,12 +3,16 @@ package wsframe
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"math/rand/v2"
+	"slices"
 	"testing"
 )
 
 // recordHooks forwards everything and records what it saw.
 type recordHooks struct{ events []string }
+
+func (r *recordHooks) Admit(Header) bool { return true }
 
 func (r *recordHooks) Data(h Header, msgLen uint64) bool {
 	r.events = append(r.events, fmt.Sprintf("data op=%d fin=%v len=%d msg=%d", h.Opcode, h.Fin, h.Length, msgLen))
@@ -147,6 +151,7 @@ func TestScannerConsumes(t *testing.T) {
 
 type consumePong struct{}
 
+func (consumePong) Admit(Header) bool        { return true }
 func (consumePong) Data(Header, uint64) bool { return true }
 func (consumePong) Oversized(Header)         {}
 func (consumePong) Malformed(Header)         {}
@@ -160,6 +165,8 @@ type limitHooks struct {
 	limit  uint64
 	events []string
 }
+
+func (l *limitHooks) Admit(Header) bool { return true }
 
 func (l *limitHooks) Data(h Header, msgLen uint64) bool {
 	if msgLen > l.limit {
@@ -256,6 +263,7 @@ func FuzzScanner(f *testing.F) {
 
 type nopHooks struct{}
 
+func (nopHooks) Admit(Header) bool           { return true }
 func (nopHooks) Data(Header, uint64) bool    { return true }
 func (nopHooks) Control(Header, []byte) bool { return true }
 func (nopHooks) Oversized(Header)            {}
@@ -283,5 +291,73 @@ func BenchmarkScanner(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// pauseHooks refuses each data frame's header the first time it is asked
+// (as a rate limit without tokens does), and records what it saw.
+type pauseHooks struct {
+	recordHooks
+	asked bool // the header now being asked about was refused once
+}
+
+func (p *pauseHooks) Admit(Header) bool {
+	p.asked = !p.asked
+	return !p.asked
+}
+
+// TestScannerPause guards ScanTo's pauses, for every place a read may be
+// cut: it stops exactly before a data frame's header, having passed on
+// everything before it (control frames included), and the rest, passed
+// again, goes on as if it had not stopped: the same bytes, in the same
+// order, the same hook calls.
+func TestScannerPause(t *testing.T) {
+	t.Parallel()
+	r := rand.New(rand.NewPCG(5, 6))
+	for round := range 20 {
+		stream, _ := randomFrames(r, true)
+		stream = stream[:min(len(stream), 4000)]
+		// Where each frame header starts, and whether it is a data frame.
+		dataAt := map[int]bool{}
+		for off := 0; off < len(stream); {
+			h, n := ParseHeader(stream[off:])
+			if n == 0 {
+				break
+			}
+			dataAt[off] = h.Opcode < OpClose
+			off += n + int(h.Length)
+		}
+		wantOut, wantEvents := scanChunks(t, stream, nil)
+		for _, cuts := range [][]int{nil, randomCuts(r, len(stream))} {
+			var s Scanner
+			hooks := &pauseHooks{}
+			var out bytes.Buffer
+			fwd := func(b []byte) error { out.Write(b); return nil }
+			pauses, prev := 0, 0
+			for _, c := range append(cuts, len(stream)) {
+				chunk := stream[prev:c]
+				for {
+					n, err := s.ScanTo(chunk, hooks, fwd)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if n == len(chunk) {
+						break
+					}
+					pauses++
+					if !dataAt[out.Len()] {
+						t.Fatalf("round %d: paused with %d bytes passed on, not before a data frame's header", round, out.Len())
+					}
+					chunk = chunk[n:]
+				}
+				prev = c
+			}
+			if !bytes.Equal(out.Bytes(), wantOut) || fmt.Sprint(hooks.events) != fmt.Sprint(wantEvents) {
+				t.Fatalf("round %d: pausing changed the result (%d pauses)", round, pauses)
+			}
+			if hasData := slices.Contains(slices.Collect(maps.Values(dataAt)), true); hasData && pauses == 0 {
+				t.Fatalf("round %d: never paused", round)
+			}
+		}
 	}
 }
