@@ -1,13 +1,20 @@
 package tlsconf
 
 import (
+	"context"
 	"crypto/x509"
 	"encoding/hex"
+	"fmt"
+	"log/slog"
 	"math/big"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/acme"
 )
 
 // TestARICertID guards the certificate identifier against RFC 9773
@@ -76,6 +83,43 @@ func TestReverseName(t *testing.T) {
 	} {
 		if got, err := reverseName(net.ParseIP(in)); err != nil || got != want {
 			t.Errorf("reverseName(%s) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+}
+
+// TestPlanKeepsWindowThroughARIFailure guards the renewal moment across a
+// renewal-info poll that fails: when the CA has moved a certificate's
+// window into the past (renew now), one failed poll in between (a CA
+// under load, as during the incident that moved the window) neither
+// postpones the renewal to the lifetime rule nor makes later polls of
+// the same window forget it.
+func TestPlanKeepsWindowThroughARIFailure(t *testing.T) {
+	t.Parallel()
+	now := time.Now()
+	var failing atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if failing.Load() {
+			http.Error(w, `{"type":"urn:ietf:params:acme:error:serverInternal"}`, http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("Retry-After", "60")
+		fmt.Fprintf(w, `{"suggestedWindow":{"start":%q,"end":%q}}`,
+			now.Add(-2*time.Hour).Format(time.RFC3339), now.Add(-time.Hour).Format(time.RFC3339))
+	}))
+	t.Cleanup(srv.Close)
+	aki, _ := hex.DecodeString("69885B6B87464041E1B37B847BA0AE2CDE01C8D4")
+	leaf := &x509.Certificate{AuthorityKeyId: aki, SerialNumber: big.NewInt(0x87654321),
+		NotBefore: now.Add(-24 * time.Hour), NotAfter: now.Add(89 * 24 * time.Hour)}
+	i := &acmeIssuer{log: slog.New(slog.DiscardHandler), client: &acme.Client{HTTPClient: srv.Client()}, timing: defaultTiming}
+	c := &acmeCert{host: "chat.example.com"}
+	for _, step := range []struct {
+		name string
+		fail bool
+	}{{"window in the past", false}, {"renewal info fails", true}, {"same window again", false}} {
+		failing.Store(step.fail)
+		renewAt, _, _ := i.plan(context.Background(), c, leaf, srv.URL)
+		if renewAt.After(time.Now()) {
+			t.Errorf("%s: renewal planned for %v (in %v), want now", step.name, renewAt, time.Until(renewAt).Round(time.Hour))
 		}
 	}
 }

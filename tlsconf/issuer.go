@@ -86,8 +86,9 @@ type acmeCert struct {
 	// rateLimited is the Retry-After of the last failure, when the CA
 	// said it was over a rate limit.
 	rateLimited time.Duration
-	windowOf    string // the certificate ID next was chosen for
+	windowOf    string // the certificate ID window and pick are of
 	window      [2]time.Time
+	pick        time.Time // the moment chosen in window
 }
 
 // accountKeyName is where autocert keeps the account key in its cache.
