@@ -65,6 +65,9 @@ func TestRetryAfter(t *testing.T) {
 		{"", ariPollDefault},
 		{"5", ariPollMin},
 		{"9999999", ariPollMax},
+		{"10000000000", ariPollMax}, // 317 years: overflows time.Duration
+		{"0", ariPollMin},
+		{"-5", ariPollMin},
 		{now.Add(2 * time.Hour).Format(http.TimeFormat), 2 * time.Hour},
 		{"soon", ariPollDefault},
 	} {
