@@ -4,12 +4,15 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -124,5 +127,53 @@ func TestPlanKeepsWindowThroughARIFailure(t *testing.T) {
 		if renewAt.After(time.Now()) {
 			t.Errorf("%s: renewal planned for %v (in %v), want now", step.name, renewAt, time.Until(renewAt).Round(time.Hour))
 		}
+	}
+}
+
+// TestRetryWait guards the back-off after failed orders that the docs
+// promise: 5 minutes, doubled per failure in a row up to an hour, and
+// never shorter than a rate-limit answer's Retry-After.
+func TestRetryWait(t *testing.T) {
+	t.Parallel()
+	i := &acmeIssuer{timing: defaultTiming}
+	for _, tc := range []struct {
+		failures    int
+		rateLimited time.Duration
+		want        time.Duration
+	}{
+		{1, 0, 5 * time.Minute},
+		{2, 0, 10 * time.Minute},
+		{3, 0, 20 * time.Minute},
+		{4, 0, 40 * time.Minute},
+		{5, 0, time.Hour},
+		{50, 0, time.Hour},
+		{1, 3 * time.Hour, 3 * time.Hour},
+		{5, time.Minute, time.Hour},
+	} {
+		c := &acmeCert{failures: tc.failures, rateLimited: tc.rateLimited}
+		if got := i.retryWait(c); got != tc.want {
+			t.Errorf("%d failures, rate limited for %v: wait %v, want %v", tc.failures, tc.rateLimited, got, tc.want)
+		}
+		if c.next != c.retryAt || time.Until(c.retryAt) > tc.want {
+			t.Errorf("%d failures: retry at %v, next %v", tc.failures, c.retryAt, c.next)
+		}
+	}
+}
+
+// TestRateLimitFromProblem guards that a rateLimited problem answered to
+// the new-order request (read by problemOf) yields its Retry-After, also
+// inside the error obtain joins, and that other problems yield none.
+func TestRateLimitFromProblem(t *testing.T) {
+	t.Parallel()
+	resp := func(typ string) *http.Response {
+		return &http.Response{StatusCode: http.StatusTooManyRequests, Header: http.Header{"Retry-After": {"7200"}},
+			Body: io.NopCloser(strings.NewReader(`{"type":"` + typ + `","detail":"too many"}`))}
+	}
+	err := errors.Join(fmt.Errorf("tls-alpn-01: %w", problemOf(resp("urn:ietf:params:acme:error:rateLimited"))))
+	if d, ok := rateLimit(err); !ok || d != 2*time.Hour {
+		t.Errorf("rateLimit = %v, %v; want 2h, true", d, ok)
+	}
+	if d, ok := rateLimit(problemOf(resp("urn:ietf:params:acme:error:serverInternal"))); ok {
+		t.Errorf("serverInternal read as a rate limit of %v", d)
 	}
 }
