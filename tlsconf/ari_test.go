@@ -177,3 +177,32 @@ func TestRateLimitFromProblem(t *testing.T) {
 		t.Errorf("serverInternal read as a rate limit of %v", d)
 	}
 }
+
+// TestRenewalInfoURLAfterCAOutage guards ARI across a CA outage: a
+// directory answered with an error status (Let's Encrypt answers 503 with
+// a JSON problem document during maintenance) is not taken for a CA
+// without renewal info; once the CA is back its renewalInfo is used.
+func TestRenewalInfoURLAfterCAOutage(t *testing.T) {
+	t.Parallel()
+	var down atomic.Bool
+	down.Store(true)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if down.Load() {
+			w.Header().Set("Content-Type", "application/problem+json")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			io.WriteString(w, `{"type":"urn:ietf:params:acme:error:serverInternal","detail":"down for maintenance"}`)
+			return
+		}
+		fmt.Fprintf(w, `{"newOrder":%q,"renewalInfo":%q}`, "http://"+r.Host+"/new-order", "http://"+r.Host+"/ari")
+	}))
+	t.Cleanup(srv.Close)
+	i := &acmeIssuer{client: &acme.Client{DirectoryURL: srv.URL + "/dir", HTTPClient: srv.Client()}}
+	ctx := context.Background()
+	if u, err := i.renewalInfo(ctx); err == nil {
+		t.Errorf("directory answered 503: renewalInfo %q, no error", u)
+	}
+	down.Store(false)
+	if u, err := i.renewalInfo(ctx); err != nil || u != srv.URL+"/ari" {
+		t.Errorf("CA back: renewalInfo %q, %v; want %s/ari", u, err, srv.URL)
+	}
+}

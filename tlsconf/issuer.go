@@ -156,6 +156,11 @@ func renewalInfoURL(ctx context.Context, hc *http.Client, dir string) (string, e
 		return "", err
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		// A problem document is JSON too, without renewalInfo: read as
+		// a directory it would turn ARI off until the next restart.
+		return "", fmt.Errorf("directory %s: %w", dir, problemOf(resp))
+	}
 	var d struct {
 		RenewalInfo string `json:"renewalInfo"`
 	}
