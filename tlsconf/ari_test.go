@@ -103,31 +103,63 @@ func TestPlanKeepsWindowThroughARIFailure(t *testing.T) {
 	t.Parallel()
 	now := time.Now()
 	var failing atomic.Bool
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	i, ari := ariPeer(t, func(w http.ResponseWriter) {
 		if failing.Load() {
 			http.Error(w, `{"type":"urn:ietf:params:acme:error:serverInternal"}`, http.StatusServiceUnavailable)
 			return
 		}
-		w.Header().Set("Retry-After", "60")
-		fmt.Fprintf(w, `{"suggestedWindow":{"start":%q,"end":%q}}`,
-			now.Add(-2*time.Hour).Format(time.RFC3339), now.Add(-time.Hour).Format(time.RFC3339))
-	}))
-	t.Cleanup(srv.Close)
-	aki, _ := hex.DecodeString("69885B6B87464041E1B37B847BA0AE2CDE01C8D4")
-	leaf := &x509.Certificate{AuthorityKeyId: aki, SerialNumber: big.NewInt(0x87654321),
-		NotBefore: now.Add(-24 * time.Hour), NotAfter: now.Add(89 * 24 * time.Hour)}
-	i := &acmeIssuer{log: slog.New(slog.DiscardHandler), client: &acme.Client{HTTPClient: srv.Client()}, timing: defaultTiming}
+		writeWindow(w, now.Add(-2*time.Hour), now.Add(-time.Hour))
+	})
+	leaf := ariLeaf(now.Add(-24*time.Hour), now.Add(89*24*time.Hour))
 	c := &acmeCert{host: "chat.example.com"}
 	for _, step := range []struct {
 		name string
 		fail bool
 	}{{"window in the past", false}, {"renewal info fails", true}, {"same window again", false}} {
 		failing.Store(step.fail)
-		renewAt, _, _ := i.plan(context.Background(), c, leaf, srv.URL)
+		renewAt, _, _ := i.plan(context.Background(), c, leaf, ari)
 		if renewAt.After(time.Now()) {
 			t.Errorf("%s: renewal planned for %v (in %v), want now", step.name, renewAt, time.Until(renewAt).Round(time.Hour))
 		}
 	}
+}
+
+// TestPlanLeavesTimeToRetry guards the renewal moment against a window
+// that runs to the certificate's expiry (Pebble's for short lifetimes):
+// the moment is never drawn in the last sixth of the lifetime, where a
+// renewal would have no time left to finish or be retried.
+func TestPlanLeavesTimeToRetry(t *testing.T) {
+	t.Parallel()
+	now := time.Now()
+	leaf := ariLeaf(now, now.Add(30*time.Second))
+	i, ari := ariPeer(t, func(w http.ResponseWriter) { writeWindow(w, leaf.NotBefore, leaf.NotAfter) })
+	latest := leaf.NotAfter.Add(-5 * time.Second)
+	for range 100 {
+		renewAt, _, _ := i.plan(context.Background(), &acmeCert{host: "chat.example.com"}, leaf, ari)
+		if renewAt.After(latest) {
+			t.Fatalf("renewal planned %v before expiry, in the last sixth of a 30 s lifetime", leaf.NotAfter.Sub(renewAt))
+		}
+	}
+}
+
+// ariPeer serves renewal info as answer writes it; it returns an issuer
+// whose client reaches it and the renewalInfo URL.
+func ariPeer(t *testing.T, answer func(w http.ResponseWriter)) (*acmeIssuer, string) {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { answer(w) }))
+	t.Cleanup(srv.Close)
+	return &acmeIssuer{log: slog.New(slog.DiscardHandler), client: &acme.Client{HTTPClient: srv.Client()}, timing: defaultTiming}, srv.URL
+}
+
+func writeWindow(w http.ResponseWriter, start, end time.Time) {
+	w.Header().Set("Retry-After", "60")
+	fmt.Fprintf(w, `{"suggestedWindow":{"start":%q,"end":%q}}`, start.Format(time.RFC3339Nano), end.Format(time.RFC3339Nano))
+}
+
+// ariLeaf is a certificate with RFC 9773's example identifier.
+func ariLeaf(notBefore, notAfter time.Time) *x509.Certificate {
+	aki, _ := hex.DecodeString("69885B6B87464041E1B37B847BA0AE2CDE01C8D4")
+	return &x509.Certificate{AuthorityKeyId: aki, SerialNumber: big.NewInt(0x87654321), NotBefore: notBefore, NotAfter: notAfter}
 }
 
 // TestRetryWait guards the back-off after failed orders that the docs
