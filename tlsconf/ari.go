@@ -93,7 +93,9 @@ func fetchRenewalInfo(ctx context.Context, hc *http.Client, base, certID string)
 func retryAfter(v string, now time.Time) time.Duration {
 	d := ariPollDefault
 	if n, err := strconv.Atoi(strings.TrimSpace(v)); err == nil {
-		d = time.Duration(n) * time.Second
+		// Clamped before the multiplication, which overflows above
+		// about 292 years and would turn "never" into ariPollMin.
+		d = time.Duration(min(n, int(ariPollMax/time.Second))) * time.Second
 	} else if t, err := http.ParseTime(v); err == nil {
 		d = t.Sub(now)
 	}

@@ -89,8 +89,9 @@ type acmeCert struct {
 	// rateLimited is the Retry-After of the last failure, when the CA
 	// said it was over a rate limit.
 	rateLimited time.Duration
-	windowOf    string // the certificate ID next was chosen for
+	windowOf    string // the certificate ID window and pick are of
 	window      [2]time.Time
+	pick        time.Time // the moment chosen in window
 }
 
 // accountKeyName is where autocert keeps the account key in its cache.
@@ -158,6 +159,11 @@ func renewalInfoURL(ctx context.Context, hc *http.Client, dir string) (string, e
 		return "", err
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		// A problem document is JSON too, without renewalInfo: read as
+		// a directory it would turn ARI off until the next restart.
+		return "", fmt.Errorf("directory %s: %w", dir, problemOf(resp))
+	}
 	var d struct {
 		RenewalInfo string `json:"renewalInfo"`
 	}

@@ -53,9 +53,9 @@ func NewManager(cfg Config, logger *slog.Logger) (*Manager, error) {
 }
 
 // Manager serves the certificate files c read and prepares ACME (creating
-// its cache directory). It makes no network calls: ACME certificates are
-// ordered at the first handshake for a host that has none in the cache. A
-// nil logger discards.
+// its cache directory). It makes no network calls: Watch orders the ACME
+// certificates the cache lacks, as does a handshake for a host that still
+// has none. A nil logger discards.
 func (c *Compiled) Manager(logger *slog.Logger) (*Manager, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)

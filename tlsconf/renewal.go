@@ -123,21 +123,30 @@ func (i *acmeIssuer) plan(ctx context.Context, c *acmeCert, leaf *x509.Certifica
 			cancel()
 		}
 		if err != nil {
-			i.log.Debug("ACME renewal info not read; renewing with a third of the lifetime left", "host", c.host, "error", err)
 			poll = min(poll, time.Hour)
+			c.st.Lock()
+			if id != "" && c.windowOf == id {
+				// The window the CA gave for this certificate stands
+				// until it says otherwise.
+				renewAt = c.pick
+				replaces = id
+			}
+			c.st.Unlock()
+			i.log.Debug("ACME renewal info not read", "host", c.host, "renew_at", renewAt.Format(time.RFC3339), "error", err)
 		} else {
 			poll, replaces = min(poll, info.RetryAfter), id
 			c.st.Lock()
 			// The moment is chosen once per window, so that polls do not
-			// draw again and again (and renew early).
+			// draw again and again (and renew early). It is kept apart
+			// from next, which a failure or a failed poll overwrites.
 			if w := [2]time.Time{info.Start, info.End}; c.windowOf != id || c.window != w {
 				c.windowOf, c.window = id, w
-				c.next = pickInWindow(info.Start, info.End, time.Now())
+				c.pick = pickInWindow(info.Start, drawEnd(info, leaf), time.Now())
 				if info.Explanation != "" || !info.End.After(time.Now()) {
 					i.log.Info("ACME: the CA asks for renewal now", "host", c.host, "window_end", info.End.Format(time.RFC3339), "explanation", info.Explanation)
 				}
 			}
-			renewAt = c.next
+			renewAt = c.pick
 			c.st.Unlock()
 		}
 	}
@@ -145,6 +154,21 @@ func (i *acmeIssuer) plan(ctx context.Context, c *acmeCert, leaf *x509.Certifica
 	c.next = renewAt
 	c.st.Unlock()
 	return renewAt, poll, replaces
+}
+
+// drawEnd is the end of the part of info's window the renewal moment is
+// drawn from: the window, less any of it in the last sixth of leaf's
+// lifetime. A window that runs to the expiry (Pebble's for short
+// lifetimes) could otherwise put the renewal in the last seconds, with
+// no time to finish or retry it. A window of a day either side of a
+// third of the lifetime left (Pebble's for lifetimes of 6 days and more)
+// is not changed.
+func drawEnd(info *renewalInfo, leaf *x509.Certificate) time.Time {
+	latest := leaf.NotAfter.Add(-leaf.NotAfter.Sub(leaf.NotBefore) / 6)
+	if latest.Before(info.End) && latest.After(info.Start) {
+		return latest
+	}
+	return info.End
 }
 
 // retryWait is how long to wait after c's last failure: doubling from

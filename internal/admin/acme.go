@@ -1,6 +1,9 @@
 package admin
 
 import (
+	"strings"
+	"unicode/utf8"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/wssproxy/wssproxy/tlsconf"
@@ -46,9 +49,15 @@ func (c acmeCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(acmeNextDesc, prometheus.GaugeValue, float64(info.NextRenewal.Unix()), host)
 		}
 		if info.LastError != "" {
-			msg := info.LastError
+			// The error may carry the CA's raw response body: a label
+			// value must be valid UTF-8 or MustNewConstMetric panics.
+			msg := strings.ToValidUTF8(info.LastError, "\uFFFD")
 			if len(msg) > 300 {
-				msg = msg[:300] + "…"
+				cut := 300
+				for cut > 0 && !utf8.RuneStart(msg[cut]) {
+					cut--
+				}
+				msg = msg[:cut] + "…"
 			}
 			ch <- prometheus.MustNewConstMetric(acmeLastErrDesc, prometheus.GaugeValue, float64(info.LastErrorAt.Unix()), host, msg)
 		}
