@@ -34,6 +34,7 @@ type openTunnel struct {
 	proto     string // the client's: HTTP/1.1, or HTTP/2.0 for a stream (RFC 8441)
 	status    int    // what the client was answered: 101, or 200 over HTTP/2
 	handshake time.Duration
+	auth      *authResult // nil: the route has no auth
 }
 
 // drainPlan is how the tunnels close when the server stops: the close code
@@ -52,7 +53,7 @@ type drainPlan struct {
 func (s *Server) runTunnel(r *http.Request, ip string, rt *route, up *upstream, client, backend net.Conn,
 	start time.Time, adm admission, fromClient, fromBackend []byte) {
 	ot := &openTunnel{rt: rt, up: up, adm: adm, clientIP: ip, host: r.Host, path: r.URL.Path,
-		proto: "HTTP/1.1", status: http.StatusSwitchingProtocols, handshake: time.Since(start)}
+		proto: "HTTP/1.1", status: http.StatusSwitchingProtocols, handshake: time.Since(start), auth: authOf(r)}
 	if r.ProtoMajor == 2 {
 		ot.proto, ot.status = r.Proto, http.StatusOK
 	}
@@ -74,6 +75,9 @@ func (s *Server) runTunnel(r *http.Request, ip string, rt *route, up *upstream, 
 	plan, killed := s.plan, s.killed
 	s.tmu.Unlock()
 	ot.t.Start(fromClient, fromBackend, func(e tunnel.End) { s.tunnelEnded(ot, e) })
+	if ot.auth != nil && !ot.auth.expiry.IsZero() { // close_at_expiry
+		ot.t.ShutAfter(time.Until(ot.auth.expiry), tunnel.TokenExpired, tunnel.ClosePolicy, tunnel.CloseGoingAway, "token expired")
+	}
 	switch {
 	case killed:
 		ot.t.Close()
@@ -174,6 +178,7 @@ func (s *Server) logTunnel(ot *openTunnel, e tunnel.End) {
 		"bytes_in", e.In.Bytes, "bytes_out", e.Out.Bytes, "close_code", e.CloseCode, "closed_by", e.ClosedBy,
 		"proto", ot.proto, "io", e.IO,
 	}
+	attrs = append(attrs, authAttrs(ot.auth)...)
 	switch endedBy {
 	case "proxy":
 		attrs = append(attrs, "ended_by", endedBy, "reason", detail)
@@ -197,6 +202,8 @@ func endLabel(e tunnel.End) string {
 		return "dead_peer"
 	case tunnel.IdleTimeout, tunnel.MaxLifetime:
 		return "timeout"
+	case tunnel.TokenExpired:
+		return "token_expired"
 	}
 	return "error"
 }

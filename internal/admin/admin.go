@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/wssproxy/wssproxy/internal/health"
+	"github.com/wssproxy/wssproxy/internal/htpasswd"
 	"github.com/wssproxy/wssproxy/proxy"
 	"github.com/wssproxy/wssproxy/tlsconf"
 )
@@ -40,6 +41,9 @@ type Options struct {
 	Listening    func() *health.Listening
 	Certificates func() []tlsconf.Info
 	Started      time.Time
+	// BasicAuth is admin basic_auth's file as last loaded (nil: none):
+	// every endpoint but /healthz then asks for a user of it (auth.go).
+	BasicAuth func() *htpasswd.File
 }
 
 // Handler serves the admin endpoints.
@@ -64,7 +68,7 @@ func Handler(o Options) http.Handler {
 		fmt.Fprintln(w, "ready")
 	})
 	routes.HandleFunc("GET /{$}", o.statusPage)
-	return hosts(o.Listen, routes)
+	return hosts(o.Listen, o.guard(routes))
 }
 
 // hosts passes on requests whose Host is an IP address, localhost, or the

@@ -21,6 +21,7 @@ const (
 	BackendVanished
 	ClientVanishedMidFrame
 	BackendVanishedMidFrame
+	TokenExpired // the token that opened it expired (close_at_expiry)
 )
 
 var reasonText = [...]string{
@@ -38,6 +39,7 @@ var reasonText = [...]string{
 	BackendVanished:         "backend vanished",
 	ClientVanishedMidFrame:  "client vanished mid-frame",
 	BackendVanishedMidFrame: "backend vanished mid-frame",
+	TokenExpired:            "token expired",
 }
 
 // String is the reason as the access log says it.

@@ -38,6 +38,7 @@ import (
 const (
 	CloseGoingAway      = 1001
 	CloseProtocol       = 1002
+	ClosePolicy         = 1008 // policy violation: the proxy's token_expired
 	CloseTooBig         = 1009
 	CloseServiceRestart = 1012
 	CloseBadGateway     = 1014
