@@ -7,6 +7,7 @@ package proxy
 import (
 	"context"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -376,6 +377,18 @@ func claimString(v any) (string, bool) {
 	return s, true
 }
 
+// looksLikeJWT reports whether a subprotocol entry is a compact JWS: three
+// dot-separated parts, the first a JSON object in base64url (an entry
+// such as "v1.chat.example" is a subprotocol).
+func looksLikeJWT(e string) bool {
+	head, _, ok := strings.Cut(e, ".")
+	if !ok || strings.Count(e, ".") != 2 || len(head) > 1024 {
+		return false
+	}
+	b, err := base64.RawURLEncoding.DecodeString(head)
+	return err == nil && len(b) > 1 && b[0] == '{'
+}
+
 // findToken returns r's token from the first source that has one, and
 // for "protocol" the Sec-WebSocket-Protocol entries without it.
 func (p *jwtPlan) findToken(r *http.Request) (string, []string) {
@@ -403,7 +416,7 @@ func (p *jwtPlan) findToken(r *http.Request) (string, []string) {
 			for _, v := range r.Header["Sec-Websocket-Protocol"] {
 				for e := range strings.SplitSeq(v, ",") {
 					e = strings.TrimSpace(e)
-					if tok == "" && strings.Count(e, ".") == 2 && len(e) > 8 {
+					if tok == "" && looksLikeJWT(e) {
 						tok = e
 						continue
 					}

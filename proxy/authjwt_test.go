@@ -380,3 +380,43 @@ func TestTokenExpiryClosesTunnel(t *testing.T) {
 		t.Errorf("tunnels_ended{reason=token_expired} = %v, want 1", n)
 	}
 }
+
+// TestJWTHMACSecret guards key_file as an HMAC secret: it needs
+// algorithms to name HS256 (else the configuration is refused, as it is
+// for a secret under 32 bytes), and then HS256 tokens signed with it pass.
+func TestJWTHMACSecret(t *testing.T) {
+	t.Parallel()
+	secret := []byte("0123456789abcdef0123456789abcdef")
+	file := filepath.Join(t.TempDir(), "secret")
+	os.WriteFile(file, append(secret, '\n'), 0o600)
+	short := filepath.Join(t.TempDir(), "short")
+	os.WriteFile(short, []byte("tooshort"), 0o600)
+	for _, tc := range []struct {
+		j    proxy.JWT
+		want string
+	}{
+		{proxy.JWT{KeyFile: file}, `route[1].jwt.key_file: ` + file + ` holds no public key, so it would be an HMAC secret`},
+		{proxy.JWT{KeyFile: short, Algorithms: []string{"HS256"}}, "route[1].jwt.key_file: an HMAC secret must be at least 32 bytes"},
+	} {
+		cfg := route("/wss", "ws://127.0.0.1:1")
+		cfg.Routes[0].JWT = &tc.j
+		if _, err := proxy.Compile(cfg); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v, want %q", err, tc.want)
+		}
+	}
+	cfg := route("/wss", echoBackend(t, echo.Options{}))
+	cfg.Routes[0].JWT = &proxy.JWT{KeyFile: file, Algorithms: []string{"HS256"}}
+	e := startProxy(t, cfg)
+	ctx := testutil.Context(t, 20*time.Second)
+	sig, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.HS256, Key: secret}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, _ := jwt.Signed(sig).Claims(claims("tom", time.Hour)).Serialize()
+	c := e.mustDial(ctx, "/wss", &websocket.DialOptions{HTTPHeader: http.Header{"Authorization": {"Bearer " + tok}}})
+	roundTrip(t, ctx, c, websocket.MessageText, []byte("hi"))
+	es := newSigner(t, jose.ES256, "")
+	if resp := handshake(t, e, ctx, "/wss", http.Header{"Authorization": {"Bearer " + es.token(t, claims("tom", time.Hour), nil)}}); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("an ES256 token on an HS256 route: %d", resp.StatusCode)
+	}
+}
