@@ -1,16 +1,11 @@
 package proxy_test
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/hex"
 	"log/slog"
-	"math/big"
 	"net/http"
 	"sync"
 	"testing"
@@ -22,32 +17,6 @@ import (
 	"github.com/wssproxy/wssproxy/proxy"
 )
 
-// clientCert issues a client certificate (clientAuth) for cn, signed by
-// ca; with ca nil, it makes a CA (no extended key usage, which would bind
-// what it signs).
-func clientCert(t testing.TB, cn string, ca *tls.Certificate) *tls.Certificate {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: cn, Organization: []string{"Devices"}},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
-	parent, parentKey := tmpl, any(key)
-	if ca == nil {
-		tmpl.IsCA, tmpl.BasicConstraintsValid, tmpl.KeyUsage, tmpl.ExtKeyUsage = true, true, x509.KeyUsageCertSign, nil
-	} else {
-		parent, parentKey = ca.Leaf, ca.PrivateKey
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, parentKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, _ := x509.ParseCertificate(der)
-	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}
-}
-
 // TestClientCert guards client_cert: the listener asks for a certificate
 // (VerifyClientCertIfGiven, as wssproxy's tlsconf sets it up); "require"
 // refuses a handshake without one with 403; a verified one's subject,
@@ -56,9 +25,9 @@ func clientCert(t testing.TB, cn string, ca *tls.Certificate) *tls.Certificate {
 // certificate of another CA fails the TLS handshake.
 func TestClientCert(t *testing.T) {
 	t.Parallel()
-	ca, other := clientCert(t, "Device CA", nil), clientCert(t, "Other CA", nil)
-	device := clientCert(t, "device-1", ca)
-	stranger := clientCert(t, "device-1", other)
+	ca, other := testutil.IssueClient(t, "Device CA", nil), testutil.IssueClient(t, "Other CA", nil)
+	device := testutil.IssueClient(t, "device-1", ca)
+	stranger := testutil.IssueClient(t, "device-1", other)
 	rec := &recorder{}
 	backend := "ws://" + testutil.Serve(t, rec)
 	srv, err := proxy.New(proxy.Config{Routes: []proxy.Route{

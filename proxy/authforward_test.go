@@ -23,8 +23,7 @@ import (
 // without one is sent to log in (302 with a cookie); a bad bearer token
 // is 401; anything else 403. It keeps what it was asked.
 type authService struct {
-	mu   sync.Mutex
-	reqs []*http.Request
+	recorder // its requests, and last; not its ServeHTTP
 }
 
 func (a *authService) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -48,16 +47,6 @@ func (a *authService) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	default:
 		http.Error(w, "no", http.StatusForbidden)
 	}
-}
-
-func (a *authService) last(t testing.TB) *http.Request {
-	t.Helper()
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if len(a.reqs) == 0 {
-		t.Fatal("the auth service was not asked")
-	}
-	return a.reqs[len(a.reqs)-1]
 }
 
 // TestForwardAuth guards forward_auth for WebSockets over HTTP/1.1 and

@@ -80,6 +80,36 @@ func Issue(t testing.TB, names []string, isCA bool, parent *tls.Certificate, not
 	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}
 }
 
+// IssueClient makes an ECDSA P-256 client certificate (clientAuth) for
+// cn signed by ca, valid for an hour either side of now; with ca nil, a CA
+// to sign them with, which has no extended key usage (Go's verifier holds
+// a CA's to what it signs, so Issue's, serverAuth, would refuse clients).
+func IssueClient(t testing.TB, cn string, ca *tls.Certificate) *tls.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: cn, Organization: []string{"Devices"}},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
+	parent, parentKey := tmpl, any(key)
+	if ca == nil {
+		tmpl.IsCA, tmpl.BasicConstraintsValid, tmpl.KeyUsage, tmpl.ExtKeyUsage = true, true, x509.KeyUsageCertSign, nil
+	} else {
+		parent, parentKey = ca.Leaf, ca.PrivateKey
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, parentKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}
+}
+
 // WriteKeyPair writes cert as PEM files in t.TempDir() and returns their
 // paths.
 func WriteKeyPair(t testing.TB, cert *tls.Certificate) (certFile, keyFile string) {
