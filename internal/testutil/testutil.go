@@ -65,6 +65,13 @@ func Issue(t testing.TB, names []string, isCA bool, parent *tls.Certificate, not
 			tmpl.DNSNames = append(tmpl.DNSNames, n)
 		}
 	}
+	return sign(t, tmpl, key, parent)
+}
+
+// sign makes the certificate tmpl describes for key, signed by parent or
+// self-signed when parent is nil.
+func sign(t testing.TB, tmpl *x509.Certificate, key *ecdsa.PrivateKey, parent *tls.Certificate) *tls.Certificate {
+	t.Helper()
 	signer, signerKey := tmpl, any(key)
 	if parent != nil {
 		signer, signerKey = parent.Leaf, parent.PrivateKey
@@ -93,21 +100,10 @@ func IssueClient(t testing.TB, cn string, ca *tls.Certificate) *tls.Certificate 
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: cn, Organization: []string{"Devices"}},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
 		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
-	parent, parentKey := tmpl, any(key)
 	if ca == nil {
 		tmpl.IsCA, tmpl.BasicConstraintsValid, tmpl.KeyUsage, tmpl.ExtKeyUsage = true, true, x509.KeyUsageCertSign, nil
-	} else {
-		parent, parentKey = ca.Leaf, ca.PrivateKey
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, parentKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}
+	return sign(t, tmpl, key, ca)
 }
 
 // WriteKeyPair writes cert as PEM files in t.TempDir() and returns their
