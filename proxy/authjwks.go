@@ -152,18 +152,20 @@ func (c *jwksCache) fetch() ([]jose.JSONWebKey, time.Duration, error) {
 }
 
 // maxAge is how long a Cache-Control value lets the set be kept, within
-// jwksMinAge and jwksMaxAge.
+// jwksMinAge and jwksMaxAge (no-cache and no-store: the least).
 func maxAge(cc string) time.Duration {
+	age := jwksDefaultAge
 	for d := range strings.SplitSeq(cc, ",") {
 		name, v, _ := strings.Cut(strings.TrimSpace(d), "=")
-		if !strings.EqualFold(name, "max-age") {
-			continue
+		switch {
+		case strings.EqualFold(name, "no-cache") || strings.EqualFold(name, "no-store"):
+			return jwksMinAge
+		case strings.EqualFold(name, "max-age"):
+			if n, err := strconv.ParseInt(strings.Trim(v, `"`), 10, 64); err == nil && n >= 0 {
+				n = min(n, int64(jwksMaxAge/time.Second)) // no overflow below
+				age = max(time.Duration(n)*time.Second, jwksMinAge)
+			}
 		}
-		n, err := strconv.ParseInt(strings.Trim(v, `"`), 10, 64)
-		if err != nil || n < 0 {
-			break
-		}
-		return min(max(time.Duration(n)*time.Second, jwksMinAge), jwksMaxAge)
 	}
-	return jwksDefaultAge
+	return age
 }
