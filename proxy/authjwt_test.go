@@ -345,14 +345,14 @@ func TestJWKSRotation(t *testing.T) {
 	e.logs.Wait(t, ctx, `refused=auth-jwt reason="unknown key"`)
 }
 
-// TestTokenExpiryClosesTunnel guards close_at_expiry: a tunnel opened
-// with a token that expires in 2 s is closed by the proxy when it does,
-// 1008 "token expired" to the client and 1001 to the backend, and counted
-// as token_expired.
+// TestTokenExpiryClosesTunnel guards close_at_expiry: tunnels opened
+// with a token that expires in 2 s, over HTTP/1.1 and as an HTTP/2 stream,
+// are closed by the proxy when it does, 1008 "token expired" to the
+// client and 1001 to the backend, and counted as token_expired.
 func TestTokenExpiryClosesTunnel(t *testing.T) {
 	t.Parallel()
 	es := newSigner(t, jose.ES256, "")
-	backendClose := make(chan websocket.StatusCode, 1)
+	backendClose := make(chan websocket.StatusCode, 2)
 	backend := wsBackend(t, func(c *websocket.Conn, r *http.Request) {
 		_, _, err := c.Read(r.Context())
 		backendClose <- websocket.CloseStatus(err)
@@ -364,23 +364,32 @@ func TestTokenExpiryClosesTunnel(t *testing.T) {
 	ctx := testutil.Context(t, 20*time.Second)
 	// exp is whole seconds: 2 s from now, rounded up.
 	tok := es.token(t, claims("tom", time.Until(time.Now().Add(2*time.Second).Truncate(time.Second).Add(time.Second))), nil)
-	c := e.mustDial(ctx, "/wss", &websocket.DialOptions{HTTPHeader: http.Header{"Authorization": {"Bearer " + tok}}})
-	_, _, err := c.Read(ctx) // until the proxy closes it
-	var ce websocket.CloseError
-	if !errors.As(err, &ce) || ce.Code != websocket.StatusPolicyViolation || ce.Reason != "token expired" {
-		t.Fatalf("client read: %v; want close 1008 token expired", err)
+	opts := func() *websocket.DialOptions {
+		return &websocket.DialOptions{HTTPHeader: http.Header{"Authorization": {"Bearer " + tok}}}
 	}
-	select {
-	case code := <-backendClose:
-		if code != websocket.StatusGoingAway {
-			t.Errorf("backend got close %d, want 1001", code)
+	conns := map[string]*websocket.Conn{"HTTP/1.1": e.mustDial(ctx, "/wss", opts()), "HTTP/2": e.h2(t).mustDial(t, ctx, "/wss", opts())}
+	for proto, c := range conns {
+		_, _, err := c.Read(ctx) // until the proxy closes it
+		var ce websocket.CloseError
+		if !errors.As(err, &ce) || ce.Code != websocket.StatusPolicyViolation || ce.Reason != "token expired" {
+			t.Fatalf("%s: client read: %v; want close 1008 token expired", proto, err)
 		}
-	case <-ctx.Done():
-		t.Fatal("the backend was not closed")
 	}
-	e.logs.Wait(t, ctx, `msg="tunnel closed".*close_code=1008.*auth=jwt subject=tom.*reason="token expired"`)
-	if n := counter(t, reg, "wssproxy_tunnels_ended_total", "reason", "token_expired"); n != 1 {
-		t.Errorf("tunnels_ended{reason=token_expired} = %v, want 1", n)
+	for range conns {
+		select {
+		case code := <-backendClose:
+			if code != websocket.StatusGoingAway {
+				t.Errorf("backend got close %d, want 1001", code)
+			}
+		case <-ctx.Done():
+			t.Fatal("the backend was not closed")
+		}
+	}
+	for _, proto := range []string{"HTTP/1.1", "HTTP/2.0"} {
+		e.logs.Wait(t, ctx, `msg="tunnel closed".*close_code=1008.*proto=`+proto+`.*auth=jwt subject=tom.*reason="token expired"`)
+	}
+	if n := counter(t, reg, "wssproxy_tunnels_ended_total", "reason", "token_expired"); n != 2 {
+		t.Errorf("tunnels_ended{reason=token_expired} = %v, want 2", n)
 	}
 }
 
