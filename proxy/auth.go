@@ -112,13 +112,15 @@ func compileAuth(key string, r *Route, roots *x509.CertPool) (*authPlan, []error
 	return a, errs
 }
 
-// closeWith closes the auth service's idle connections when ctx (the
-// state's, ended by a reload or a stop) ends.
-func (a *authPlan) closeWith(ctx context.Context) {
-	if a != nil && a.forward != nil {
-		tr := a.forward.client.Transport.(*http.Transport)
-		context.AfterFunc(ctx, tr.CloseIdleConnections)
+// bind is a for one state of s (ctx is the state's): a copy whose auth
+// service has a connection pool of its own (authforward.go).
+func (a *authPlan) bind(s *Server, ctx context.Context) *authPlan {
+	if a == nil || a.forward == nil {
+		return a
 	}
+	b := *a
+	b.forward = a.forward.bind(s, ctx)
+	return &b
 }
 
 func compactErrs(errs []error) []error {

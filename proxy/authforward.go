@@ -5,6 +5,7 @@ package proxy
 // Traefik's ForwardAuth do.
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -21,11 +22,13 @@ import (
 
 // forwardAuth is a route's auth service.
 type forwardAuth struct {
-	name    string   // as written, for logs
-	url     string   // what is requested (for a unix socket, with a placeholder host)
+	name    string // as written, for logs
+	url     string // what is requested (for a unix socket, with a placeholder host)
+	socket  string // the unix socket, or ""
+	roots   *x509.CertPool
 	headers []string // forward_auth_headers, canonical
 	timeout time.Duration
-	client  *http.Client
+	client  *http.Client // made by bind, for one Server's state
 }
 
 // forwardAuthMaxBody bounds the body of an auth service's refusal passed
@@ -36,8 +39,7 @@ const forwardAuthMaxBody = 64 << 10
 // way of naming a unix socket, "http://unix:/run/auth.sock:/path".
 func compileForwardAuth(key string, r *Route, roots *x509.CertPool) (*forwardAuth, []error) {
 	var errs []error
-	f := &forwardAuth{name: r.ForwardAuth, url: r.ForwardAuth, timeout: r.ForwardAuthTimeout}
-	var socket string
+	f := &forwardAuth{name: r.ForwardAuth, url: r.ForwardAuth, timeout: r.ForwardAuthTimeout, roots: roots}
 	if rest, ok := strings.CutPrefix(r.ForwardAuth, "http://unix:"); ok {
 		sock, p, _ := strings.Cut(rest, ":")
 		if !strings.HasPrefix(sock, "/") {
@@ -46,7 +48,7 @@ func compileForwardAuth(key string, r *Route, roots *x509.CertPool) (*forwardAut
 		if p == "" {
 			p = "/"
 		}
-		socket, f.url = sock, "http://localhost"+p
+		f.socket, f.url = sock, "http://localhost"+p
 	}
 	u, err := url.Parse(f.url)
 	switch {
@@ -69,22 +71,43 @@ func compileForwardAuth(key string, r *Route, roots *x509.CertPool) (*forwardAut
 		}
 		f.headers = append(f.headers, ch)
 	}
+	return f, errs
+}
+
+// bind is f for one state of s: its own connection pool, whose
+// connections count against s's descriptor budget, charged to the client
+// whose request dialed them (fdbudget.go), as backend connections are,
+// and whose idle connections are closed when ctx (the state's) ends.
+func (f *forwardAuth) bind(s *Server, ctx context.Context) *forwardAuth {
+	b := *f
+	network, addr := "tcp", ""
+	if f.socket != "" {
+		network, addr = "unix", f.socket
+	}
+	var d net.Dialer
+	dial := func(ctx context.Context, _, hostport string) (net.Conn, error) {
+		fd, err := s.backendFD(clientIPFrom(ctx))
+		if err != nil {
+			return nil, err
+		}
+		c, err := d.DialContext(ctx, network, cmp.Or(addr, hostport))
+		if err != nil {
+			s.fds.release(fd)
+			return nil, err
+		}
+		return &fdConn{Conn: c, fds: &s.fds, held: fd}, nil
+	}
 	tr := &http.Transport{
-		TLSClientConfig:     &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12},
+		DialContext:         dial,
+		TLSClientConfig:     &tls.Config{RootCAs: f.roots, MinVersion: tls.VersionTLS12},
 		MaxIdleConnsPerHost: 64,
 		IdleConnTimeout:     30 * time.Second,
-		Proxy:               nil,
 	}
-	if socket != "" {
-		var d net.Dialer
-		tr.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return d.DialContext(ctx, "unix", socket)
-		}
-	}
-	f.client = &http.Client{Transport: tr,
+	context.AfterFunc(ctx, tr.CloseIdleConnections)
+	b.client = &http.Client{Transport: tr,
 		// A 302 to a login page is the client's to follow.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	return f, errs
+	return &b
 }
 
 // forwardAuth asks the route's auth service about r. On a 2xx it returns
@@ -131,6 +154,9 @@ func (s *Server) forwardAuth(w http.ResponseWriter, r *http.Request, rt *route, 
 		switch {
 		case r.Context().Err() != nil:
 			s.clientGone(rt, clientIP(r), err)
+		case fdErr(err):
+			status, kind, public, _ := fdRefusal(err)
+			s.refuse(w, r, rt, status, kind, public, err)
 		case errors.Is(ctx.Err(), context.DeadlineExceeded):
 			s.refuse(w, r, rt, http.StatusGatewayTimeout, "auth-timeout", "auth service did not answer in time", err)
 		default:
@@ -169,4 +195,11 @@ func (s *Server) forwardAuth(w http.ResponseWriter, r *http.Request, rt *route, 
 		s.log.Debug("auth service's answer not passed on whole", "route", rt.name, "error", err)
 	}
 	return nil, false
+}
+
+// fdErr reports the descriptor budget's refusals (and the proxy's own
+// EMFILE): the proxy's limits, not the auth service's failure.
+func fdErr(err error) bool {
+	_, _, _, ok := fdRefusal(err)
+	return ok
 }

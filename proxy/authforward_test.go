@@ -14,6 +14,7 @@ import (
 	"github.com/coder/websocket"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/wssproxy/wssproxy/internal/echo"
 	"github.com/wssproxy/wssproxy/internal/testutil"
 	"github.com/wssproxy/wssproxy/proxy"
 )
@@ -215,7 +216,8 @@ func TestForwardAuthDownOrSlow(t *testing.T) {
 }
 
 // handshake sends a WebSocket handshake with h through e's client,
-// following no redirect, and returns the answer (body read and closed).
+// following no redirect, and returns the answer (body read and closed; a
+// 101's connection closed).
 func handshake(t testing.TB, e *env, ctx context.Context, path string, h http.Header) *http.Response {
 	t.Helper()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, e.url("https", path), nil)
@@ -230,7 +232,34 @@ func handshake(t testing.TB, e *env, ctx context.Context, path string, h http.He
 	if err != nil {
 		t.Fatal(err)
 	}
-	io.Copy(io.Discard, resp.Body)
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		io.Copy(io.Discard, resp.Body)
+	}
 	resp.Body.Close()
 	return resp
+}
+
+// TestForwardAuthCountsDescriptors guards that a connection to the auth
+// service is a descriptor of the budget, charged to the client whose
+// handshake dialed it: with max_descriptors_per_ip = 2 (the client's
+// connection and its backend's), the auth service cannot be asked and the
+// handshake gets 503 limit-descriptors-per-ip; with 3 it passes.
+func TestForwardAuthCountsDescriptors(t *testing.T) {
+	t.Parallel()
+	auth := testutil.Serve(t, &authService{})
+	backend := echoBackend(t, echo.Options{})
+	for _, tc := range []struct {
+		share  int
+		status int
+	}{{2, http.StatusServiceUnavailable}, {3, http.StatusSwitchingProtocols}} {
+		cfg := route("/wss", backend)
+		cfg.MaxDescriptorsPerIP = &tc.share
+		cfg.Routes[0].ForwardAuth = "http://" + auth + "/auth"
+		e := startProxy(t, cfg)
+		ctx := testutil.Context(t, 20*time.Second)
+		resp := handshake(t, e, ctx, "/wss", http.Header{"Cookie": {"s=tom-session"}})
+		if resp.StatusCode != tc.status || (tc.status == 503 && resp.Header.Get("X-Wssproxy-Error") != "limit-descriptors-per-ip") {
+			t.Errorf("share %d: %d %q, want %d", tc.share, resp.StatusCode, resp.Header.Get("X-Wssproxy-Error"), tc.status)
+		}
+	}
 }
