@@ -29,17 +29,14 @@ type File struct {
 	// the file's life; wrong ones never.
 	mu   sync.Mutex
 	good map[[sha256.Size]byte]struct{}
+
+	// dummy is compared against for an unknown user, so that the answer
+	// takes as long as for a known one: a hash of the first entry's cost.
+	dummy func() []byte
 }
 
 // maxGood bounds the pairs remembered; past it, they are forgotten.
 const maxGood = 4096
-
-// dummyHash is compared against for an unknown user, so that the answer
-// takes as long as for a known one.
-var dummyHash = sync.OnceValue(func() []byte {
-	h, _ := bcrypt.GenerateFromPassword([]byte("wssproxy"), bcrypt.DefaultCost)
-	return h
-})
 
 // Read reads file, refusing an entry that is not bcrypt with its file,
 // line and user.
@@ -59,8 +56,15 @@ func Read(file string) (*File, error) {
 		if !ok || user == "" {
 			return nil, fmt.Errorf("%s:%d: not a user:hash line", file, n)
 		}
-		if _, err := bcrypt.Cost([]byte(hash)); err != nil || !strings.HasPrefix(hash, "$2") {
+		cost, err := bcrypt.Cost([]byte(hash))
+		if err != nil || !strings.HasPrefix(hash, "$2") {
 			return nil, fmt.Errorf("%s:%d: user %q: not a bcrypt hash; write the file with htpasswd -B", file, n, user)
+		}
+		if h.dummy == nil {
+			h.dummy = sync.OnceValue(func() []byte {
+				d, _ := bcrypt.GenerateFromPassword([]byte("wssproxy"), cost)
+				return d
+			})
 		}
 		if _, dup := h.users[user]; dup {
 			return nil, fmt.Errorf("%s:%d: user %q is listed twice", file, n, user)
@@ -85,7 +89,7 @@ func (h *File) Check(r *http.Request) (string, bool) {
 	}
 	hash, known := h.users[user]
 	if !known {
-		bcrypt.CompareHashAndPassword(dummyHash(), []byte(pass))
+		bcrypt.CompareHashAndPassword(h.dummy(), []byte(pass))
 		return "", false
 	}
 	sum := sha256.Sum256([]byte(user + "\x00" + pass + "\x00" + string(hash)))
