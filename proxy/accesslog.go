@@ -39,6 +39,10 @@ func (w *loggedWriter) Flush() { http.NewResponseController(w.ResponseWriter).Fl
 // line: client, host, method, path, route, backend, status, bytes, time.
 func (s *Server) servePlain(w http.ResponseWriter, r *http.Request, rt *route) {
 	start := time.Now()
+	r, ok := s.authorize(w, r, rt)
+	if !ok {
+		return
+	}
 	lw := &loggedWriter{ResponseWriter: w}
 	rt.http.ServeHTTP(lw, r)
 	if w.Header().Get(errorHeader) != "" {
@@ -48,7 +52,8 @@ func (s *Server) servePlain(w http.ResponseWriter, r *http.Request, rt *route) {
 	if status == 0 {
 		status = http.StatusOK
 	}
-	s.log.Info("request", "client_ip", clientIP(r), "host", r.Host, "method", r.Method, "path", r.URL.Path,
+	attrs := []any{"client_ip", clientIP(r), "host", r.Host, "method", r.Method, "path", r.URL.Path,
 		"route", rt.name, "backend", rt.backendString(), "status", status, "bytes_out", lw.bytes,
-		"duration", time.Since(start).Round(time.Microsecond), "proto", r.Proto)
+		"duration", time.Since(start).Round(time.Microsecond), "proto", r.Proto}
+	s.log.Info("request", append(attrs, authAttrs(authOf(r))...)...)
 }

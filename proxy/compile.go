@@ -264,6 +264,9 @@ func compileRoute(key string, i int, raw, r *Route) (*routePlan, []error) {
 		}
 		p.roots, p.rootsSum = roots, sha256.Sum256(data)
 	}
+	var aerrs []error
+	p.auth, aerrs = compileAuth(key, r, p.roots)
+	errs = append(errs, aerrs...)
 	if r.Static != "" {
 		if fi, err := os.Stat(r.Static); err != nil {
 			add(fielderr.Wrap(key+".static", err))

@@ -17,6 +17,9 @@ const (
 	DefaultSendTimeout       = 60 * time.Second
 	DefaultUpgradeDrain      = 10 * time.Minute
 	DefaultH2MaxStreams      = 1000
+
+	DefaultForwardAuthTimeout = 5 * time.Second
+	DefaultJWTLeeway          = 30 * time.Second
 )
 
 // Config is what the proxy does: its timeouts and its routes. A zero duration
@@ -337,6 +340,33 @@ type Route struct {
 	// Handler serves the route in-process instead of Backend or Static.
 	// It is not a configuration key: programs that embed the proxy use it.
 	Handler http.Handler `toml:"-"`
+
+	// Who may use the route (auth.go): every key below that is set must
+	// pass, for WebSocket handshakes and plain requests alike, before a
+	// backend is dialed.
+
+	// ForwardAuth asks an auth service first: a GET to this URL (http,
+	// https, or http+unix:///path/to.sock) with the client's headers. A
+	// 2xx lets the request on; any other answer is the client's.
+	ForwardAuth string `toml:"forward_auth,omitempty,omitzero"`
+
+	// ForwardAuthHeaders are the auth service's response headers set on
+	// the request to the backend (a client's own copies are removed).
+	ForwardAuthHeaders []string `toml:"forward_auth_headers,omitempty,omitzero"`
+
+	// ForwardAuthTimeout bounds the auth service's answer (504 past it).
+	// Default 5s.
+	ForwardAuthTimeout time.Duration `toml:"forward_auth_timeout,omitempty,omitzero"`
+
+	// JWT requires a signed JSON Web Token ([route.jwt]).
+	JWT *JWT `toml:"jwt,omitempty,omitzero"`
+
+	// BasicAuth is an htpasswd file of bcrypt entries (htpasswd -B).
+	BasicAuth string `toml:"basic_auth,omitempty,omitzero"`
+
+	// ClientCert is "require" (403 without a certificate that tls.client_ca
+	// verifies) or "optional" (its identity goes to the backend if given).
+	ClientCert string `toml:"client_cert,omitempty,omitzero"`
 }
 
 // withDefaults returns a copy of c with zero values replaced by defaults.
@@ -386,6 +416,7 @@ func (c Config) withDefaults() Config {
 			d := DefaultPingInterval
 			r.PingInterval = &d
 		}
+		def(&r.ForwardAuthTimeout, DefaultForwardAuthTimeout)
 	}
 	return c
 }

@@ -54,6 +54,17 @@
 //     version other than 13. Over HTTP/2 the handshake is a CONNECT with
 //     :protocol websocket and version 13 (h2stream.go; another :protocol
 //     is 400, a plain CONNECT 405, :protocol on another method 400).
+//     Then (after the Origin check and the limits) the route's auth
+//     (auth.go), for handshakes and plain requests
+//     alike, before any backend is dialed: client_cert (authcert.go; the
+//     certificate was verified in the TLS handshake), basic_auth
+//     (internal/htpasswd), [route.jwt] (authjwt.go, authjwks.go) and
+//     forward_auth (authforward.go), in that order. A refusal is 401, 403,
+//     the auth service's own answer, or 503/504 when it fails; what passed
+//     rides on the request's context to the backend's headers, the access
+//     line and the tunnel (a token's exp becomes a per-tunnel timer:
+//     1008 to the client, 1001 to the backend). Nothing here is per
+//     message.
 //  6. Backend first (websocket.go): the route's pool (upstream.go) orders
 //     its backends for this client (smooth weighted round robin,
 //     least_conn, or weighted rendezvous hashing for ip_hash; backends out
@@ -66,7 +77,8 @@
 //     with "_" dropped (unless underscores_in_headers), incoming forwarding
 //     headers and a single-address real_ip_header replaced by the proxy's
 //     own from step 2 (headers.go), then the route's remove_headers and
-//     set_headers. Over HTTP/2 the proxy is the backend's WebSocket client:
+//     set_headers, then what its auth found (applyAuth: identity headers,
+//     a token taken out of Sec-WebSocket-Protocol). Over HTTP/2 the proxy is the backend's WebSocket client:
 //     the same headers, a GET with Upgrade and a fresh Sec-WebSocket-Key,
 //     and a 101 whose Sec-WebSocket-Accept does not answer it is 502. The
 //     client is not touched until the backend answers: within

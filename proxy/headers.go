@@ -40,6 +40,7 @@ var forwarding = []string{
 	"X-Forwarded-Proto",
 	"X-Forwarded-Port",
 	"Forwarded",
+	certSubjectHeader, certFingerprintHeader, certVerifiedHeader, // auth, authcert.go
 }
 
 // removeHopByHop deletes hop-by-hop headers from h, including those listed
@@ -110,6 +111,7 @@ func (rt *route) forwardHeaders(h http.Header, r *http.Request) {
 	for name, v := range rt.setHeaders {
 		h[name] = v
 	}
+	rt.applyAuth(h, r)
 }
 
 // dropUnderscored deletes every header whose name contains "_", as nginx

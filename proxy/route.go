@@ -40,8 +40,9 @@ type route struct {
 	origins       []originPattern
 	requireOrigin bool
 	forwarded     bool
-	underscores   bool // underscores_in_headers: keep header names with "_"
-	sendProxy     byte // PROXY protocol version to backends, 0: none
+	underscores   bool      // underscores_in_headers: keep header names with "_"
+	sendProxy     byte      // PROXY protocol version to backends, 0: none
+	auth          *authPlan // nil: anyone may use the route (auth.go)
 
 	http http.Handler // plain HTTP: reverse proxy, files or Handler
 }

@@ -173,6 +173,7 @@ func (s *Server) build(c *Compiled) *state {
 		rt := new(route)
 		*rt = p.route
 		rt.open = s.routeOpen(rt.name)
+		rt.auth = rt.auth.bind(s, st.ctx)
 		if len(p.ups) > 0 {
 			rt.pool = s.newPool(p, rt)
 		}

@@ -102,7 +102,7 @@ func (ot *openTunnel) info(now time.Time) TunnelInfo {
 	ti := TunnelInfo{ID: ot.id, ClientIP: ot.clientIP, Route: ot.rt.name, Backend: ot.up.name,
 		Host: ot.host, Path: ot.path, Protocol: "h1", IO: ot.t.IO(), Opened: st.Opened,
 		AgeSeconds: now.Sub(st.Opened).Seconds(), In: dirInfo(st.In), Out: dirInfo(st.Out),
-		Subject: ot.subject, ThrottledSeconds: st.Throttled.Seconds()}
+		Subject: ot.auth.who(), ThrottledSeconds: st.Throttled.Seconds()}
 	ti.ClientPort, _ = strconv.Atoi(ot.port)
 	if ot.proto == "HTTP/2.0" {
 		ti.Protocol = "h2"

@@ -34,9 +34,9 @@ type openTunnel struct {
 	proto     string // the client's: HTTP/1.1, or HTTP/2.0 for a stream (RFC 8441)
 	status    int    // what the client was answered: 101, or 200 over HTTP/2
 	handshake time.Duration
-	port      string // the TCP peer's port, for the tunnel API
-	subject   string // who the client authenticated as, "" if it did not
-	unlimit   func() // gives back its share of the per-address rate limiter
+	port      string      // the TCP peer's port, for the tunnel API
+	auth      *authResult // nil: the route has no auth
+	unlimit   func()      // gives back its share of the per-address rate limiter
 }
 
 // drainPlan is how the tunnels close when the server stops: the close code
@@ -58,7 +58,7 @@ type drainPlan struct {
 func (s *Server) runTunnel(r *http.Request, ip string, rt *route, up *upstream, client, backend net.Conn,
 	start time.Time, adm admission, fromClient, fromBackend []byte) {
 	ot := &openTunnel{rt: rt, up: up, adm: adm, clientIP: ip, host: r.Host, path: r.URL.Path,
-		proto: "HTTP/1.1", status: http.StatusSwitchingProtocols, handshake: time.Since(start), port: peerPort(r)}
+		proto: "HTTP/1.1", status: http.StatusSwitchingProtocols, handshake: time.Since(start), port: peerPort(r), auth: authOf(r)}
 	if r.ProtoMajor == 2 {
 		ot.proto, ot.status = r.Proto, http.StatusOK
 	}
@@ -86,6 +86,9 @@ func (s *Server) runTunnel(r *http.Request, ip string, rt *route, up *upstream, 
 		ot.t.StartBackend(fromBackend, func(e tunnel.End) { s.tunnelEnded(ot, e) })
 	} else {
 		ot.t.Start(fromClient, fromBackend, func(e tunnel.End) { s.tunnelEnded(ot, e) })
+	}
+	if ot.auth != nil && !ot.auth.expiry.IsZero() { // close_at_expiry
+		ot.t.ShutAfter(time.Until(ot.auth.expiry), tunnel.TokenExpired, tunnel.ClosePolicy, tunnel.CloseGoingAway, "token expired")
 	}
 	switch {
 	case killed:
@@ -195,6 +198,7 @@ func (s *Server) logTunnel(ot *openTunnel, e tunnel.End) {
 	if e.Throttled > 0 {
 		attrs = append(attrs, "throttled", e.Throttled.Round(time.Millisecond))
 	}
+	attrs = append(attrs, authAttrs(ot.auth)...)
 	switch endedBy {
 	case "proxy":
 		attrs = append(attrs, "ended_by", endedBy, "reason", detail)
@@ -222,6 +226,8 @@ func endLabel(e tunnel.End) string {
 		return "admin"
 	case tunnel.RateLimited:
 		return "rate_limited"
+	case tunnel.TokenExpired:
+		return "token_expired"
 	}
 	return "error"
 }

@@ -56,6 +56,10 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, st *stat
 	// Until the tunnel's goroutine takes it over (handOff), what adm holds
 	// is released here.
 	defer adm.release()
+	var ok bool
+	if r, ok = s.authorize(w, r, rt); !ok {
+		return
+	}
 	start := time.Now()
 	var accept string // over HTTP/2: the Sec-WebSocket-Accept the backend owes the proxy
 	if h2 {

@@ -39,6 +39,16 @@ type Config struct {
 
 	// ACME obtains and renews certificates for ACME.Hosts.
 	ACME ACME `toml:"acme,omitempty,omitzero"`
+
+	// ClientCA is a PEM file of the roots that verify client
+	// certificates, for routes with client_cert (package proxy).
+	ClientCA string `toml:"client_ca,omitempty,omitzero"`
+
+	// RequestClientCert makes the handshake ask for a client certificate
+	// (verified against ClientCA if one is given): wssproxy sets it when a
+	// route has client_cert, so browsers are not asked otherwise. It is
+	// not a key of its own.
+	RequestClientCert bool `toml:"-"`
 }
 
 // KeyPair is a certificate chain file and its key file.
@@ -145,6 +155,7 @@ type Compiled struct {
 	cfg       Config
 	certs     []*tls.Certificate // of cfg.pairs(), in order
 	acmeRoots *x509.CertPool     // nil: the system's
+	clientCAs *x509.CertPool     // client_ca; nil: none
 	stamp     string             // the files' stat stamp before they were read
 }
 
@@ -184,6 +195,13 @@ func Compile(cfg Config) (*Compiled, error) {
 		errs = append(errs, fieldErr("min_version", "TLS %s is not offered: browsers and WeChat mini programs need 1.2 or newer; use \"1.2\" or \"1.3\"", cfg.MinVersion))
 	default:
 		errs = append(errs, fieldErr("min_version", `must be "1.2" or "1.3", got %q`, cfg.MinVersion))
+	}
+	if cfg.ClientCA != "" {
+		pool, _, err := certpool.ReadFile(cfg.ClientCA)
+		if err != nil {
+			errs = append(errs, fielderr.Wrap("client_ca", err))
+		}
+		out.clientCAs = pool
 	}
 	if cfg.ACME.enabled() {
 		roots, aerrs := cfg.ACME.compile()

@@ -3,6 +3,7 @@ package tlsconf
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -30,6 +31,7 @@ type Manager struct {
 	orders    atomic.Int64
 
 	tlsConfig *tls.Config // built once: its session ticket keys live in it
+	clientCAs *x509.CertPool
 
 	reloadMu  sync.Mutex // one reload at a time
 	lastStamp string     // the files' stat stamp at the last reload attempt
@@ -61,7 +63,7 @@ func (c *Compiled) Manager(logger *slog.Logger) (*Manager, error) {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	cfg := c.cfg
-	m := &Manager{log: logger, cfg: cfg, lastStamp: c.stamp}
+	m := &Manager{log: logger, cfg: cfg, lastStamp: c.stamp, clientCAs: c.clientCAs}
 	m.files.Store(newCertSet(nil)) // never nil: ACME alone has no files
 	if len(c.certs) == 0 && !cfg.ACME.enabled() {
 		hosts := []string{"localhost", "127.0.0.1", "::1"}
@@ -115,6 +117,11 @@ func (m *Manager) buildTLSConfig() *tls.Config {
 	}
 	if m.cfg.MinVersion == "1.3" {
 		c.MinVersion = tls.VersionTLS13
+	}
+	if m.cfg.RequestClientCert && m.clientCAs != nil {
+		// Asked for, not required: a route that requires one says 403
+		// (package proxy). One given that does not verify fails here.
+		c.ClientAuth, c.ClientCAs = tls.VerifyClientCertIfGiven, m.clientCAs
 	}
 	if m.acme != nil {
 		// Without it in ALPN, TLS-ALPN-01 validation fails.

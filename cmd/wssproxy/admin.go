@@ -62,8 +62,8 @@ func checkAdmin(a config.Admin) error {
 	host, _, _ := net.SplitHostPort(a.Listen)
 	ip := net.ParseIP(host)
 	loopback := host == "localhost" || (ip != nil && ip.IsLoopback())
-	if !loopback && !a.AllowRemote {
-		return fmt.Errorf("%q is not a loopback address: the admin endpoints show routes and backends; use 127.0.0.1, or set allow_remote = true", a.Listen)
+	if !loopback && !a.AllowRemote && a.BasicAuth == "" {
+		return fmt.Errorf("%q is not a loopback address: the admin endpoints show routes and backends; use 127.0.0.1, or set basic_auth or allow_remote = true", a.Listen)
 	}
 	return nil
 }
@@ -103,7 +103,8 @@ func (r *runner) startAdmin(reg *prometheus.Registry) {
 	}
 	r.history = admin.NewHistory(r.srv, reg, admin.SampleEvery)
 	mux := admin.Handler(admin.Options{Listen: r.fc.Admin.Listen, Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
-		Server: r.srv, Listening: r.listening.Load, Certificates: r.certificates, Started: r.started, Log: r.log, History: r.history})
+		Server: r.srv, Listening: r.listening.Load, Certificates: r.certificates, Started: r.started, Log: r.log, History: r.history,
+		BasicAuth: r.adminAuth.Load})
 	r.admin = r.sideServer(mux, time.Minute) // /readyz dials every route's backends
 	r.admin.ReadHeaderTimeout = cmp.Or(r.timeouts.readHeader, adminQuiet)
 	r.admin.IdleTimeout = cmp.Or(r.timeouts.idle, adminQuiet)

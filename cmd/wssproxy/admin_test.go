@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -346,5 +347,52 @@ func TestAdminHost(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestAdminBasicAuth guards admin basic_auth: a file htpasswd -B wrote
+// guards every admin endpoint but /healthz (401 with WWW-Authenticate:
+// Basic without one of its users), and lets admin.listen go beyond
+// loopback, which -t otherwise refuses.
+func TestAdminBasicAuth(t *testing.T) {
+	t.Parallel()
+	bin, err := exec.LookPath("htpasswd")
+	testutil.Need(t, err == nil, "htpasswd (Debian's apache2-utils) is not installed")
+	dir := t.TempDir()
+	pw := filepath.Join(dir, "admin.htpasswd")
+	if out, err := exec.Command(bin, "-c", "-b", "-B", "-C", "5", pw, "ops", "s3cret").CombinedOutput(); err != nil {
+		t.Fatalf("htpasswd: %v: %s", err, out)
+	}
+	remote := filepath.Join(dir, "remote.toml")
+	os.WriteFile(remote, []byte("[admin]\nlisten = \"0.0.0.0:9090\"\nbasic_auth = \"admin.htpasswd\"\n[[route]]\npath = \"/wss\"\nbackend = \"ws://127.0.0.1:8282\"\n"), 0o600)
+	if err := run(withoutBindCheck(context.Background()), []string{"-t", "-config", remote}, io.Discard, io.Discard); err != nil {
+		t.Errorf("-t with basic_auth on 0.0.0.0: %v", err)
+	}
+	cfg := filepath.Join(dir, "c.toml")
+	os.WriteFile(cfg, []byte("listen = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\nbasic_auth = \"admin.htpasswd\"\n[[route]]\npath = \"/wss\"\nbackend = \"ws://127.0.0.1:8282\"\n"), 0o600)
+	logs, _ := startRun(t, "-config", cfg)
+	adminAddr := logs.Wait(t, testutil.Context(t, 10*time.Second), `msg="admin listening" addr=(\S+)`)
+	for _, tc := range []struct {
+		path, user, pass string
+		status           int
+	}{
+		{"/metrics", "", "", http.StatusUnauthorized},
+		{"/metrics", "ops", "wrong", http.StatusUnauthorized},
+		{"/", "", "", http.StatusUnauthorized},
+		{"/metrics", "ops", "s3cret", http.StatusOK},
+		{"/healthz", "", "", http.StatusOK},
+	} {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+adminAddr+tc.path, nil)
+		if tc.user != "" {
+			req.SetBasicAuth(tc.user, tc.pass)
+		}
+		resp, err := scrapeClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.status || (tc.status == 401 && !strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), "Basic ")) {
+			t.Errorf("%s as %q: %d %q, want %d", tc.path, tc.user, resp.StatusCode, resp.Header.Get("WWW-Authenticate"), tc.status)
+		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/wssproxy/wssproxy/internal/config"
 	"github.com/wssproxy/wssproxy/internal/fielderr"
+	"github.com/wssproxy/wssproxy/internal/htpasswd"
 	"github.com/wssproxy/wssproxy/internal/listenaddr"
 	"github.com/wssproxy/wssproxy/proxy"
 	"github.com/wssproxy/wssproxy/tlsconf"
@@ -21,9 +22,10 @@ import (
 // reload start from it.
 type compiled struct {
 	*config.Loaded
-	level slog.Level
-	tls   *tlsconf.Compiled
-	proxy *proxy.Compiled
+	level     slog.Level
+	adminAuth *htpasswd.File // admin basic_auth; nil: none
+	tls       *tlsconf.Compiled
+	proxy     *proxy.Compiled
 }
 
 // compile compiles every part of l. Compiling is the only validation
@@ -37,11 +39,21 @@ func compile(l *config.Loaded) (*compiled, error) {
 	if c.level, err = compileProcess(&l.File); err != nil {
 		errs = append(errs, err)
 	}
+	if l.Admin.BasicAuth != "" {
+		if c.adminAuth, err = htpasswd.Read(l.Admin.BasicAuth); err != nil {
+			errs = append(errs, fielderr.Wrap("admin.basic_auth", err))
+		}
+	}
 	if c.tls, err = tlsconf.Compile(l.TLS); err != nil {
 		errs = append(errs, fielderr.Under("tls.", err))
 	}
 	if c.proxy, err = proxy.Compile(l.Config); err != nil {
 		errs = append(errs, err)
+	}
+	for i, r := range l.Routes {
+		if r.ClientCert != "" && l.TLS.ClientCA == "" {
+			errs = append(errs, fielderr.Errorf(fmt.Sprintf("route[%d].client_cert", i+1), "needs tls.client_ca, the roots that verify client certificates"))
+		}
 	}
 	if err := l.Errors(errors.Join(errs...)); err != nil {
 		return nil, err

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"os"
@@ -15,6 +17,7 @@ import (
 	"github.com/wssproxy/wssproxy/internal/config"
 	"github.com/wssproxy/wssproxy/internal/testutil"
 	"github.com/wssproxy/wssproxy/proxy"
+	"golang.org/x/crypto/bcrypt"
 )
 
 // TestReadmeCheck guards the README's -t example: its lines are what -t
@@ -152,6 +155,15 @@ func TestExamplesParse(t *testing.T) {
 		os.Rename(k, filepath.Join(ssl, name+".key"))
 	}
 	os.Link(filepath.Join(ssl, "server.pem"), filepath.Join(ssl, "private-ca.pem"))
+	os.Link(filepath.Join(ssl, "server.pem"), filepath.Join(ssl, "clients-ca.pem"))
+	etc := t.TempDir() // stands in for /etc/wssproxy: auth's files
+	hash, _ := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
+	for _, name := range []string{"htpasswd", "admin.htpasswd"} {
+		os.WriteFile(filepath.Join(etc, name), []byte("tom:"+string(hash)+"\n"), 0o600)
+	}
+	serverCert, _ := testutil.Cert(t)
+	pub, _ := x509.MarshalPKIXPublicKey(serverCert.Leaf.PublicKey)
+	os.WriteFile(filepath.Join(etc, "jwt-public.pem"), pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pub}), 0o600)
 	files, _ := filepath.Glob("../../examples/*.toml")
 	if len(files) < 3 {
 		t.Fatalf("examples: %v", files)
@@ -165,7 +177,7 @@ func TestExamplesParse(t *testing.T) {
 			}
 			s := strings.NewReplacer(
 				"/etc/ssl/", ssl+"/", "/var/www/html", t.TempDir(), "/var/lib/wssproxy/acme", t.TempDir(),
-				"/var/log/wssproxy/", t.TempDir()+"/",
+				"/var/log/wssproxy/", t.TempDir()+"/", "/etc/wssproxy/", etc+"/",
 			).Replace(string(data))
 			if _, err := checkSource(f, s); err != nil {
 				t.Fatal(err)

@@ -50,7 +50,8 @@ func importCase(t *testing.T, dir string, args ...string) (stdout, stderr string
 // TestImport guards `wssproxy import` on every case in testdata/import
 // (the Workerman FAQ's nginx and Apache blocks as the seeds give them, in
 // Korean and in Japanese; a certbot-managed site with includes; an upstream
-// with weights and ip_hash; socket.io beside a static root; broken braces;
+// with weights and ip_hash; socket.io beside a static root; oauth2-proxy's
+// auth_request; broken braces;
 // nothing routable): stdout and stderr match want.toml and want.stderr
 // (-update rewrites them), a failure exits 1 with nothing on stdout, and
 // every configuration printed passes `wssproxy -t` once the certificate

@@ -22,6 +22,7 @@ import (
 	"github.com/wssproxy/wssproxy/internal/fielderr"
 	"github.com/wssproxy/wssproxy/internal/handover"
 	"github.com/wssproxy/wssproxy/internal/health"
+	"github.com/wssproxy/wssproxy/internal/htpasswd"
 	"github.com/wssproxy/wssproxy/internal/listenaddr"
 	"github.com/wssproxy/wssproxy/internal/logfile"
 	"github.com/wssproxy/wssproxy/proxy"
@@ -56,6 +57,7 @@ type runner struct {
 	adminLn   *listener
 	inherit   *handover.Inherited // sockets handed over by the process this one replaces
 	metrics   *adminMetrics
+	adminAuth atomic.Pointer[htpasswd.File] // admin basic_auth, as last loaded
 	started   time.Time
 	timeouts  sideTimeouts // of the redirect and admin servers; zero: the defaults
 }
@@ -127,6 +129,7 @@ func (r *runner) serve(ctx context.Context, fc *compiled) error {
 		return err
 	}
 	r.fc = fc
+	r.adminAuth.Store(fc.adminAuth)
 	r.serveTLS(r.tlsLn)
 	r.startRedirect()
 	r.noteListening()
@@ -360,10 +363,12 @@ func (r *runner) reload(ctx context.Context) {
 		control.RemovePidFile(r.fc.PidFile)
 		control.WritePidFile(fc.PidFile)
 	}
-	if fc.Admin != r.fc.Admin {
+	was := r.fc.Admin
+	if was.BasicAuth = fc.Admin.BasicAuth; fc.Admin != was { // basic_auth applies now
 		r.log.Warn("[admin] changes apply at the next start")
 	}
 	r.fc = fc
+	r.adminAuth.Store(fc.adminAuth) // the file's users, read again
 	r.describe(ctx, fc)
 	r.metrics.reloads.WithLabelValues("success").Inc()
 	r.log.Info("configuration reloaded", "routes", len(fc.Routes), "open_tunnels", r.srv.OpenTunnels())

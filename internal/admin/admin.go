@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/wssproxy/wssproxy/internal/health"
+	"github.com/wssproxy/wssproxy/internal/htpasswd"
 	"github.com/wssproxy/wssproxy/proxy"
 	"github.com/wssproxy/wssproxy/tlsconf"
 )
@@ -44,6 +45,9 @@ type Options struct {
 	// Log gets a line for every tunnel closed through the API, saying who
 	// asked (nil: slog.Default()).
 	Log *slog.Logger
+	// BasicAuth is admin basic_auth's file as last loaded (nil: none):
+	// every endpoint but /healthz then asks for a user of it (auth.go).
+	BasicAuth func() *htpasswd.File
 }
 
 // Handler serves the admin endpoints.
@@ -73,7 +77,7 @@ func Handler(o Options) http.Handler {
 	routes.HandleFunc("GET /tunnels", o.listTunnels) // tunnels.go
 	routes.HandleFunc("GET /tunnels/{id}", o.getTunnel)
 	routes.HandleFunc("POST /tunnels/{id}/close", o.closeTunnel)
-	return hosts(o.Listen, routes)
+	return hosts(o.Listen, o.guard(routes))
 }
 
 // hosts passes on requests whose Host is an IP address, localhost, or the

@@ -56,6 +56,10 @@ type Admin struct {
 	// AllowRemote permits a non-loopback Listen. The endpoints show routes
 	// and backends: keep them behind a firewall.
 	AllowRemote bool `toml:"allow_remote,omitempty,omitzero"`
+	// BasicAuth is an htpasswd file (bcrypt entries, htpasswd -B): every
+	// endpoint but /healthz asks for one of its users, and Listen may then
+	// be beyond loopback. Its contents are read again at each reload.
+	BasicAuth string `toml:"basic_auth,omitempty,omitzero"`
 }
 
 // Defaults of the process's keys.
@@ -92,6 +96,7 @@ func (f *File) paths() map[string]*string {
 		"log_file": &f.LogFile, "pid_file": &f.PidFile,
 		"tls.cert": &f.TLS.Cert, "tls.key": &f.TLS.Key,
 		"tls.acme.cache_dir": &f.TLS.ACME.CacheDir, "tls.acme.ca_roots": &f.TLS.ACME.CARoots,
+		"tls.client_ca": &f.TLS.ClientCA, "admin.basic_auth": &f.Admin.BasicAuth,
 	}
 	for i := range f.TLS.Certificates {
 		c := &f.TLS.Certificates[i]
@@ -102,6 +107,10 @@ func (f *File) paths() map[string]*string {
 		r := &f.Routes[i]
 		k := indexKey("route", i)
 		ps[k+".backend_ca"], ps[k+".static"], ps[k+".socket"] = &r.BackendCA, &r.Static, &r.Socket
+		ps[k+".basic_auth"] = &r.BasicAuth
+		if r.JWT != nil {
+			ps[k+".jwt.key_file"] = &r.JWT.KeyFile
+		}
 	}
 	return ps
 }

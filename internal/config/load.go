@@ -212,6 +212,8 @@ func Parse(f *Flags, data []byte) (*Loaded, error) {
 	}
 	// [tls] hsts is the TLS listener's, and the proxy writes the responses.
 	l.Config.HSTS = l.TLS.HSTS
+	// A handshake asks for a client certificate only when a route wants one.
+	l.TLS.RequestClientCert = slices.ContainsFunc(l.Routes, func(r proxy.Route) bool { return r.ClientCert != "" })
 	return l, nil
 }
 

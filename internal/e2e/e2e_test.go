@@ -126,6 +126,19 @@ func TestNodeWS(t *testing.T) {
 // loads the seeds' page over HTTP/2 through wssproxy and opens WebSockets
 // from it, as streams of that connection (RFC 8441).
 func TestBrowser(t *testing.T) {
+	runNode(t, chromiumEnv(t), "browser.test.mjs", 9)
+}
+
+// TestBrowserAuth runs auth.test.mjs (issue 26) in Chromium: the seeds'
+// page behind forward_auth with and without its session cookie, and a
+// JWT offered as a subprotocol.
+func TestBrowserAuth(t *testing.T) {
+	runNode(t, chromiumEnv(t), "auth.test.mjs", 3)
+}
+
+// chromiumEnv is setup's environment for a Chromium suite: Debian's
+// Chromium, and a HOME whose NSS database trusts the run's CA.
+func chromiumEnv(t *testing.T) []string {
 	chromium := os.Getenv("CHROMIUM")
 	if chromium == "" {
 		chromium = "/usr/bin/chromium"
@@ -150,8 +163,7 @@ func TestBrowser(t *testing.T) {
 			t.Fatalf("certutil %v: %v\n%s", args, err, out)
 		}
 	}
-	env = append(env, "HOME="+home, "CHROMIUM="+chromium)
-	runNode(t, env, "browser.test.mjs", 9)
+	return append(env, "HOME="+home, "CHROMIUM="+chromium)
 }
 
 // TestDashboard runs dashboard.test.mjs: the admin dashboard in headless

@@ -145,6 +145,8 @@ type translation struct {
 	zones        map[string]string // limit_conn_zone name → key
 	realIPFrom   []*node
 	realIPHeader *node
+	authURLs     map[string]string // auth_request's location → its forward_auth URL, this server's
+	authLocs     map[*node]bool    // those locations: not routes
 }
 
 func (t *translation) order(file string) int {
@@ -241,22 +243,24 @@ type config struct {
 
 // route is one [[route]].
 type route struct {
-	from          string // "nginx.conf:14: location /wss", a comment above it
-	path          string
-	host          string
-	backend       string
-	backends      []string
-	balance       string
-	maxFails      *int
-	failTimeout   string
-	static        string
-	stripPrefix   bool
-	setHeaders    [][2]string
-	removeHeaders []string
-	idleTimeout   string
-	sendTimeout   string
-	backendCA     string
-	backendName   string
+	from               string // "nginx.conf:14: location /wss", a comment above it
+	path               string
+	host               string
+	backend            string
+	backends           []string
+	balance            string
+	maxFails           *int
+	failTimeout        string
+	static             string
+	stripPrefix        bool
+	setHeaders         [][2]string
+	removeHeaders      []string
+	idleTimeout        string
+	sendTimeout        string
+	backendCA          string
+	backendName        string
+	forwardAuth        string
+	forwardAuthHeaders []string
 }
 
 func (c *config) addCert(cert, key string) {

@@ -22,6 +22,8 @@ type scope struct {
 	limitConn    []*node
 	proxySSLCA   *node
 	proxySSLName *node
+	authRequest  *node   // auth_request (nginx_auth.go)
+	authSets     []*node // auth_request_set
 }
 
 // scoped are the directives a scope takes; they are reported when a route
@@ -29,11 +31,11 @@ type scope struct {
 var scoped = map[string]bool{"proxy_set_header": true, "root": true, "alias": true, "index": true,
 	"proxy_read_timeout": true, "proxy_send_timeout": true, "ssl": true, "ssl_certificate": true,
 	"ssl_certificate_key": true, "add_header": true, "limit_conn": true,
-	"proxy_ssl_trusted_certificate": true, "proxy_ssl_name": true}
+	"proxy_ssl_trusted_certificate": true, "proxy_ssl_name": true, "auth_request": true, "auth_request_set": true}
 
 func (t *translation) scopeOf(nodes []*node, parent scope) scope {
 	s := parent
-	var headers, certs, keys, limits []*node
+	var headers, certs, keys, limits, authSets []*node
 	for _, n := range nodes {
 		if !scoped[n.name] {
 			continue
@@ -71,7 +73,14 @@ func (t *translation) scopeOf(nodes []*node, parent scope) scope {
 			s.proxySSLCA = n
 		case "proxy_ssl_name":
 			s.proxySSLName = n
+		case "auth_request":
+			s.authRequest = n
+		case "auth_request_set":
+			authSets = append(authSets, n)
 		}
+	}
+	if authSets != nil {
+		s.authSets = authSets
 	}
 	if headers != nil {
 		s.headers = headers

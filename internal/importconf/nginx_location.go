@@ -32,6 +32,10 @@ func (t *translation) ngxLocation(loc *node, parent scope, hosts []string) bool 
 		t.noteOnce(loc, "location %s dropped: named locations serve try_files and error_page, which are not translated", path)
 		return false
 	}
+	if t.authLocs[loc] {
+		t.noteOnce(loc, "%s: the auth service of auth_request (forward_auth), not a route", loc.text())
+		return false
+	}
 	if mod == "~" || mod == "~*" {
 		t.noteOnce(loc, "%s dropped: regular expression locations are not translated; write a prefix route (path = \"/…\") for what it matches", loc.text())
 		return false
@@ -111,7 +115,9 @@ func (t *translation) ngxStatic(at *node, sc scope, rpath string, exact bool, ho
 	if strip && exact {
 		strip = false
 	}
-	t.addRoutes(at, &route{from: from, path: rpath, static: dir, stripPrefix: strip}, hosts, true)
+	r := &route{from: from, path: rpath, static: dir, stripPrefix: strip}
+	t.ngxAuth(at, sc, r)
+	t.addRoutes(at, r, hosts, true)
 }
 
 // ngxProxy makes a route from proxy_pass.
@@ -182,6 +188,7 @@ func (t *translation) ngxProxy(loc, pass *node, sc scope, mod, path, rpath strin
 	if !t.spend(loc, len(sc.headers)+len(sc.limitConn)) {
 		return
 	}
+	t.ngxAuth(loc, sc, r)
 	hostSet := t.ngxHeaders(sc, r)
 	if !hostSet {
 		t.noteOnce(pass, "%s: the backend gets the client's Host header, where nginx sent %q (proxy_pass's host): set_headers = { Host = %q } keeps nginx's", pass.text(), hostHeader, hostHeader)
@@ -266,6 +273,7 @@ func (t *translation) ngxHeaders(sc scope, r *route) bool {
 				}
 			}
 			t.dropped(h, "$proxy_host of several backends has no one value")
+		case strings.Contains(v, "$") && t.authHeader(h, sc, r):
 		case strings.Contains(v, "$"):
 			t.dropped(h, "set_headers takes fixed values, and wssproxy has no variables")
 		default:

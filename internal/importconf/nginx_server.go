@@ -179,6 +179,7 @@ func (t *translation) ngxServers(servers []*server) {
 		}
 		before := len(t.cfg.routes)
 		hasRoot := false
+		t.ngxAuthLocations(s)
 		for _, loc := range s.locations {
 			hasRoot = t.ngxLocation(loc, s.sc, hosts) || hasRoot
 			if t.err != nil {

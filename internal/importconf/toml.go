@@ -111,6 +111,12 @@ func (c *config) toml() []byte {
 		if r.sendTimeout != "" {
 			kv("", "send_timeout", quote(r.sendTimeout))
 		}
+		if r.forwardAuth != "" {
+			kv("", "forward_auth", quote(r.forwardAuth))
+		}
+		if len(r.forwardAuthHeaders) > 0 {
+			kv("", "forward_auth_headers", list(r.forwardAuthHeaders))
+		}
 	}
 	return []byte(b.String())
 }

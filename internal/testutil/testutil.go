@@ -65,6 +65,13 @@ func Issue(t testing.TB, names []string, isCA bool, parent *tls.Certificate, not
 			tmpl.DNSNames = append(tmpl.DNSNames, n)
 		}
 	}
+	return sign(t, tmpl, key, parent)
+}
+
+// sign makes the certificate tmpl describes for key, signed by parent or
+// self-signed when parent is nil.
+func sign(t testing.TB, tmpl *x509.Certificate, key *ecdsa.PrivateKey, parent *tls.Certificate) *tls.Certificate {
+	t.Helper()
 	signer, signerKey := tmpl, any(key)
 	if parent != nil {
 		signer, signerKey = parent.Leaf, parent.PrivateKey
@@ -78,6 +85,25 @@ func Issue(t testing.TB, names []string, isCA bool, parent *tls.Certificate, not
 		t.Fatal(err)
 	}
 	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}
+}
+
+// IssueClient makes an ECDSA P-256 client certificate (clientAuth) for
+// cn signed by ca, valid for an hour either side of now; with ca nil, a CA
+// to sign them with, which has no extended key usage (Go's verifier holds
+// a CA's to what it signs, so Issue's, serverAuth, would refuse clients).
+func IssueClient(t testing.TB, cn string, ca *tls.Certificate) *tls.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: cn, Organization: []string{"Devices"}},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
+	if ca == nil {
+		tmpl.IsCA, tmpl.BasicConstraintsValid, tmpl.KeyUsage, tmpl.ExtKeyUsage = true, true, x509.KeyUsageCertSign, nil
+	}
+	return sign(t, tmpl, key, ca)
 }
 
 // WriteKeyPair writes cert as PEM files in t.TempDir() and returns their

@@ -58,10 +58,6 @@ type Limited interface {
 	Limited(closed bool)
 }
 
-// ClosePolicy is the close code both peers get when a tunnel is closed
-// for its rate (RFC 6455 §7.4.1, policy violation).
-const ClosePolicy = 1008
-
 // admit decides about a client data frame at its header: true to go on;
 // false with h.wait set to throttle first (the tokens are reserved then,
 // and the frame admitted when asked again).

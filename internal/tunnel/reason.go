@@ -21,8 +21,9 @@ const (
 	BackendVanished
 	ClientVanishedMidFrame
 	BackendVanishedMidFrame
-	AdminClose  // an operator closed it (the admin listener's tunnel API)
-	RateLimited // over its route's message-rate limits, with rate_limit_action "close"
+	AdminClose   // an operator closed it (the admin listener's tunnel API)
+	RateLimited  // over its route's message-rate limits, with rate_limit_action "close"
+	TokenExpired // the token that opened it expired (close_at_expiry)
 )
 
 var reasonText = [...]string{
@@ -42,6 +43,7 @@ var reasonText = [...]string{
 	BackendVanishedMidFrame: "backend vanished mid-frame",
 	AdminClose:              "closed by admin",
 	RateLimited:             "rate limited",
+	TokenExpired:            "token expired",
 }
 
 // String is the reason as the access log says it.

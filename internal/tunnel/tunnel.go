@@ -38,6 +38,7 @@ import (
 const (
 	CloseGoingAway      = 1001
 	CloseProtocol       = 1002
+	ClosePolicy         = 1008 // policy violation: token_expired, rate_limited, closed by an operator
 	CloseTooBig         = 1009
 	CloseServiceRestart = 1012
 	CloseBadGateway     = 1014
