@@ -3,17 +3,21 @@ package admin_test
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/wssproxy/wssproxy/internal/admin"
 	"github.com/wssproxy/wssproxy/internal/testutil"
@@ -269,5 +273,41 @@ func TestTunnelClose(t *testing.T) {
 	}
 	if err := admin.RunTunnels(ctx, []string{"-admin", r.admin, "-close", "999999"}, &out, &errOut); err == nil || !strings.Contains(errOut.String(), "404") {
 		t.Errorf("tunnels -close of no tunnel: %v %q", err, errOut.String())
+	}
+}
+
+// TestTunnelAPISubject guards auth_subject: a tunnel opened through a
+// route's basic_auth shows who it authenticated as, and one without auth
+// shows none.
+func TestTunnelAPISubject(t *testing.T) {
+	t.Parallel()
+	ctx := testutil.Context(t, 30*time.Second)
+	hash, err := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "htpasswd")
+	os.WriteFile(file, []byte("tom:"+string(hash)+"\n"), 0o600)
+	r := newRig(t, proxy.Route{Path: "/a", BasicAuth: file}, proxy.Route{Path: "/b"})
+	tr := &http.Transport{TLSClientConfig: r.tls.Clone()}
+	tr.TLSClientConfig.NextProtos = []string{"http/1.1"}
+	h := http.Header{}
+	h.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte("tom:s3cret")))
+	a, _, err := websocket.Dial(ctx, "wss://"+r.addr+"/a", &websocket.DialOptions{HTTPClient: &http.Client{Transport: tr}, HTTPHeader: h})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.CloseNow()
+	roundTrip(t, ctx, a, "hello")
+	r.dial(ctx, "/b")
+	var page admin.TunnelPage
+	if st := r.get("/tunnels?sort=id", &page); st != http.StatusOK || len(page.Tunnels) != 2 {
+		t.Fatalf("GET /tunnels: %d, %+v", st, page)
+	}
+	if got := page.Tunnels[0]; got.Path != "/a" || got.Subject != "tom" {
+		t.Errorf("tunnel on /a: path %q subject %q, want /a and tom", got.Path, got.Subject)
+	}
+	if got := page.Tunnels[1]; got.Subject != "" {
+		t.Errorf("tunnel without auth: subject %q, want none", got.Subject)
 	}
 }
