@@ -43,6 +43,7 @@ type route struct {
 	underscores   bool      // underscores_in_headers: keep header names with "_"
 	sendProxy     byte      // PROXY protocol version to backends, 0: none
 	auth          *authPlan // nil: anyone may use the route (auth.go)
+	identity      []string  // every route's auth's identity headers: the client's are removed
 
 	http http.Handler // plain HTTP: reverse proxy, files or Handler
 }

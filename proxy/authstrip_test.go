@@ -1,0 +1,78 @@
+package proxy_test
+
+import (
+	"io"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/wssproxy/wssproxy/internal/testutil"
+	"github.com/wssproxy/wssproxy/proxy"
+)
+
+// TestIdentityHeadersStrippedEverywhere guards that the identity headers
+// a configuration's auth sets (forward_auth_headers, claims_headers) are
+// the proxy's on every route: a client cannot send them through a route
+// without auth (or with other auth) to a backend that also serves a route
+// that sets them, in any case or number of copies, over a WebSocket or a
+// plain request.
+func TestIdentityHeadersStrippedEverywhere(t *testing.T) {
+	t.Parallel()
+	es := newSigner(t, "ES256", "")
+	rec := &recorder{}
+	backend := "ws://" + testutil.Serve(t, rec)
+	cfg := route("/wss", backend)
+	cfg.Routes[0].ForwardAuth = "http://" + testutil.Serve(t, &authService{}) + "/auth"
+	cfg.Routes[0].ForwardAuthHeaders = []string{"X-User-Id"}
+	cfg.Routes = append(cfg.Routes,
+		proxy.Route{Path: "/jwt", Backend: backend, JWT: &proxy.JWT{KeyFile: writePublicPEM(t, es),
+			ClaimsHeaders: map[string]string{"roles": "x-roles"}}},
+		proxy.Route{Path: "/public", Backend: backend, SetHeaders: map[string]string{"X-Tenant": "public"}})
+	e := startProxy(t, cfg)
+	ctx := testutil.Context(t, 20*time.Second)
+	forged := http.Header{"X-User-Id": {"admin", "root"}, "X-Roles": {"admin"}}
+
+	c := e.mustDial(ctx, "/public", &websocket.DialOptions{HTTPHeader: forged.Clone()})
+	roundTrip(t, ctx, c, websocket.MessageText, []byte("hi"))
+	c.CloseNow()
+	check := func(how string) {
+		t.Helper()
+		got := rec.last(t)
+		for _, name := range []string{"X-User-Id", "X-Roles"} {
+			if v := got.Header.Values(name); len(v) != 0 {
+				t.Errorf("%s: the backend got the client's %s %q through a route without auth", how, name, v)
+			}
+		}
+		if got.Header.Get("X-Tenant") != "public" {
+			t.Errorf("%s: set_headers lost: %q", how, got.Header.Get("X-Tenant"))
+		}
+	}
+	check("WebSocket")
+
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, e.url("https", "/public/page"), nil)
+	req.Header = forged.Clone()
+	req.Header["x-user-id"] = []string{"lower"} // as sent on the wire: net/http canonicalises it
+	resp, err := e.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("plain request: %d", resp.StatusCode)
+	}
+	check("plain request")
+
+	// A route with auth of its own loses the other routes' identity
+	// headers too.
+	h := forged.Clone()
+	h.Set("Authorization", "Bearer "+es.token(t, claims("tom", time.Hour), nil))
+	c = e.mustDial(ctx, "/jwt", &websocket.DialOptions{HTTPHeader: h})
+	roundTrip(t, ctx, c, websocket.MessageText, []byte("hi"))
+	c.CloseNow()
+	if v := rec.last(t).Header.Values("X-User-Id"); len(v) != 0 {
+		t.Errorf("the backend got the client's X-User-Id %q through the jwt route", v)
+	}
+}
