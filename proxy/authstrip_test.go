@@ -3,6 +3,7 @@ package proxy_test
 import (
 	"io"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -74,5 +75,38 @@ func TestIdentityHeadersStrippedEverywhere(t *testing.T) {
 	c.CloseNow()
 	if v := rec.last(t).Header.Values("X-User-Id"); len(v) != 0 {
 		t.Errorf("the backend got the client's X-User-Id %q through the jwt route", v)
+	}
+}
+
+// TestIdentityHeadersNotProxyManaged guards that neither an auth service
+// nor a token's claims can name the headers the proxy writes itself
+// (X-Real-IP, X-Forwarded-For, X-Client-Cert-*) or hop-by-hop ones: the
+// configuration is refused, naming the key.
+func TestIdentityHeadersNotProxyManaged(t *testing.T) {
+	t.Parallel()
+	keys := writePublicPEM(t, newSigner(t, "ES256", ""))
+	for _, tc := range []struct {
+		name, want string
+		set        func(*proxy.Route)
+	}{
+		{"forward X-Real-IP", "route[1].forward_auth_headers", func(r *proxy.Route) {
+			r.ForwardAuth, r.ForwardAuthHeaders = "http://127.0.0.1:1/auth", []string{"X-Real-IP"}
+		}},
+		{"claim X-Real-IP", "route[1].jwt.claims_headers", func(r *proxy.Route) {
+			r.JWT = &proxy.JWT{KeyFile: keys, ClaimsHeaders: map[string]string{"sub": "x-real-ip"}}
+		}},
+		{"claim X-Client-Cert-Subject", "route[1].jwt.claims_headers", func(r *proxy.Route) {
+			r.JWT = &proxy.JWT{KeyFile: keys, ClaimsHeaders: map[string]string{"sub": "X-Client-Cert-Subject"}}
+		}},
+		{"claim Connection", "route[1].jwt.claims_headers", func(r *proxy.Route) {
+			r.JWT = &proxy.JWT{KeyFile: keys, ClaimsHeaders: map[string]string{"sub": "Connection"}}
+		}},
+	} {
+		cfg := route("/wss", "ws://127.0.0.1:1")
+		tc.set(&cfg.Routes[0])
+		_, err := proxy.Compile(cfg)
+		if err == nil || !strings.Contains(err.Error(), tc.want+": ") || !strings.Contains(err.Error(), "a header the proxy manages") {
+			t.Errorf("%s: %v, want %s refused", tc.name, err, tc.want)
+		}
 	}
 }
