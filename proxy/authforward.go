@@ -123,11 +123,11 @@ func (s *Server) forwardAuth(w http.ResponseWriter, r *http.Request, rt *route, 
 		return nil, false
 	}
 	for k, v := range r.Header {
-		if !isHopByHop(k) && !isForwarding(k) && k != "Content-Length" && !strings.HasPrefix(k, ":") {
+		if !isForwarding(k) && k != "Content-Length" && !strings.HasPrefix(k, ":") {
 			req.Header[k] = v
 		}
 	}
-	removeHopByHop(req.Header) // and what Connection names
+	removeHopByHop(req.Header) // and what Connection names (so it must come along first)
 	if !rt.underscores {
 		dropUnderscored(req.Header) // as the backend would get them
 	}

@@ -110,3 +110,44 @@ func TestIdentityHeadersNotProxyManaged(t *testing.T) {
 		}
 	}
 }
+
+// TestForwardAuthRequestShape guards what the auth service is sent for a
+// plain request with a body: a GET without the body, and without the
+// hop-by-hop headers the client's Connection header names (they are the
+// proxy's connection's, as for the backend).
+func TestForwardAuthRequestShape(t *testing.T) {
+	t.Parallel()
+	type seen struct {
+		method, drop string
+		body         int
+	}
+	got := make(chan seen, 1)
+	authAddr := testutil.Serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		got <- seen{r.Method, r.Header.Get("X-Drop"), len(b)}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	rec := &recorder{}
+	cfg := route("/wss", "ws://"+testutil.Serve(t, rec))
+	cfg.Routes[0].ForwardAuth = "http://" + authAddr + "/auth"
+	e := startProxy(t, cfg)
+	ctx := testutil.Context(t, 20*time.Second)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, e.url("https", "/wss/form"), strings.NewReader("password=hunter2"))
+	req.Header.Set("Connection", "X-Drop")
+	req.Header.Set("X-Drop", "hop")
+	resp, err := e.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("POST: %d", resp.StatusCode)
+	}
+	if s := <-got; s.method != http.MethodGet || s.body != 0 || s.drop != "" {
+		t.Errorf("the auth service got %s with %d body bytes and X-Drop %q; want GET, none, none", s.method, s.body, s.drop)
+	}
+	if b := rec.last(t).Header.Get("X-Drop"); b != "" {
+		t.Errorf("the backend got X-Drop %q", b)
+	}
+}
