@@ -2,10 +2,12 @@ package proxy_test
 
 import (
 	"net/http"
+	"os"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/wssproxy/wssproxy/internal/echo"
@@ -86,5 +88,36 @@ func TestJWKSBounded(t *testing.T) {
 			t.Errorf("%s: %d, want 503", path, resp.StatusCode)
 		}
 		e.logs.Wait(t, ctx, `refused=auth-unavailable.*`+why)
+	}
+}
+
+// TestJWTAlgorithmConfusion guards the classic confusions: with HS256
+// listed beside ES256 and a PEM public key as key_file, a token HMAC'd
+// with that key's PEM bytes is refused; and a token validly signed by a
+// key of the file with an algorithm not in algorithms is refused.
+func TestJWTAlgorithmConfusion(t *testing.T) {
+	t.Parallel()
+	es, rs := newSigner(t, "ES256", ""), newSigner(t, "RS256", "")
+	pemFile := writePublicPEM(t, es, rs)
+	pemBytes, err := os.ReadFile(pemFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := route("/wss", echoBackend(t, echo.Options{}))
+	cfg.Routes[0].JWT = &proxy.JWT{KeyFile: pemFile, Algorithms: []string{"ES256", "HS256"}}
+	e := startProxy(t, cfg)
+	ctx := testutil.Context(t, 20*time.Second)
+	sig, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.HS256, Key: pemBytes}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hmacd, _ := jwt.Signed(sig).Claims(claims("tom", time.Hour)).Serialize()
+	for name, tok := range map[string]string{"HS256 with the public key": hmacd, "RS256 not listed": rs.token(t, claims("tom", time.Hour), nil)} {
+		if resp := handshake(t, e, ctx, "/wss", http.Header{"Authorization": {"Bearer " + tok}}); resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("%s: %d, want 401", name, resp.StatusCode)
+		}
+	}
+	if resp := handshake(t, e, ctx, "/wss", http.Header{"Authorization": {"Bearer " + es.token(t, claims("tom", time.Hour), nil)}}); resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Errorf("ES256: %d, want 101", resp.StatusCode)
 	}
 }
