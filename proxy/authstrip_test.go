@@ -112,19 +112,21 @@ func TestIdentityHeadersNotProxyManaged(t *testing.T) {
 }
 
 // TestForwardAuthRequestShape guards what the auth service is sent for a
-// plain request with a body: a GET without the body, and without the
+// plain request with a body: a GET without the body, without the
 // hop-by-hop headers the client's Connection header names (they are the
-// proxy's connection's, as for the backend).
+// proxy's connection's, as for the backend), and without a client's
+// X-Original-URL/-URI/-Method, which auth services behind nginx (Authelia's
+// auth-request endpoint) take as the request being authorized.
 func TestForwardAuthRequestShape(t *testing.T) {
 	t.Parallel()
 	type seen struct {
-		method, drop string
-		body         int
+		method, drop, orig string
+		body               int
 	}
 	got := make(chan seen, 1)
 	authAddr := testutil.Serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
-		got <- seen{r.Method, r.Header.Get("X-Drop"), len(b)}
+		got <- seen{r.Method, r.Header.Get("X-Drop"), r.Header.Get("X-Original-Url") + r.Header.Get("X-Original-Uri") + r.Header.Get("X-Original-Method"), len(b)}
 		w.WriteHeader(http.StatusNoContent)
 	}))
 	rec := &recorder{}
@@ -135,6 +137,9 @@ func TestForwardAuthRequestShape(t *testing.T) {
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, e.url("https", "/wss/form"), strings.NewReader("password=hunter2"))
 	req.Header.Set("Connection", "X-Drop")
 	req.Header.Set("X-Drop", "hop")
+	req.Header.Set("X-Original-URL", "https://public.example/")
+	req.Header.Set("X-Original-URI", "/public")
+	req.Header.Set("X-Original-Method", "GET")
 	resp, err := e.client.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -144,8 +149,8 @@ func TestForwardAuthRequestShape(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("POST: %d", resp.StatusCode)
 	}
-	if s := <-got; s.method != http.MethodGet || s.body != 0 || s.drop != "" {
-		t.Errorf("the auth service got %s with %d body bytes and X-Drop %q; want GET, none, none", s.method, s.body, s.drop)
+	if s := <-got; s.method != http.MethodGet || s.body != 0 || s.drop != "" || s.orig != "" {
+		t.Errorf("the auth service got %s with %d body bytes, X-Drop %q, X-Original-* %q; want GET and none of them", s.method, s.body, s.drop, s.orig)
 	}
 	if b := rec.last(t).Header.Get("X-Drop"); b != "" {
 		t.Errorf("the backend got X-Drop %q", b)
