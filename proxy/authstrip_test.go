@@ -1,6 +1,7 @@
 package proxy_test
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"strings"
@@ -153,4 +154,56 @@ func sendOK(t *testing.T, e *env, req *http.Request) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("%s %s: %d", req.Method, req.URL.Path, resp.StatusCode)
 	}
+}
+
+// TestAuthRouteWithoutTrailingSlash guards a route path ending in "/"
+// with auth ("/admin/") beside a route without it ("/"): "/admin" is the
+// slash route's path in all but the slash, and many backends serve both
+// alike, so it must not reach the backend through "/" unauthenticated.
+// As nginx does for such a location, the answer is a 301 to "/admin/";
+// a WebSocket handshake there never gets its 101.
+func TestAuthRouteWithoutTrailingSlash(t *testing.T) {
+	t.Parallel()
+	rec := &recorder{}
+	backend := "ws://" + testutil.Serve(t, rec)
+	cfg := route("/", backend)
+	users := htpasswdFile(t, "tom", "s3cret")
+	cfg.Routes = append(cfg.Routes, proxy.Route{Path: "/admin/", Backend: backend, BasicAuth: users},
+		proxy.Route{Path: "/status/", Backend: backend, BasicAuth: users},
+		proxy.Route{Path: "= /status", Backend: backend}) // routed on purpose: served, not redirected
+	e := startProxy(t, cfg)
+	ctx := testutil.Context(t, 20*time.Second)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, e.url("https", "/admin?x=1"), nil)
+	resp, err := e.client.Transport.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusMovedPermanently || resp.Header.Get("Location") != "/admin/?x=1" {
+		t.Errorf("GET /admin: %d Location %q, want 301 to /admin/?x=1", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	if resp := handshake(t, e, ctx, "/admin", nil); resp.StatusCode == http.StatusSwitchingProtocols {
+		t.Error("a WebSocket to /admin opened without credentials")
+	}
+	sendOK(t, e, mustRequest(t, ctx, e.url("https", "/adminx"))) // not the route's path: "/" serves it
+	sendOK(t, e, mustRequest(t, ctx, e.url("https", "/status")))
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	for _, r := range rec.reqs {
+		if r.URL.Path == "/admin" {
+			t.Errorf("the backend got %s %s without auth", r.Method, r.URL.Path)
+		}
+	}
+	if len(rec.reqs) != 2 {
+		t.Errorf("the backend got %d requests, want 2 (/adminx, /status)", len(rec.reqs))
+	}
+}
+
+func mustRequest(t *testing.T, ctx context.Context, url string) *http.Request {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return req
 }

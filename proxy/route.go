@@ -118,6 +118,9 @@ func (rt *route) targetPath(p string) string {
 // router picks the route for a request.
 type router struct {
 	routes []*route
+	// authSlash: some route with auth has a path ending in "/", whose
+	// path without the slash ServeHTTP redirects to it (handler.go).
+	authSlash bool
 }
 
 // match returns the most specific route for host and the clean path p, or
