@@ -31,6 +31,12 @@ type forwardAuth struct {
 	client  *http.Client // made by bind, for one Server's state
 }
 
+// originalHeaders are how nginx configurations tell an auth service the
+// request it authorizes (proxy_set_header X-Original-URL … in the auth
+// location; Authelia's auth-request endpoint reads them): a client's own
+// would let it name another URL, so they never reach the auth service.
+var originalHeaders = []string{"X-Original-Url", "X-Original-Uri", "X-Original-Method"}
+
 // forwardAuthMaxBody bounds the body of an auth service's refusal passed
 // to the client (a login page's redirect, a short message).
 const forwardAuthMaxBody = 64 << 10
@@ -123,11 +129,14 @@ func (s *Server) forwardAuth(w http.ResponseWriter, r *http.Request, rt *route, 
 		return nil, false
 	}
 	for k, v := range r.Header {
-		if !isHopByHop(k) && !isForwarding(k) && k != "Content-Length" && !strings.HasPrefix(k, ":") {
+		if !isForwarding(k) && k != "Content-Length" && !strings.HasPrefix(k, ":") {
 			req.Header[k] = v
 		}
 	}
-	removeHopByHop(req.Header) // and what Connection names
+	removeHopByHop(req.Header) // and what Connection names (so it must come along first)
+	for _, name := range originalHeaders {
+		req.Header.Del(name)
+	}
 	if !rt.underscores {
 		dropUnderscored(req.Header) // as the backend would get them
 	}

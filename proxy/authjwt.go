@@ -186,7 +186,12 @@ func compileJWT(key string, j *JWT, roots *x509.CertPool) (*jwtPlan, []error) {
 			add(fielderr.Wrap(key+".claims_headers", err))
 			continue
 		}
-		p.claims = append(p.claims, claimHeader{claim, http.CanonicalHeaderKey(h)})
+		ch := http.CanonicalHeaderKey(h)
+		if isHopByHop(ch) || isForwarding(ch) { // as forward_auth_headers
+			add(fieldErr(key+".claims_headers", "%q is a header the proxy manages", h))
+			continue
+		}
+		p.claims = append(p.claims, claimHeader{claim, ch})
 	}
 	sort.Slice(p.claims, func(a, b int) bool { return p.claims[a].claim < p.claims[b].claim })
 	return p, errs

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -140,6 +141,22 @@ func Compile(cfg Config) (*Compiled, error) {
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
+	}
+	// The identity headers any route's auth sets are the proxy's on every
+	// route: a client must not reach, through a route without that auth, a
+	// backend that trusts them from another route.
+	var identity []string
+	for _, p := range c.routes {
+		if p.auth != nil {
+			for _, h := range p.auth.strip {
+				if !slices.Contains(identity, h) {
+					identity = append(identity, h)
+				}
+			}
+		}
+	}
+	for _, p := range c.routes {
+		p.identity = identity
 	}
 	return c, nil
 }

@@ -45,6 +45,8 @@
 //     reach /wss's backend) and the router picks the most specific route: exact host, then wildcard
 //     host, then any host; an exact path before the longest prefix, which
 //     matches at segment boundaries only (route.go). No route: 404.
+//     "/admin" on a route "/admin/" with auth that another route would
+//     serve without it: 301 to "/admin/" (handler.go), as nginx answers.
 //  4. Plain HTTP (no "Upgrade: websocket"): the route's handler, a
 //     net/http/httputil.ReverseProxy flushing every write (long polling,
 //     streaming), a static directory, or an in-process Handler

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strings"
 )
 
 // ServeHTTP routes a request: WebSocket handshakes to the tunnel, anything
@@ -38,6 +39,19 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if rt == nil {
 		s.refuse(w, r, nil, http.StatusNotFound, "no-route", "no route for this path", nil)
 		return
+	}
+	if st.router.authSlash && !strings.HasSuffix(p, "/") {
+		// "/admin" on a route "/admin/" with auth, which another route
+		// would serve without it: as nginx does for such a location, 301
+		// to the slash, so that the auth applies (route.go).
+		if alt := st.router.match(requestHost(r), p+"/"); rt.prefix != p && alt != nil && alt != rt && alt.auth != nil && alt.prefix == p+"/" && !alt.exact {
+			u := p + "/"
+			if r.URL.RawQuery != "" {
+				u += "?" + r.URL.RawQuery
+			}
+			http.Redirect(w, r, u, http.StatusMovedPermanently)
+			return
+		}
 	}
 	if p != r.URL.Path {
 		// Forward the clean path, so dot segments never reach a backend.

@@ -71,7 +71,8 @@ func isForwarding(canonical string) bool {
 
 // forwardHeaders rewrites h, a copy of the client's headers bound for the
 // backend: header names with an underscore are dropped (unless the route
-// keeps them), incoming forwarding headers are dropped, the proxy's own are
+// keeps them), incoming forwarding headers and the identity headers any
+// route's auth sets (route.identity) are dropped, the proxy's own are
 // set from the client as withClient found it (the TCP peer unless a trusted
 // proxy says otherwise), then the route's remove_headers and set_headers.
 func (rt *route) forwardHeaders(h http.Header, r *http.Request) {
@@ -80,6 +81,9 @@ func (rt *route) forwardHeaders(h http.Header, r *http.Request) {
 	}
 	for _, name := range forwarding {
 		h.Del(name)
+	}
+	for _, name := range rt.identity { // canonical (auth.go)
+		delete(h, name)
 	}
 	client := clientOf(r)
 	if client.realIPHeader != "" {

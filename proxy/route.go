@@ -43,6 +43,7 @@ type route struct {
 	underscores   bool      // underscores_in_headers: keep header names with "_"
 	sendProxy     byte      // PROXY protocol version to backends, 0: none
 	auth          *authPlan // nil: anyone may use the route (auth.go)
+	identity      []string  // every route's auth's identity headers: the client's are removed
 
 	http http.Handler // plain HTTP: reverse proxy, files or Handler
 }
@@ -117,6 +118,9 @@ func (rt *route) targetPath(p string) string {
 // router picks the route for a request.
 type router struct {
 	routes []*route
+	// authSlash: some route with auth has a path ending in "/", whose
+	// path without the slash ServeHTTP redirects to it (handler.go).
+	authSlash bool
 }
 
 // match returns the most specific route for host and the clean path p, or

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -186,6 +187,7 @@ func (s *Server) build(c *Compiled) *state {
 			rt.http = s.reverseProxy(rt, st.cfg.HSTS != "")
 		}
 		st.router.routes = append(st.router.routes, rt)
+		st.router.authSlash = st.router.authSlash || rt.auth != nil && !rt.exact && len(rt.prefix) > 1 && strings.HasSuffix(rt.prefix, "/")
 	}
 	s.limit.configure(&st.cfg)
 	s.resolveMetrics(st)

@@ -159,6 +159,13 @@ type Compiled struct {
 	stamp     string             // the files' stat stamp before they were read
 }
 
+// SameClientCAs reports whether c and o verify client certificates with
+// the same roots: client_ca's file may change under the same path, and a
+// reload must then build a new listener configuration.
+func (c *Compiled) SameClientCAs(o *Compiled) bool {
+	return c.clientCAs.Equal(o.clientCAs)
+}
+
 // Compile checks every key of cfg, reads the certificate files and
 // acme.ca_roots, and checks that the ACME cache directory can be written,
 // creating nothing and making no network call. The error joins a

@@ -302,7 +302,7 @@ func (r *runner) reload(ctx context.Context) {
 		return
 	}
 	certs := r.certs.Load()
-	newCerts := !reflect.DeepEqual(fc.TLS, r.fc.TLS)
+	newCerts := !reflect.DeepEqual(fc.TLS, r.fc.TLS) || !fc.tls.SameClientCAs(r.fc.tls)
 	if newCerts {
 		if certs, err = fc.tls.Manager(r.log); err != nil {
 			refuse(fc.Errors(fielderr.Under("tls.", err)))

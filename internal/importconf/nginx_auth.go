@@ -126,7 +126,7 @@ func (t *translation) authHeader(h *node, sc scope, r *route) bool {
 		name := http.CanonicalHeaderKey(strings.ReplaceAll(from, "_", "-"))
 		r.forwardAuthHeaders = append(r.forwardAuthHeaders, name)
 		if !strings.EqualFold(name, h.arg(0)) {
-			t.noteOnce(h, "%s: the backend gets the auth service's %s under its own name, not as %s", h.text(), name, h.arg(0))
+			t.noteOnce(h, "%s: the backend gets the auth service's %s under its own name, not as %s (a client's own %s is removed: remove_headers)", h.text(), name, h.arg(0), h.arg(0))
 		}
 		return true
 	}

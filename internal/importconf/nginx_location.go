@@ -274,6 +274,12 @@ func (t *translation) ngxHeaders(sc scope, r *route) bool {
 			}
 			t.dropped(h, "$proxy_host of several backends has no one value")
 		case strings.Contains(v, "$") && t.authHeader(h, sc, r):
+			// nginx wrote this header itself: when forward_auth_headers does
+			// not set it under this name, a client's own must not take its
+			// place at the backend.
+			if !slices.ContainsFunc(r.forwardAuthHeaders, func(f string) bool { return strings.EqualFold(f, name) }) {
+				remove.add(name)
+			}
 		case strings.Contains(v, "$"):
 			t.dropped(h, "set_headers takes fixed values, and wssproxy has no variables")
 		default:
