@@ -192,3 +192,27 @@ func TestRateLimitBytesAndPerIP(t *testing.T) {
 		}
 	})
 }
+
+// TestRateLimitHugeFrameHeader guards the work one header may cause: a
+// client data frame whose header claims 2^62 bytes under byte_rate is
+// paused after a bounded number of token reservations (a burst's worth at
+// a time, across pauses), not held on a CPU reserving all its bursts at
+// once, which no close or shutdown could end.
+func TestRateLimitHugeFrameHeader(t *testing.T) {
+	t.Parallel()
+	tun := &Tunnel{policy: Policy{Limit: &RateLimit{Bytes: rate.NewLimiter(1000, 1000)}}}
+	tun.client = &side{t: tun}
+	h := &hooks{t: tun, src: tun.client}
+	done := make(chan bool, 1)
+	go func() {
+		done <- h.admit(wsframe.Header{Opcode: wsframe.OpBinary, Fin: true, Masked: true, Length: 1 << 62})
+	}()
+	select {
+	case ok := <-done:
+		if ok || h.wait <= 0 || h.wait > time.Second {
+			t.Fatalf("admit %v, wait %v: want a pause of at most one burst's worth (1s)", ok, h.wait)
+		}
+	case <-time.After(time.Minute): // a watchdog: the answer takes microseconds
+		t.Fatal("admit still reserving tokens after a minute")
+	}
+}
