@@ -216,3 +216,55 @@ func TestRateLimitHugeFrameHeader(t *testing.T) {
 		t.Fatal("admit still reserving tokens after a minute")
 	}
 }
+
+// TestRateLimitThrottledNotIdle guards idle_timeout and the tunnel API
+// during a long throttle: 100 messages that came in one read, let through
+// at 10 a second under idle_timeout 2s, all reach the backend (the
+// tunnel is not taken for idle while its messages flow), and Stats shows
+// those passed on so far while the read is still being let through.
+func TestRateLimitThrottledNotIdle(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, Policy{IdleTimeout: 2 * time.Second, Limit: &RateLimit{Messages: rate.NewLimiter(10, 10)}}, true)
+		go r.client.c.Write(clientFrames(0, 100))
+		for k := range 100 {
+			if f := r.backend.next(); f.op != wsframe.OpText || string(f.payload) != fmt.Sprint(k) {
+				t.Fatalf("backend got opcode %d %q, want message %d", f.op, f.payload, k)
+			}
+			if k == 50 {
+				synctest.Wait() // the pump is held before message 51
+				if st := r.tun.Stats(); st.In.Messages != 51 || st.In.Last.IsZero() {
+					t.Errorf("during the throttle Stats says %d messages in, last %v; want 51 and a time", st.In.Messages, st.In.Last)
+				}
+			}
+		}
+		r.client.sendClose(1000, "")
+		r.backend.expectClose(1000)
+		r.backend.sendClose(1000, "")
+		r.backend.c.Close()
+		r.client.expectClose(1000)
+		if e := r.end(); e.Reason != ByPeers || e.In.Messages != 100 {
+			t.Fatalf("end %+v", e)
+		}
+
+		// One wait longer than idle_timeout: the held message is not
+		// silence either.
+		r = newRig(t, Policy{IdleTimeout: 2 * time.Second, Limit: &RateLimit{Messages: rate.NewLimiter(rate.Every(time.Minute), 1)}}, true)
+		start := time.Now()
+		go r.client.c.Write(clientFrames(0, 2))
+		for k := range 2 {
+			if f := r.backend.next(); f.op != wsframe.OpText || string(f.payload) != fmt.Sprint(k) {
+				t.Fatalf("backend got opcode %d %q at %v, want message %d", f.op, f.payload, time.Since(start), k)
+			}
+		}
+		if d := time.Since(start); d != time.Minute {
+			t.Fatalf("the held message came after %v, want 1m", d)
+		}
+		if f := r.backend.expectClose(CloseGoingAway); string(f.payload[2:]) != "idle timeout" {
+			t.Fatalf("close %q, want the idle timeout, 2s after the message", f.payload)
+		}
+		if d := time.Since(start); d != time.Minute+2*time.Second {
+			t.Fatalf("idle timeout after %v, want 1m2s", d)
+		}
+	})
+}
