@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/wssproxy/wssproxy/proxy"
 )
@@ -185,7 +186,7 @@ var crossOrigin = http.NewCrossOriginProtection()
 
 // closeTunnel is POST /tunnels/{id}/close, with optional form or query
 // values code (to the client, default 1008), backend_code (default 1001)
-// and reason (at most 123 bytes, as a close frame holds).
+// and reason (UTF-8, at most 123 bytes, as a close frame holds).
 func (o Options) closeTunnel(w http.ResponseWriter, r *http.Request) {
 	log := cmp.Or(o.Log, slog.Default())
 	if err := crossOrigin.Check(r); err != nil {
@@ -211,6 +212,9 @@ func (o Options) closeTunnel(w http.ResponseWriter, r *http.Request) {
 		return
 	case len(reason) > 123:
 		http.Error(w, "admin: reason: longer than the 123 bytes a close frame holds", http.StatusBadRequest)
+		return
+	case !utf8.ValidString(reason): // RFC 6455 §5.5.1: a peer would fail the connection (1007)
+		http.Error(w, "admin: reason: not UTF-8", http.StatusBadRequest)
 		return
 	}
 	t, ok := o.Server.Tunnel(id)

@@ -246,6 +246,11 @@ func TestTunnelClose(t *testing.T) {
 		{fmt.Sprintf("/tunnels/%d/close", idC), url.Values{"code": {"1005"}}, http.StatusBadRequest},
 		{fmt.Sprintf("/tunnels/%d/close", idC), url.Values{"backend_code": {"99999"}}, http.StatusBadRequest},
 		{fmt.Sprintf("/tunnels/%d/close", idC), url.Values{"reason": {strings.Repeat("x", 124)}}, http.StatusBadRequest},
+		{fmt.Sprintf("/tunnels/%d/close", idC), url.Values{"reason": {"caf\xe9"}}, http.StatusBadRequest}, // not UTF-8 (RFC 6455 §5.5.1)
+		{fmt.Sprintf("/tunnels/%d/close", idC), url.Values{"code": {"1015"}}, http.StatusBadRequest},
+		{fmt.Sprintf("/tunnels/%d/close", idC), url.Values{"code": {"1006"}}, http.StatusBadRequest},
+		{fmt.Sprintf("/tunnels/%d/close", idC), url.Values{"code": {"2999"}}, http.StatusBadRequest},
+		{fmt.Sprintf("/tunnels/%d/close", idC), url.Values{"code": {"1004"}}, http.StatusBadRequest},
 		{"/tunnels/999999/close", nil, http.StatusNotFound},
 		{"/tunnels/x/close", nil, http.StatusBadRequest},
 	} {
