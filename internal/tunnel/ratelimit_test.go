@@ -268,3 +268,39 @@ func TestRateLimitThrottledNotIdle(t *testing.T) {
 		}
 	})
 }
+
+// TestRateLimitShutWhileHeld guards the proxy's own close during a
+// throttle (a drain, the tunnel API, a timeout: Shut): with a message held
+// for 1000 s, the close frames reach both peers at once and the client's
+// close reply is not kept waiting. The held message, let go by the same
+// Shut, races the close frame to the backend (as a message still on the
+// wire does when a tunnel without limits is shut): it passes before it or
+// not at all, never after.
+func TestRateLimitShutWhileHeld(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, Policy{Limit: &RateLimit{Messages: rate.NewLimiter(rate.Every(1000*time.Second), 1)}}, true)
+		start := time.Now()
+		go r.client.c.Write(clientFrames(0, 2))
+		r.backend.next()
+		synctest.Wait() // message 1 is held
+		r.tun.Shut(AdminClose, ClosePolicy, CloseGoingAway, "closed by the operator")
+		r.client.expectClose(ClosePolicy)
+		if f := r.backend.next(); f.op != wsframe.OpText || string(f.payload) != "1" {
+			if f.op != wsframe.OpClose || f.code() != CloseGoingAway {
+				t.Fatalf("backend got opcode %d %q, want the held message or close 1001", f.op, f.payload)
+			}
+		} else {
+			r.backend.expectClose(CloseGoingAway)
+		}
+		r.client.sendClose(ClosePolicy, "")
+		r.backend.sendClose(CloseGoingAway, "")
+		r.backend.expectEnd()
+		if e := r.end(); e.Reason != AdminClose || e.CloseCode != ClosePolicy {
+			t.Fatalf("end %+v", e)
+		}
+		if d := time.Since(start); d != 0 {
+			t.Fatalf("ended after %v, want at once", d)
+		}
+	})
+}
