@@ -69,6 +69,12 @@ func (h *hooks) admit(f wsframe.Header) bool {
 	if h.granted {
 		return h.admitRest()
 	}
+	select {
+	case <-h.t.lifted: // the tunnel is closing: "close" as well as throttling
+		h.unlimited = true
+		return true
+	default:
+	}
 	now := time.Now()
 	msg := f.Opcode != wsframe.OpContinuation
 	if l.Close {

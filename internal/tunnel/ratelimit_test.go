@@ -304,3 +304,29 @@ func TestRateLimitShutWhileHeld(t *testing.T) {
 		}
 	})
 }
+
+// TestRateLimitCloseLifted guards rate_limit_action "close" once the
+// tunnel is closing: after the backend's close frame the limits are
+// lifted, as with throttling, so what the client sends before its close
+// reply passes, and the backend gets that reply (1000), not a 1008 of the
+// proxy's for a message over a limit that no longer applies.
+func TestRateLimitCloseLifted(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, Policy{Limit: &RateLimit{Messages: rate.NewLimiter(rate.Every(time.Minute), 1), Close: true}}, true)
+		r.client.send(wsframe.OpText, []byte("0"))
+		r.backend.next()
+		r.backend.sendClose(1000, "bye")
+		r.client.expectClose(1000)
+		r.client.send(wsframe.OpText, []byte("1"))
+		r.client.sendClose(1000, "")
+		if f := r.backend.next(); f.op != wsframe.OpText || string(f.payload) != "1" {
+			t.Fatalf("backend got opcode %d %q, want message 1", f.op, f.payload)
+		}
+		r.backend.expectClose(1000)
+		r.backend.c.Close()
+		if e := r.end(); e.Reason != ByPeers || e.CloseCode != 1000 {
+			t.Fatalf("end %+v", e)
+		}
+	})
+}
