@@ -171,6 +171,10 @@ func (p *pumper) throttle(d time.Duration) {
 		p.h.unlimited = true
 	}
 	t.throttled.Add(int64(time.Since(start)))
+	// The held frame goes on now: stored before held is cleared, so that
+	// idle_timeout, which looks at held first, never sees the tunnel
+	// neither held nor recently busy.
+	t.lastData.Store(int64(time.Since(t.start)))
 	p.src.held.Store(false)
 }
 

@@ -107,17 +107,25 @@ func TestRateLimitControlFrames(t *testing.T) {
 	})
 }
 
+// heldRig is a tunnel whose client sent two messages under one message
+// per 1000 s: the first has reached the backend, the second is held.
+// Inside a synctest bubble.
+func heldRig(t *testing.T) (*rig, time.Time) {
+	r := newRig(t, Policy{Limit: &RateLimit{Messages: rate.NewLimiter(rate.Every(1000*time.Second), 1)}}, true)
+	start := time.Now()
+	go r.client.c.Write(clientFrames(0, 2))
+	r.backend.next()
+	synctest.Wait() // message 1 is held
+	return r, start
+}
+
 // TestRateLimitLifted guards that a closing tunnel is not kept waiting:
 // with a message held for 1000 s, the backend's close frame lifts the
 // limits, so the held message and the client's close reply pass at once.
 func TestRateLimitLifted(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		r := newRig(t, Policy{Limit: &RateLimit{Messages: rate.NewLimiter(rate.Every(1000*time.Second), 1)}}, true)
-		start := time.Now()
-		go r.client.c.Write(clientFrames(0, 2))
-		r.backend.next()
-		synctest.Wait() // message 1 is held
+		r, start := heldRig(t)
 		r.backend.sendClose(1001, "bye")
 		r.client.expectClose(1001)
 		r.client.sendClose(1001, "")
@@ -279,11 +287,7 @@ func TestRateLimitThrottledNotIdle(t *testing.T) {
 func TestRateLimitShutWhileHeld(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		r := newRig(t, Policy{Limit: &RateLimit{Messages: rate.NewLimiter(rate.Every(1000*time.Second), 1)}}, true)
-		start := time.Now()
-		go r.client.c.Write(clientFrames(0, 2))
-		r.backend.next()
-		synctest.Wait() // message 1 is held
+		r, start := heldRig(t)
 		r.tun.Shut(AdminClose, ClosePolicy, CloseGoingAway, "closed by the operator")
 		r.client.expectClose(ClosePolicy)
 		if f := r.backend.next(); f.op != wsframe.OpText || string(f.payload) != "1" {
