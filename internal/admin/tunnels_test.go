@@ -186,8 +186,9 @@ func TestTunnelAPI(t *testing.T) {
 
 // TestTunnelClose guards POST /tunnels/{id}/close: 1008 to the client and
 // 1001 to the backend by default, or the codes and reason asked; a line
-// saying who asked; cross-site requests refused with 403 and the tunnel
-// left open; a request without Origin, or with the admin page's own,
+// saying who asked; cross-site requests (another site, another port of
+// this host, a same-site page) refused with 403, and a GET refused, the
+// tunnel left open; a request without Origin, or with the admin page's own,
 // accepted.
 func TestTunnelClose(t *testing.T) {
 	t.Parallel()
@@ -203,10 +204,14 @@ func TestTunnelClose(t *testing.T) {
 	}
 	idA, idB, idC := page.Tunnels[0].ID, page.Tunnels[1].ID, page.Tunnels[2].ID
 
-	for _, h := range []string{"Origin: http://evil.example", "Sec-Fetch-Site: cross-site", "Origin: null"} {
+	for _, h := range []string{"Origin: http://evil.example", "Sec-Fetch-Site: cross-site", "Origin: null", "Sec-Fetch-Site: same-site",
+		"Origin: http://" + r.admin[:strings.LastIndex(r.admin, ":")] + ":1"} { // another port of this host is another origin
 		if st, body := r.post(fmt.Sprintf("/tunnels/%d/close", idA), nil, h); st != http.StatusForbidden {
 			t.Errorf("POST with %s: %d %s, want 403", h, st, body)
 		}
+	}
+	if resp, _ := r.page(fmt.Sprintf("/tunnels/%d/close", idA)); resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Errorf("GET of the close URL: %d, want 405", resp.StatusCode)
 	}
 	roundTrip(t, ctx, a, "still open")
 	if !strings.Contains(r.logs.String(), "cross-origin tunnel close refused") {
