@@ -222,9 +222,12 @@ func (o Options) closeTunnel(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "admin: no open tunnel "+r.PathValue("id"), http.StatusNotFound)
 		return
 	}
-	log.Info("admin: tunnel close asked", "id", id, "route", t.Route, "client_ip", t.ClientIP,
-		"code", toClient, "backend_code", toBackend, "reason", reason,
-		"asked_by", r.RemoteAddr, "user_agent", r.UserAgent())
+	attrs := []any{"id", id, "route", t.Route, "client_ip", t.ClientIP,
+		"code", toClient, "backend_code", toBackend, "reason", reason, "asked_by", r.RemoteAddr}
+	if user, _, ok := r.BasicAuth(); ok && o.BasicAuth != nil && o.BasicAuth() != nil {
+		attrs = append(attrs, "user", user) // admin basic_auth's, checked by guard
+	}
+	log.Info("admin: tunnel close asked", append(attrs, "user_agent", r.UserAgent())...)
 	if r.FormValue("return") == "page" { // the page's form, without JavaScript
 		http.Redirect(w, r, "/", http.StatusSeeOther)
 		return

@@ -20,6 +20,8 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/wssproxy/wssproxy/internal/admin"
+	"github.com/wssproxy/wssproxy/internal/health"
+	"github.com/wssproxy/wssproxy/internal/htpasswd"
 	"github.com/wssproxy/wssproxy/internal/testutil"
 	"github.com/wssproxy/wssproxy/proxy"
 )
@@ -320,4 +322,40 @@ func TestTunnelAPISubject(t *testing.T) {
 	if got := page.Tunnels[1]; got.Subject != "" {
 		t.Errorf("tunnel without auth: subject %q, want none", got.Subject)
 	}
+}
+
+// TestTunnelCloseLogsUser guards "logged with who asked" behind admin
+// basic_auth: the close's line names the admin user, not only the address
+// the request came from.
+func TestTunnelCloseLogsUser(t *testing.T) {
+	t.Parallel()
+	ctx := testutil.Context(t, 30*time.Second)
+	hash, err := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "admin.htpasswd")
+	os.WriteFile(file, []byte("ops:"+string(hash)+"\n"), 0o600)
+	users, err := htpasswd.Read(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := newRig(t)
+	guarded := testutil.Serve(t, admin.Handler(admin.Options{Listen: "127.0.0.1:0", Server: r.srv,
+		Listening: func() *health.Listening { return nil }, Log: r.log, Metrics: http.NotFoundHandler(),
+		BasicAuth: func() *htpasswd.File { return users }}))
+	a, _ := r.dial(ctx, "/a")
+	var page admin.TunnelPage
+	r.get("/tunnels", &page)
+	req, _ := http.NewRequest(http.MethodPost, fmt.Sprintf("http://%s/tunnels/%d/close", guarded, page.Tunnels[0].ID), nil)
+	req.SetBasicAuth("ops", "s3cret")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("POST close as ops: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	if code, _, _ := closeCode(ctx, a); code != websocket.StatusPolicyViolation {
+		t.Errorf("client got %v, want 1008", code)
+	}
+	r.logs.Wait(t, ctx, `admin: tunnel close asked.* asked_by=127\.0\.0\.1:\d+ user=ops`)
 }
