@@ -294,12 +294,7 @@ func TestTunnelClose(t *testing.T) {
 func TestTunnelAPISubject(t *testing.T) {
 	t.Parallel()
 	ctx := testutil.Context(t, 30*time.Second)
-	hash, err := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
-	if err != nil {
-		t.Fatal(err)
-	}
-	file := filepath.Join(t.TempDir(), "htpasswd")
-	os.WriteFile(file, []byte("tom:"+string(hash)+"\n"), 0o600)
+	file := htpasswdFile(t, "tom", "s3cret")
 	r := newRig(t, proxy.Route{Path: "/a", BasicAuth: file}, proxy.Route{Path: "/b"})
 	tr := &http.Transport{TLSClientConfig: r.tls.Clone()}
 	tr.TLSClientConfig.NextProtos = []string{"http/1.1"}
@@ -330,12 +325,7 @@ func TestTunnelAPISubject(t *testing.T) {
 func TestTunnelCloseLogsUser(t *testing.T) {
 	t.Parallel()
 	ctx := testutil.Context(t, 30*time.Second)
-	hash, err := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
-	if err != nil {
-		t.Fatal(err)
-	}
-	file := filepath.Join(t.TempDir(), "admin.htpasswd")
-	os.WriteFile(file, []byte("ops:"+string(hash)+"\n"), 0o600)
+	file := htpasswdFile(t, "ops", "s3cret")
 	users, err := htpasswd.Read(file)
 	if err != nil {
 		t.Fatal(err)
@@ -358,4 +348,17 @@ func TestTunnelCloseLogsUser(t *testing.T) {
 		t.Errorf("client got %v, want 1008", code)
 	}
 	r.logs.Wait(t, ctx, `admin: tunnel close asked.* asked_by=127\.0\.0\.1:\d+ user=ops`)
+}
+
+// htpasswdFile is an htpasswd file in t.TempDir() with one bcrypt entry.
+func htpasswdFile(t *testing.T, user, pass string) string {
+	hash, err := bcrypt.GenerateFromPassword([]byte(pass), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "htpasswd")
+	if err := os.WriteFile(file, []byte(user+":"+string(hash)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return file
 }

@@ -51,10 +51,7 @@ func TestRateLimitThrottle(t *testing.T) {
 			t.Errorf("throttled %v, want about 9s", got)
 		}
 		r.client.sendClose(1000, "")
-		r.backend.expectClose(1000)
-		r.backend.sendClose(1000, "")
-		r.backend.c.Close()
-		r.client.expectClose(1000)
+		r.closeHandshake()
 		if e := r.end(); e.In.Messages != 1000 || e.Throttled != r.tun.Stats().Throttled {
 			t.Errorf("end: %d messages, throttled %v", e.In.Messages, e.Throttled)
 		}
@@ -97,14 +94,22 @@ func TestRateLimitControlFrames(t *testing.T) {
 		if f := r.backend.next(); string(f.payload) != "B" || time.Since(start) != time.Minute {
 			t.Fatalf("backend got %q at %v, want B at 1m", f.payload, time.Since(start))
 		}
-		r.backend.expectClose(1000)
-		r.backend.sendClose(1000, "")
-		r.backend.c.Close()
-		r.client.expectClose(1000)
+		r.closeHandshake()
 		if e := r.end(); e.Reason != ByPeers || e.In.Messages != 2 {
 			t.Fatalf("end %+v", e)
 		}
 	})
+}
+
+// closeHandshake finishes a close the client began with 1000: the
+// backend gets it and answers, then closes TCP, and the client gets the
+// answer.
+func (r *rig) closeHandshake() {
+	r.t.Helper()
+	r.backend.expectClose(1000)
+	r.backend.sendClose(1000, "")
+	r.backend.c.Close()
+	r.client.expectClose(1000)
 }
 
 // heldRig is a tunnel whose client sent two messages under one message
@@ -247,10 +252,7 @@ func TestRateLimitThrottledNotIdle(t *testing.T) {
 			}
 		}
 		r.client.sendClose(1000, "")
-		r.backend.expectClose(1000)
-		r.backend.sendClose(1000, "")
-		r.backend.c.Close()
-		r.client.expectClose(1000)
+		r.closeHandshake()
 		if e := r.end(); e.Reason != ByPeers || e.In.Messages != 100 {
 			t.Fatalf("end %+v", e)
 		}
