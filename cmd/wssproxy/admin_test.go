@@ -352,7 +352,8 @@ func TestAdminHost(t *testing.T) {
 
 // TestAdminBasicAuth guards admin basic_auth: a file htpasswd -B wrote
 // guards every admin endpoint but /healthz (401 with WWW-Authenticate:
-// Basic without one of its users), and lets admin.listen go beyond
+// Basic without one of its users; the tunnel API's GETs and its POST
+// close, and the dashboard's JSON, included), and lets admin.listen go beyond
 // loopback, which -t otherwise refuses.
 func TestAdminBasicAuth(t *testing.T) {
 	t.Parallel()
@@ -379,10 +380,21 @@ func TestAdminBasicAuth(t *testing.T) {
 		{"/metrics", "", "", http.StatusUnauthorized},
 		{"/metrics", "ops", "wrong", http.StatusUnauthorized},
 		{"/", "", "", http.StatusUnauthorized},
+		{"/tunnels", "", "", http.StatusUnauthorized},
+		{"/tunnels/1", "", "", http.StatusUnauthorized},
+		{"/dashboard.json", "", "", http.StatusUnauthorized},
+		{"POST /tunnels/1/close", "", "", http.StatusUnauthorized},
+		{"POST /tunnels/1/close", "ops", "wrong", http.StatusUnauthorized},
 		{"/metrics", "ops", "s3cret", http.StatusOK},
+		{"/tunnels", "ops", "s3cret", http.StatusOK},
+		{"POST /tunnels/1/close", "ops", "s3cret", http.StatusNotFound}, // past the guard: no such tunnel
 		{"/healthz", "", "", http.StatusOK},
 	} {
-		req, _ := http.NewRequest(http.MethodGet, "http://"+adminAddr+tc.path, nil)
+		method, path, ok := strings.Cut(tc.path, " ")
+		if !ok {
+			method, path = http.MethodGet, tc.path
+		}
+		req, _ := http.NewRequest(method, "http://"+adminAddr+path, nil)
 		if tc.user != "" {
 			req.SetBasicAuth(tc.user, tc.pass)
 		}

@@ -113,7 +113,27 @@ func (r *rig) dial(ctx context.Context, path string) (*websocket.Conn, int) {
 		r.t.Fatalf("dial %s: %v", path, err)
 	}
 	r.t.Cleanup(func() { c.CloseNow() })
-	return c, local.(*net.TCPAddr).Port
+	port := local.(*net.TCPAddr).Port
+	// The proxy writes the 101 before it enters the tunnel in its table:
+	// wait until the tunnel API lists it, so a test that looks next sees it.
+	for !r.listed(port) {
+		select {
+		case <-ctx.Done():
+			r.t.Fatalf("dial %s: the tunnel from port %d is not listed", path, port)
+		case <-time.After(time.Millisecond):
+		}
+	}
+	return c, port
+}
+
+// listed reports whether the proxy lists a tunnel from the client port.
+func (r *rig) listed(port int) bool {
+	for _, t := range r.srv.Tunnels() {
+		if t.ClientPort == port {
+			return true
+		}
+	}
+	return false
 }
 
 // roundTrip sends msg on c and reads it back.

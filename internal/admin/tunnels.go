@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/wssproxy/wssproxy/proxy"
 )
@@ -185,7 +186,7 @@ var crossOrigin = http.NewCrossOriginProtection()
 
 // closeTunnel is POST /tunnels/{id}/close, with optional form or query
 // values code (to the client, default 1008), backend_code (default 1001)
-// and reason (at most 123 bytes, as a close frame holds).
+// and reason (UTF-8, at most 123 bytes, as a close frame holds).
 func (o Options) closeTunnel(w http.ResponseWriter, r *http.Request) {
 	log := cmp.Or(o.Log, slog.Default())
 	if err := crossOrigin.Check(r); err != nil {
@@ -212,15 +213,21 @@ func (o Options) closeTunnel(w http.ResponseWriter, r *http.Request) {
 	case len(reason) > 123:
 		http.Error(w, "admin: reason: longer than the 123 bytes a close frame holds", http.StatusBadRequest)
 		return
+	case !utf8.ValidString(reason): // RFC 6455 §5.5.1: a peer would fail the connection (1007)
+		http.Error(w, "admin: reason: not UTF-8", http.StatusBadRequest)
+		return
 	}
 	t, ok := o.Server.Tunnel(id)
 	if !ok || !o.Server.CloseTunnel(id, toClient, toBackend, reason) {
 		http.Error(w, "admin: no open tunnel "+r.PathValue("id"), http.StatusNotFound)
 		return
 	}
-	log.Info("admin: tunnel close asked", "id", id, "route", t.Route, "client_ip", t.ClientIP,
-		"code", toClient, "backend_code", toBackend, "reason", reason,
-		"asked_by", r.RemoteAddr, "user_agent", r.UserAgent())
+	attrs := []any{"id", id, "route", t.Route, "client_ip", t.ClientIP,
+		"code", toClient, "backend_code", toBackend, "reason", reason, "asked_by", r.RemoteAddr}
+	if user, _, ok := r.BasicAuth(); ok && o.BasicAuth != nil && o.BasicAuth() != nil {
+		attrs = append(attrs, "user", user) // admin basic_auth's, checked by guard
+	}
+	log.Info("admin: tunnel close asked", append(attrs, "user_agent", r.UserAgent())...)
 	if r.FormValue("return") == "page" { // the page's form, without JavaScript
 		http.Redirect(w, r, "/", http.StatusSeeOther)
 		return

@@ -20,6 +20,8 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/wssproxy/wssproxy/internal/admin"
+	"github.com/wssproxy/wssproxy/internal/health"
+	"github.com/wssproxy/wssproxy/internal/htpasswd"
 	"github.com/wssproxy/wssproxy/internal/testutil"
 	"github.com/wssproxy/wssproxy/proxy"
 )
@@ -186,8 +188,9 @@ func TestTunnelAPI(t *testing.T) {
 
 // TestTunnelClose guards POST /tunnels/{id}/close: 1008 to the client and
 // 1001 to the backend by default, or the codes and reason asked; a line
-// saying who asked; cross-site requests refused with 403 and the tunnel
-// left open; a request without Origin, or with the admin page's own,
+// saying who asked; cross-site requests (another site, another port of
+// this host, a same-site page) refused with 403, and a GET refused, the
+// tunnel left open; a request without Origin, or with the admin page's own,
 // accepted.
 func TestTunnelClose(t *testing.T) {
 	t.Parallel()
@@ -203,10 +206,14 @@ func TestTunnelClose(t *testing.T) {
 	}
 	idA, idB, idC := page.Tunnels[0].ID, page.Tunnels[1].ID, page.Tunnels[2].ID
 
-	for _, h := range []string{"Origin: http://evil.example", "Sec-Fetch-Site: cross-site", "Origin: null"} {
+	for _, h := range []string{"Origin: http://evil.example", "Sec-Fetch-Site: cross-site", "Origin: null", "Sec-Fetch-Site: same-site",
+		"Origin: http://" + r.admin[:strings.LastIndex(r.admin, ":")] + ":1"} { // another port of this host is another origin
 		if st, body := r.post(fmt.Sprintf("/tunnels/%d/close", idA), nil, h); st != http.StatusForbidden {
 			t.Errorf("POST with %s: %d %s, want 403", h, st, body)
 		}
+	}
+	if resp, _ := r.page(fmt.Sprintf("/tunnels/%d/close", idA)); resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Errorf("GET of the close URL: %d, want 405", resp.StatusCode)
 	}
 	roundTrip(t, ctx, a, "still open")
 	if !strings.Contains(r.logs.String(), "cross-origin tunnel close refused") {
@@ -246,6 +253,11 @@ func TestTunnelClose(t *testing.T) {
 		{fmt.Sprintf("/tunnels/%d/close", idC), url.Values{"code": {"1005"}}, http.StatusBadRequest},
 		{fmt.Sprintf("/tunnels/%d/close", idC), url.Values{"backend_code": {"99999"}}, http.StatusBadRequest},
 		{fmt.Sprintf("/tunnels/%d/close", idC), url.Values{"reason": {strings.Repeat("x", 124)}}, http.StatusBadRequest},
+		{fmt.Sprintf("/tunnels/%d/close", idC), url.Values{"reason": {"caf\xe9"}}, http.StatusBadRequest}, // not UTF-8 (RFC 6455 §5.5.1)
+		{fmt.Sprintf("/tunnels/%d/close", idC), url.Values{"code": {"1015"}}, http.StatusBadRequest},
+		{fmt.Sprintf("/tunnels/%d/close", idC), url.Values{"code": {"1006"}}, http.StatusBadRequest},
+		{fmt.Sprintf("/tunnels/%d/close", idC), url.Values{"code": {"2999"}}, http.StatusBadRequest},
+		{fmt.Sprintf("/tunnels/%d/close", idC), url.Values{"code": {"1004"}}, http.StatusBadRequest},
 		{"/tunnels/999999/close", nil, http.StatusNotFound},
 		{"/tunnels/x/close", nil, http.StatusBadRequest},
 	} {
@@ -282,12 +294,7 @@ func TestTunnelClose(t *testing.T) {
 func TestTunnelAPISubject(t *testing.T) {
 	t.Parallel()
 	ctx := testutil.Context(t, 30*time.Second)
-	hash, err := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
-	if err != nil {
-		t.Fatal(err)
-	}
-	file := filepath.Join(t.TempDir(), "htpasswd")
-	os.WriteFile(file, []byte("tom:"+string(hash)+"\n"), 0o600)
+	file := htpasswdFile(t, "tom", "s3cret")
 	r := newRig(t, proxy.Route{Path: "/a", BasicAuth: file}, proxy.Route{Path: "/b"})
 	tr := &http.Transport{TLSClientConfig: r.tls.Clone()}
 	tr.TLSClientConfig.NextProtos = []string{"http/1.1"}
@@ -310,4 +317,48 @@ func TestTunnelAPISubject(t *testing.T) {
 	if got := page.Tunnels[1]; got.Subject != "" {
 		t.Errorf("tunnel without auth: subject %q, want none", got.Subject)
 	}
+}
+
+// TestTunnelCloseLogsUser guards "logged with who asked" behind admin
+// basic_auth: the close's line names the admin user, not only the address
+// the request came from.
+func TestTunnelCloseLogsUser(t *testing.T) {
+	t.Parallel()
+	ctx := testutil.Context(t, 30*time.Second)
+	file := htpasswdFile(t, "ops", "s3cret")
+	users, err := htpasswd.Read(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := newRig(t)
+	guarded := testutil.Serve(t, admin.Handler(admin.Options{Listen: "127.0.0.1:0", Server: r.srv,
+		Listening: func() *health.Listening { return nil }, Log: r.log, Metrics: http.NotFoundHandler(),
+		BasicAuth: func() *htpasswd.File { return users }}))
+	a, _ := r.dial(ctx, "/a")
+	var page admin.TunnelPage
+	r.get("/tunnels", &page)
+	req, _ := http.NewRequest(http.MethodPost, fmt.Sprintf("http://%s/tunnels/%d/close", guarded, page.Tunnels[0].ID), nil)
+	req.SetBasicAuth("ops", "s3cret")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("POST close as ops: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	if code, _, _ := closeCode(ctx, a); code != websocket.StatusPolicyViolation {
+		t.Errorf("client got %v, want 1008", code)
+	}
+	r.logs.Wait(t, ctx, `admin: tunnel close asked.* asked_by=127\.0\.0\.1:\d+ user=ops`)
+}
+
+// htpasswdFile is an htpasswd file in t.TempDir() with one bcrypt entry.
+func htpasswdFile(t *testing.T, user, pass string) string {
+	hash, err := bcrypt.GenerateFromPassword([]byte(pass), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "htpasswd")
+	if err := os.WriteFile(file, []byte(user+":"+string(hash)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return file
 }

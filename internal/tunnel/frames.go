@@ -22,7 +22,9 @@ type hooks struct {
 
 	// Rate limits (ratelimit.go), client to backend only.
 	wait      time.Duration // how long to hold the pump before the frame paused at
-	granted   bool          // its tokens are reserved: admit it when asked again
+	granted   bool          // its tokens are reserved: admit it when asked again (once owed is 0)
+	owed      uint64        // byte tokens of that frame not yet reserved (it is longer than byte_burst)
+	rest      bool          // the wait is for owed tokens of a frame already counted as throttled
 	unlimited bool          // the limits are lifted: the tunnel is closing
 	overLimit bool          // rate_limit_action close: refuse the frame
 	scratch   [wsframe.MaxControlPayload]byte

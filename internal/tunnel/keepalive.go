@@ -115,6 +115,11 @@ func (t *Tunnel) watchIdle(d time.Duration) {
 	defer t.mu.Unlock()
 	var tm *time.Timer
 	check := func() {
+		if t.client.held.Load() {
+			// A client message waits for the rate limits: not idle.
+			tm.Reset(d)
+			return
+		}
 		if silent := time.Since(t.start) - time.Duration(t.lastData.Load()); silent < d {
 			tm.Reset(d - silent)
 			return

@@ -67,8 +67,13 @@ func (h *hooks) admit(f wsframe.Header) bool {
 		return true
 	}
 	if h.granted {
-		h.granted = false
+		return h.admitRest()
+	}
+	select {
+	case <-h.t.lifted: // the tunnel is closing: "close" as well as throttling
+		h.unlimited = true
 		return true
+	default:
 	}
 	now := time.Now()
 	msg := f.Opcode != wsframe.OpContinuation
@@ -83,13 +88,30 @@ func (h *hooks) admit(f wsframe.Header) bool {
 	}
 	var wait time.Duration
 	if msg {
-		wait = max(reserve(l.Messages, now, 1), reserve(l.PerIP, now, 1))
+		wait = max(reserveOne(l.Messages, now), reserveOne(l.PerIP, now))
 	}
-	wait = max(wait, reserve(l.Bytes, now, f.Length))
-	if wait <= 0 {
+	bw, owed := reserve(l.Bytes, now, f.Length)
+	if wait = max(wait, bw); wait <= 0 {
 		return true
 	}
-	h.wait, h.granted = wait, true
+	h.wait, h.granted, h.owed, h.rest = wait, true, owed, false
+	return false
+}
+
+// admitRest goes on with a frame longer than byte_burst, paused at: the
+// next burst's worth of its bytes is reserved, and it is admitted once
+// nothing more is owed and the wait is over.
+func (h *hooks) admitRest() bool {
+	if h.owed == 0 {
+		h.granted = false
+		return true
+	}
+	wait, owed := reserve(h.t.policy.Limit.Bytes, time.Now(), h.owed)
+	if wait <= 0 {
+		h.granted = false
+		return true // owed is 0 too
+	}
+	h.wait, h.owed, h.rest = wait, owed, true
 	return false
 }
 
@@ -102,27 +124,39 @@ func allow(l *rate.Limiter, now time.Time, n uint64) bool {
 	return l.AllowN(now, int(min(n, uint64(l.Burst()))))
 }
 
-// reserve takes n tokens from l, in debt if need be, and returns how long
-// until the debt is paid (nil: 0). More than a burst is taken a burst at
-// a time, so a frame longer than byte_burst waits its full length's worth.
-func reserve(l *rate.Limiter, now time.Time, n uint64) time.Duration {
-	if l == nil || n == 0 {
-		return 0
+// reserveOne takes a token from l, in debt if need be, and returns how
+// long until the debt is paid (nil: 0).
+func reserveOne(l *rate.Limiter, now time.Time) time.Duration {
+	wait, _ := reserve(l, now, 1)
+	return wait
+}
+
+// reserve takes n tokens from l, a burst at a time, in debt if need be,
+// and stops at the first burst that must be waited for: it returns that
+// wait and the tokens still owed (nil l: 0, 0). A frame longer than the
+// burst thus waits its full length's worth, a burst per pause, and a
+// header claiming 2^62 bytes costs one reservation or two, not 2^62/burst.
+func reserve(l *rate.Limiter, now time.Time, n uint64) (time.Duration, uint64) {
+	if l == nil {
+		return 0, 0
 	}
-	var wait time.Duration
 	for b := uint64(max(l.Burst(), 1)); n > 0; {
 		k := min(n, b)
 		n -= k
-		wait = l.ReserveN(now, int(k)).DelayFrom(now)
+		if wait := l.ReserveN(now, int(k)).DelayFrom(now); wait > 0 {
+			return wait, n
+		}
 	}
-	return wait
+	return 0, 0
 }
 
 // throttle holds the client's pump for d, or until the tunnel begins to
 // close (then the limits are lifted for good).
 func (p *pumper) throttle(d time.Duration) {
 	t := p.t
-	t.limited(false)
+	if !p.h.rest { // the rest of a long frame is the same throttle
+		t.limited(false)
+	}
 	p.src.held.Store(true)
 	start := time.Now()
 	if p.timer == nil {
@@ -137,6 +171,10 @@ func (p *pumper) throttle(d time.Duration) {
 		p.h.unlimited = true
 	}
 	t.throttled.Add(int64(time.Since(start)))
+	// The held frame goes on now: stored before held is cleared, so that
+	// idle_timeout, which looks at held first, never sees the tunnel
+	// neither held nor recently busy.
+	t.lastData.Store(int64(time.Since(t.start)))
 	p.src.held.Store(false)
 }
 

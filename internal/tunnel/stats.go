@@ -4,9 +4,10 @@ import "time"
 
 // Per-tunnel accounting. Each pump counts the messages it reads and the
 // bytes it writes on in plain fields of its own (hooks.msgs, pumper.n),
-// and publishes them to its side once per read (three atomic stores, no
-// lock, no allocation): Stats reads those from any goroutine. A read not
-// yet published is not seen; the End has the final figures.
+// and publishes them to its side once per read, and before each throttle
+// of the rate limits (three atomic stores, no lock, no allocation): Stats
+// reads those from any goroutine. A read not yet published is not seen;
+// the End has the final figures.
 
 // DirStats is one direction of a tunnel so far.
 type DirStats struct {

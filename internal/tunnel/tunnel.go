@@ -203,7 +203,7 @@ func (t *Tunnel) pump(src, dst *side, pending []byte) {
 // the hooks decide about them, and what goes on is written to dst under
 // its lock, where the proxy's own frames wait for a frame boundary.
 func (p *pumper) feed(b []byte) error {
-	t, src, dst := p.t, p.src, p.dst
+	src, dst := p.src, p.dst
 	p.h.sawData = false
 	before := p.n
 	var err error
@@ -218,10 +218,27 @@ func (p *pumper) feed(b []byte) error {
 			break
 		}
 		// Paused before a data frame by the rate limits (ratelimit.go):
-		// what came before it is out; no lock is held while it waits.
+		// what came before it is out, and published (a read may hold
+		// many messages let through one by one); no lock is held while
+		// it waits.
 		b = b[n:]
+		p.publish(before)
+		before, p.h.sawData = p.n, false
 		p.throttle(p.h.wait)
 	}
+	p.publish(before)
+	if p.h.srcDone {
+		p.h.srcDone = false
+		src.conn.Close() // src's close handshake is done (hooks.Control)
+	}
+	return err
+}
+
+// publish tells the meter, Stats, keepalive and idle_timeout what the
+// pump has passed on since before: once per read, and before each
+// throttle.
+func (p *pumper) publish(before int64) {
+	t, src := p.t, p.src
 	if t.meter != nil {
 		t.meter.Forwarded(p.dir, p.n-before)
 	}
@@ -233,11 +250,6 @@ func (p *pumper) feed(b []byte) error {
 		src.lastMsg.Store(now)
 		src.msgs.Store(p.h.msgs)
 	}
-	if p.h.srcDone {
-		p.h.srcDone = false
-		src.conn.Close() // src's close handshake is done (hooks.Control)
-	}
-	return err
 }
 
 // scanned writes a run of bytes the scanner passes on (dst.mu held).
