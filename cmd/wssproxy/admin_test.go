@@ -407,4 +407,23 @@ func TestAdminBasicAuth(t *testing.T) {
 			t.Errorf("%s as %q: %d %q, want %d", tc.path, tc.user, resp.StatusCode, resp.Header.Get("WWW-Authenticate"), tc.status)
 		}
 	}
+	// wssproxy tunnels: without -user it says how to give one; with -user
+	// and the password in its variable it lists the tunnels.
+	env := map[string]string{admin.PasswordVar: "s3cret"}
+	for _, tc := range []struct {
+		args []string
+		env  map[string]string
+		want string // in stdout, or else in stderr
+	}{
+		{nil, nil, "give -user NAME, the password in " + admin.PasswordVar},
+		{[]string{"-user", "ops"}, nil, "-user ops: set the password in " + admin.PasswordVar},
+		{[]string{"-user", "ops"}, env, "0 tunnels"},
+	} {
+		var out, errOut strings.Builder
+		args := append([]string{"-admin", adminAddr}, tc.args...)
+		err := admin.RunTunnelsEnv(testutil.Context(t, 10*time.Second), args, func(k string) string { return tc.env[k] }, &out, &errOut)
+		if got := out.String() + errOut.String(); !strings.Contains(got, tc.want) || (err == nil) != (tc.env != nil) {
+			t.Errorf("wssproxy tunnels %v: %v, %q; want %q", tc.args, err, got, tc.want)
+		}
+	}
 }

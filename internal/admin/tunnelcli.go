@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -16,10 +17,19 @@ import (
 	"github.com/wssproxy/wssproxy/internal/config"
 )
 
+// PasswordVar is where `wssproxy tunnels -user NAME` takes the password
+// for admin.basic_auth: not a flag, so that it shows in no process list.
+const PasswordVar = "WSSPROXY_ADMIN_PASSWORD"
+
 // RunTunnels is `wssproxy tunnels`: the admin listener's open tunnels as a
 // table (GET /tunnels), or with -close ID, that tunnel closed (POST
 // /tunnels/ID/close).
 func RunTunnels(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return RunTunnelsEnv(ctx, args, os.Getenv, stdout, stderr)
+}
+
+// RunTunnelsEnv is RunTunnels with the environment read through getenv.
+func RunTunnelsEnv(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("wssproxy tunnels", flag.ContinueOnError)
 	addr := fs.String("admin", config.DefaultAdmin, "admin listener `address`")
 	route := fs.String("route", "", "only the tunnels of this `route` (as the access log names it)")
@@ -27,6 +37,7 @@ func RunTunnels(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	sort := fs.String("sort", "id", "order: id, age, idle, route, client, bytes_in, bytes_out, messages_in, messages_out, throttled; -KEY descending")
 	limit := fs.Int("limit", maxLimit, "at most this many rows")
 	timeout := fs.Duration("timeout", 5*time.Second, "time limit")
+	user := fs.String("user", "", "admin.basic_auth's `user`, its password in "+PasswordVar)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: wssproxy tunnels [flags]\n\nLists the open WebSocket tunnels the admin listener's GET /tunnels reports,\nor closes one. Flags:\n\n")
 		fs.PrintDefaults()
@@ -36,9 +47,15 @@ func RunTunnels(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	base := "http://" + *addr
+	c := &client{base: "http://" + *addr, user: *user}
+	if *user != "" {
+		if c.password = getenv(PasswordVar); c.password == "" {
+			fmt.Fprintf(stderr, "wssproxy tunnels: -user %s: set the password in %s\n", *user, PasswordVar)
+			return &cli.ExitError{Code: 2}
+		}
+	}
 	if *closeID != "" {
-		err := call(ctx, http.MethodPost, base+"/tunnels/"+url.PathEscape(*closeID)+"/close", nil)
+		err := c.call(ctx, http.MethodPost, "/tunnels/"+url.PathEscape(*closeID)+"/close", nil)
 		if err != nil {
 			fmt.Fprintln(stderr, "wssproxy tunnels:", err)
 			return &cli.ExitError{Code: 1}
@@ -51,7 +68,7 @@ func RunTunnels(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		q.Set("route", *route)
 	}
 	var page TunnelPage
-	if err := call(ctx, http.MethodGet, base+"/tunnels?"+q.Encode(), &page); err != nil {
+	if err := c.call(ctx, http.MethodGet, "/tunnels?"+q.Encode(), &page); err != nil {
 		fmt.Fprintln(stderr, "wssproxy tunnels:", err)
 		return &cli.ExitError{Code: 1}
 	}
@@ -96,12 +113,20 @@ func round(d time.Duration) time.Duration {
 	return d.Round(time.Millisecond)
 }
 
-// call sends an empty method request to u and decodes a 200 answer's JSON
-// into v (nil: ignored).
-func call(ctx context.Context, method, u string, v any) error {
-	req, err := http.NewRequestWithContext(ctx, method, u, nil)
+// client asks the admin listener at base, as user if set.
+type client struct {
+	base, user, password string
+}
+
+// call sends an empty method request to path and decodes a 200 answer's
+// JSON into v (nil: ignored).
+func (c *client) call(ctx context.Context, method, path string, v any) error {
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, nil)
 	if err != nil {
 		return err
+	}
+	if c.user != "" {
+		req.SetBasicAuth(c.user, c.password)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -110,7 +135,11 @@ func call(ctx context.Context, method, u string, v any) error {
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<10))
-		return fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(b)))
+		err := fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(b)))
+		if resp.StatusCode == http.StatusUnauthorized && c.user == "" {
+			err = fmt.Errorf("%w (the admin listener has admin.basic_auth: give -user NAME, the password in %s)", err, PasswordVar)
+		}
+		return err
 	}
 	if v == nil {
 		return nil
